@@ -1,0 +1,128 @@
+//! The context a handler runs with: the ports, the loaded configuration, and per-instance
+//! caches. Built once per worker (native), per isolate (Cloudflare) or per request (Spin).
+
+use std::rc::Rc;
+
+use crate::crypto::base64url_decode;
+use crate::ports::{Background, Clock, ConfigSource, HttpClient, Random, SqlStore};
+use crate::tokens::KeyCache;
+
+/// Which deployment this is. Only `Production` hides internal error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+/// Configuration read once from a [`ConfigSource`]. Variable names follow upstream's.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `STACK_SERVER_SECRET`: the root of access-token key derivation. Must decode as base64url.
+    pub server_secret: String,
+    /// `STACK_ACCESS_TOKEN_EXPIRATION_TIME` (default `10min`), in milliseconds.
+    pub access_token_lifetime_ms: i64,
+    /// `NEXT_PUBLIC_STACK_API_URL`: the base of the access-token issuer.
+    pub api_url: String,
+    /// `STACK_ENVIRONMENT`: `development`, `test` or `production` (default).
+    pub environment: Environment,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// The one configuration loader, shared by every runtime.
+    pub fn load(source: &dyn ConfigSource) -> Result<Config, ConfigError> {
+        let server_secret = source
+            .get("STACK_SERVER_SECRET")
+            .ok_or_else(|| ConfigError("STACK_SERVER_SECRET is not set".into()))?;
+        if server_secret.is_empty() || base64url_decode(&server_secret).is_none() {
+            return Err(ConfigError("STACK_SERVER_SECRET must be base64url".into()));
+        }
+        let lifetime = source
+            .get("STACK_ACCESS_TOKEN_EXPIRATION_TIME")
+            .unwrap_or_else(|| "10min".into());
+        let access_token_lifetime_ms = humantime::parse_duration(&lifetime)
+            .map_err(|e| ConfigError(format!("STACK_ACCESS_TOKEN_EXPIRATION_TIME {lifetime:?}: {e}")))?
+            .as_millis() as i64;
+        if access_token_lifetime_ms < 1000 {
+            return Err(ConfigError("STACK_ACCESS_TOKEN_EXPIRATION_TIME must be at least 1s".into()));
+        }
+        let api_url = source
+            .get("NEXT_PUBLIC_STACK_API_URL")
+            .unwrap_or_else(|| "http://localhost:8102".into())
+            .trim_end_matches('/')
+            .to_string();
+        let environment = match source.get("STACK_ENVIRONMENT").as_deref() {
+            Some("development") => Environment::Development,
+            Some("test") => Environment::Test,
+            Some("production") | None => Environment::Production,
+            Some(other) => return Err(ConfigError(format!("STACK_ENVIRONMENT {other:?} is not development, test or production"))),
+        };
+        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment })
+    }
+
+    pub fn shows_internal_errors(&self) -> bool {
+        self.environment != Environment::Production
+    }
+}
+
+/// Everything a handler may touch. Cheap to clone (all `Rc`), so background work can own one.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Rc<dyn SqlStore>,
+    pub http: Rc<dyn HttpClient>,
+    pub clock: Rc<dyn Clock>,
+    pub random: Rc<dyn Random>,
+    pub background: Rc<dyn Background>,
+    pub config: Rc<Config>,
+    /// Derived signing keys per audience (derivation costs a scalar multiplication).
+    pub keys: Rc<KeyCache>,
+}
+
+impl Context {
+    pub fn new(
+        store: Rc<dyn SqlStore>,
+        http: Rc<dyn HttpClient>,
+        clock: Rc<dyn Clock>,
+        random: Rc<dyn Random>,
+        background: Rc<dyn Background>,
+        config: Config,
+    ) -> Context {
+        let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
+        Context { store, http, clock, random, background, config: Rc::new(config), keys }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    impl ConfigSource for HashMap<&'static str, &'static str> {
+        fn get(&self, key: &str) -> Option<String> {
+            HashMap::get(self, key).map(|s| s.to_string())
+        }
+    }
+
+    #[test]
+    fn loads_defaults_and_rejects_bad_values() {
+        let mut env = HashMap::from([("STACK_SERVER_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQ")]);
+        let config = Config::load(&env).unwrap();
+        assert_eq!(config.access_token_lifetime_ms, 600_000);
+        assert_eq!(config.environment, Environment::Production);
+        env.insert("STACK_ACCESS_TOKEN_EXPIRATION_TIME", "60s");
+        assert_eq!(Config::load(&env).unwrap().access_token_lifetime_ms, 60_000);
+        env.insert("STACK_ACCESS_TOKEN_EXPIRATION_TIME", "soon");
+        assert!(Config::load(&env).is_err());
+        env.insert("STACK_ACCESS_TOKEN_EXPIRATION_TIME", "60s");
+        env.insert("STACK_SERVER_SECRET", "not base64 !!");
+        assert!(Config::load(&env).is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! The one error type of every endpoint, and the KnownError catalogue.
+//!
+//! `ApiError` has the three shapes upstream answers with (contract §0.3): a KnownError
+//! (JSON envelope `{code, details?, error}` plus the `X-Stack-Known-Error` header), a plain
+//! status error (text body), and an internal error (500, details hidden in production).
+//! The codes, statuses and messages below are compared byte for byte by SDKs: change them
+//! only together with the contract.
+
+use serde_json::{json, Value};
+
+use crate::http::{Response, JSON_CONTENT_TYPE};
+
+/// A KnownError: a stable `code`, an HTTP status, a human message and optional details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownError {
+    pub code: &'static str,
+    pub status: u16,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+/// Everything a handler can fail with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    Known(KnownError),
+    /// Upstream's bare `StatusError`: a status and a text body.
+    Status { status: u16, message: String },
+    /// A raw OAuth-library error body (`{"error", "error_description"}`).
+    OAuth { status: u16, error: &'static str, description: String },
+    /// A bug or an infrastructure failure. The text is logged, and shown only outside production.
+    Internal(String),
+}
+
+impl From<KnownError> for ApiError {
+    fn from(e: KnownError) -> Self {
+        ApiError::Known(e)
+    }
+}
+
+impl ApiError {
+    pub fn status(status: u16, message: impl Into<String>) -> Self {
+        ApiError::Status { status, message: message.into() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::Internal(message.into())
+    }
+
+    /// Renders the error as a response. `show_internal` is false in production.
+    pub fn into_response(self, show_internal: bool) -> Response {
+        match self {
+            ApiError::Known(e) => e.into_response(),
+            ApiError::Status { status, message } => crate::http::text(status, &message),
+            ApiError::OAuth { status, error, description } => crate::http::json_with_status(
+                status,
+                &json!({ "error": error, "error_description": description }),
+            ),
+            ApiError::Internal(message) => {
+                tracing::error!(error = %message, "internal error");
+                let body = if show_internal {
+                    format!("Internal error: {message}")
+                } else {
+                    "Something went wrong. Please make sure the data you entered is correct."
+                        .to_string()
+                };
+                crate::http::text(500, &body)
+            }
+        }
+    }
+}
+
+impl KnownError {
+    fn new(code: &'static str, status: u16, message: impl Into<String>, details: Option<Value>) -> Self {
+        KnownError { code, status, message: message.into(), details }
+    }
+
+    pub fn into_response(self) -> Response {
+        // Upstream pretty-prints with two spaces and orders the keys code, details, error.
+        let mut body = serde_json::Map::new();
+        body.insert("code".into(), Value::String(self.code.into()));
+        if let Some(details) = self.details {
+            body.insert("details".into(), details);
+        }
+        body.insert("error".into(), Value::String(self.message));
+        let bytes = serde_json::to_vec_pretty(&Value::Object(body)).expect("JSON value serialises");
+        http::Response::builder()
+            .status(self.status)
+            .header(http::header::CONTENT_TYPE, JSON_CONTENT_TYPE)
+            .header("x-stack-known-error", self.code)
+            .body(bytes)
+            .expect("static response parts are valid")
+    }
+
+    // --- request parsing -------------------------------------------------------------------
+
+    pub fn schema_error(message: String) -> Self {
+        let details = json!({ "message": message });
+        Self::new("SCHEMA_ERROR", 400, message, Some(details))
+    }
+
+    pub fn body_parsing_error(message: &str) -> Self {
+        Self::new("BODY_PARSING_ERROR", 400, message, None)
+    }
+
+    // --- project authentication (contract §0.2) --------------------------------------------
+
+    pub fn project_key_without_access_type() -> Self {
+        Self::new(
+            "PROJECT_KEY_WITHOUT_ACCESS_TYPE",
+            400,
+            "Either an API key or an admin access token was provided, but the x-stack-access-type header is missing. Set it to 'client', 'server', or 'admin' as appropriate.",
+            None,
+        )
+    }
+
+    pub fn invalid_access_type(access_type: &str) -> Self {
+        Self::new(
+            "INVALID_ACCESS_TYPE",
+            400,
+            format!("The x-stack-access-type header must be 'client', 'server', or 'admin', but was '{access_type}'."),
+            Some(json!({ "accessType": access_type })),
+        )
+    }
+
+    pub fn access_type_without_project_id(access_type: &str) -> Self {
+        Self::new(
+            "ACCESS_TYPE_WITHOUT_PROJECT_ID",
+            400,
+            format!("The x-stack-access-type header was '{access_type}', but the x-stack-project-id header was not provided.\n\nFor more information, see the docs on REST API authentication: https://docs.stack-auth.com/rest-api/overview#authentication"),
+            Some(json!({ "request_type": access_type })),
+        )
+    }
+
+    pub fn access_type_required() -> Self {
+        Self::new(
+            "ACCESS_TYPE_REQUIRED",
+            400,
+            "You must specify an access level for this Stack project. Make sure project API keys are provided (eg. x-stack-publishable-client-key) and you set the x-stack-access-type header to 'client', 'server', or 'admin'.\n\nFor more information, see the docs on REST API authentication: https://docs.stack-auth.com/rest-api/overview#authentication",
+            None,
+        )
+    }
+
+    pub fn insufficient_access_type(actual: &str, allowed: &[&str]) -> Self {
+        let list = allowed.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(" or ");
+        Self::new(
+            "INSUFFICIENT_ACCESS_TYPE",
+            401,
+            format!("The x-stack-access-type header must be {list}, but was '{actual}'."),
+            Some(json!({ "actual_access_type": actual, "allowed_access_types": allowed })),
+        )
+    }
+
+    pub fn invalid_publishable_client_key(project_id: &str) -> Self {
+        Self::new(
+            "INVALID_PUBLISHABLE_CLIENT_KEY",
+            401,
+            format!("The publishable key is not valid for the project {}. Does the project and/or the key exist?", json!(project_id)),
+            Some(json!({ "project_id": project_id })),
+        )
+    }
+
+    pub fn publishable_client_key_required_for_project(project_id: &str) -> Self {
+        Self::new(
+            "PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT",
+            401,
+            "Publishable client keys are required for this project. Create one in Project Keys, or disable this requirement there to allow keyless client access.",
+            Some(json!({ "project_id": project_id })),
+        )
+    }
+
+    pub fn server_authentication_required() -> Self {
+        Self::new("SERVER_AUTHENTICATION_REQUIRED", 401, "The secret server key must be provided.", None)
+    }
+
+    pub fn invalid_secret_server_key(project_id: &str) -> Self {
+        Self::new(
+            "INVALID_SECRET_SERVER_KEY",
+            401,
+            format!("The secret server key is not valid for the project {}. Does the project and/or the key exist?", json!(project_id)),
+            Some(json!({ "project_id": project_id })),
+        )
+    }
+
+    pub fn admin_authentication_required() -> Self {
+        Self::new("ADMIN_AUTHENTICATION_REQUIRED", 401, "The super secret admin key must be provided.", None)
+    }
+
+    pub fn invalid_super_secret_admin_key(project_id: &str) -> Self {
+        Self::new(
+            "INVALID_SUPER_SECRET_ADMIN_KEY",
+            401,
+            format!("The super secret admin key is not valid for the project {}. Does the project and/or the key exist?", json!(project_id)),
+            Some(json!({ "project_id": project_id })),
+        )
+    }
+
+    pub fn current_project_not_found(project_id: &str) -> Self {
+        Self::new(
+            "CURRENT_PROJECT_NOT_FOUND",
+            400,
+            format!("The current project with ID {project_id} was not found. Please check the value of the x-stack-project-id header."),
+            Some(json!({ "project_id": project_id })),
+        )
+    }
+
+    pub fn branch_does_not_exist(branch_id: &str) -> Self {
+        Self::new(
+            "BRANCH_DOES_NOT_EXIST",
+            400,
+            format!("The branch with ID {branch_id} does not exist."),
+            Some(json!({ "branch_id": branch_id })),
+        )
+    }
+
+    // --- access tokens ---------------------------------------------------------------------
+
+    pub fn unparsable_access_token() -> Self {
+        Self::new("UNPARSABLE_ACCESS_TOKEN", 401, "Access token is not parsable.", None)
+    }
+
+    /// `expired_at_millis` is null when unknown. `extra` adds upstream's
+    /// `{project_id, user_id, refresh_token_id}` details where it has them.
+    pub fn access_token_expired(expired_at_millis: Option<i64>, extra: Option<(String, String, Option<String>)>) -> Self {
+        let suffix = expired_at_millis
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| format!(" (The access token expired at {}.)", t.format("%Y-%m-%dT%H:%M:%S%.3fZ")))
+            .unwrap_or_default();
+        let mut details = json!({ "expired_at_millis": expired_at_millis });
+        let (project_id, user_id, refresh_token_id) = match extra {
+            Some((p, u, r)) => (Value::from(p), Value::from(u), r.map(Value::from).unwrap_or(Value::Null)),
+            None => (Value::Null, Value::Null, Value::Null),
+        };
+        details["project_id"] = project_id;
+        details["user_id"] = user_id;
+        details["refresh_token_id"] = refresh_token_id;
+        Self::new(
+            "ACCESS_TOKEN_EXPIRED",
+            401,
+            format!("Access token has expired. Please refresh it and try again.{suffix}"),
+            Some(details),
+        )
+    }
+
+    pub fn invalid_project_for_access_token(expected: &str, actual: &str) -> Self {
+        Self::new(
+            "INVALID_PROJECT_FOR_ACCESS_TOKEN",
+            401,
+            format!("Access token not valid for this project. Expected project ID {}, but the token is for project ID {}.", json!(expected), json!(actual)),
+            Some(json!({ "expected_project_id": expected, "actual_project_id": actual })),
+        )
+    }
+
+    pub fn anonymous_authentication_not_allowed() -> Self {
+        Self::new(
+            "ANONYMOUS_AUTHENTICATION_NOT_ALLOWED",
+            401,
+            "X-Stack-Access-Token is for an anonymous user, but anonymous users are not enabled. Set the X-Stack-Allow-Anonymous-User header of this request to 'true' to allow anonymous users.",
+            None,
+        )
+    }
+
+    pub fn restricted_user_not_allowed(reason: &Value) -> Self {
+        let kind = reason.get("type").and_then(Value::as_str).unwrap_or("unknown");
+        Self::new(
+            "RESTRICTED_USER_NOT_ALLOWED",
+            403,
+            format!("The user in the access token is in restricted state. Reason: {kind}. Please pass the X-Stack-Allow-Restricted-User header if this is intended."),
+            Some(json!({ "restricted_reason": reason })),
+        )
+    }
+
+    pub fn user_authentication_required() -> Self {
+        Self::new("USER_AUTHENTICATION_REQUIRED", 401, "User authentication required for this endpoint.", None)
+    }
+
+    pub fn cannot_get_own_user_without_user() -> Self {
+        Self::new(
+            "CANNOT_GET_OWN_USER_WITHOUT_USER",
+            400,
+            "You have specified 'me' as a userId, but did not provide authentication for a user.",
+            None,
+        )
+    }
+
+    // --- sessions and users ----------------------------------------------------------------
+
+    pub fn refresh_token_not_found_or_expired() -> Self {
+        Self::new(
+            "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED",
+            401,
+            "Refresh token not found for this project, or the session has expired/been revoked.",
+            None,
+        )
+    }
+
+    pub fn cannot_delete_current_session() -> Self {
+        Self::new("CANNOT_DELETE_CURRENT_SESSION", 400, "Cannot delete the current session.", None)
+    }
+
+    pub fn user_id_does_not_exist(user_id: &str) -> Self {
+        Self::new(
+            "USER_ID_DOES_NOT_EXIST",
+            400,
+            format!("The given user with the ID {user_id} does not exist."),
+            Some(json!({ "user_id": user_id })),
+        )
+    }
+
+    pub fn user_not_found() -> Self {
+        Self::new("USER_NOT_FOUND", 404, "User not found.", None)
+    }
+
+    pub fn invalid_oauth_client_id_or_secret(client_id: Option<&str>) -> Self {
+        Self::new(
+            "INVALID_OAUTH_CLIENT_ID_OR_SECRET",
+            400,
+            "The OAuth client ID or secret is invalid. The client ID must be equal to the project ID (potentially with a hash and a branch ID), and the client secret must be a publishable client key.",
+            Some(json!({ "client_id": client_id })),
+        )
+    }
+
+    pub fn invalid_scope(scope: &str) -> Self {
+        Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_error_envelope_matches_upstream() {
+        let res = KnownError::refresh_token_not_found_or_expired().into_response();
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.headers()["x-stack-known-error"], "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
+        assert_eq!(res.headers()["content-type"], JSON_CONTENT_TYPE);
+        let body = String::from_utf8(res.into_body()).unwrap();
+        assert_eq!(
+            body,
+            "{\n  \"code\": \"REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED\",\n  \"error\": \"Refresh token not found for this project, or the session has expired/been revoked.\"\n}"
+        );
+    }
+
+    #[test]
+    fn details_come_between_code_and_error() {
+        let res = KnownError::insufficient_access_type("client", &["server", "admin"]).into_response();
+        let body = String::from_utf8(res.into_body()).unwrap();
+        let code = body.find("\"code\"").unwrap();
+        let details = body.find("\"details\"").unwrap();
+        let error = body.find("\"error\"").unwrap();
+        assert!(code < details && details < error, "{body}");
+        assert!(body.contains("The x-stack-access-type header must be 'server' or 'admin', but was 'client'."));
+    }
+
+    #[test]
+    fn internal_errors_hide_text_in_production() {
+        let res = ApiError::internal("db exploded at /secret/path").into_response(false);
+        assert_eq!(res.status(), 500);
+        assert!(!String::from_utf8(res.into_body()).unwrap().contains("secret"));
+    }
+}

@@ -1,0 +1,75 @@
+//! HTTP types shared by every function and runtime, and small helpers to build responses.
+//!
+//! Requests and responses are plain `http` crate values with the body fully buffered: the
+//! endpoints we serve take and return small JSON bodies, and every runtime (hyper, workerd,
+//! wasi:http) can hand us a buffered body cheaply.
+
+use serde::Serialize;
+
+pub type Request = http::Request<Vec<u8>>;
+pub type Response = http::Response<Vec<u8>>;
+
+pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// A 200 response with `value` serialised as JSON.
+pub fn json<T: Serialize>(value: &T) -> Response {
+    json_with_status(200, value)
+}
+
+pub fn json_with_status<T: Serialize>(status: u16, value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("serialising a response value cannot fail");
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, JSON_CONTENT_TYPE)
+        .body(body)
+        .expect("static response parts are valid")
+}
+
+/// A plain-text response (upstream's bare `StatusError`).
+pub fn text(status: u16, message: &str) -> Response {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, TEXT_CONTENT_TYPE)
+        .body(message.as_bytes().to_vec())
+        .expect("static response parts are valid")
+}
+
+/// The `{"success": true}` body of endpoints whose upstream body type is "success".
+pub fn success() -> Response {
+    json(&serde_json::json!({ "success": true }))
+}
+
+/// A header's value as text; `None` when absent or not valid UTF-8. Names are case-insensitive.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The decoded query-string pairs of a request, in order.
+pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first value of query parameter `name`.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    query_pairs(req)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// The request path with the `/api/latest` alias mapped onto `/api/v1`, as upstream's router does.
+pub fn canonical_path(req: &Request) -> String {
+    let path = req.uri().path();
+    match path.strip_prefix("/api/latest") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/api/v1{rest}"),
+        _ => path.to_string(),
+    }
+}

@@ -1,0 +1,27 @@
+//! Stack Edge's common crate.
+//!
+//! Everything a function needs that is not tied to a runtime lives here: the HTTP contract
+//! (request/response types, the KnownError envelope, schema validation), request
+//! authentication, access-token signing and verification, the SQL schema and its migrations,
+//! and the ports (traits) through which domain code reaches the outside world.
+//!
+//! Adapters that implement the ports for a runtime live in [`adapters`], each behind a cargo
+//! feature, so a wasm build never links rusqlite, reqwest or tokio.
+
+pub mod adapters;
+pub mod auth;
+pub mod context;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod migrations;
+pub mod ports;
+pub mod projects;
+pub mod sessions;
+pub mod tokens;
+pub mod users;
+pub mod validate;
+
+pub use context::Context;
+pub use error::{ApiError, KnownError};
+pub use http::{Request, Response};

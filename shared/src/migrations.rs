@@ -1,0 +1,40 @@
+//! The one migration path. The SQL files in `shared/migrations/` are applied in order by every
+//! runtime: natively by [`migrate`], on Cloudflare by `wrangler d1 migrations apply` (which
+//! reads the same folder). Both record applied files in `d1_migrations`, so a database
+//! migrated by either is recognised by the other.
+
+use crate::ports::{SqlStore, StoreError};
+
+/// (file name, SQL) in apply order. Add a file here and in `shared/migrations/` together.
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT UNIQUE,
+  applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL
+)";
+
+/// Applies every migration not yet recorded. Returns the names applied now.
+pub async fn migrate(store: &dyn SqlStore) -> Result<Vec<&'static str>, StoreError> {
+    store.execute_script(CREATE_LEDGER).await?;
+    let applied: Vec<String> = store
+        .query("SELECT name FROM d1_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.text("name"))
+        .collect::<Result<_, _>>()?;
+    let mut now_applied = Vec::new();
+    for (name, sql) in MIGRATIONS {
+        if applied.iter().any(|a| a == name) {
+            continue;
+        }
+        // The script and its ledger row are one transaction: a script that fails leaves no
+        // row, so the next start retries it. SQLite DDL is transactional. `name` is one of our
+        // own constants, never input.
+        store
+            .execute_script(&format!("BEGIN;\n{sql}\nINSERT INTO d1_migrations (name) VALUES ('{name}');\nCOMMIT;"))
+            .await?;
+        now_applied.push(*name);
+    }
+    Ok(now_applied)
+}

@@ -1,0 +1,184 @@
+//! Ports: the traits through which domain code reaches the outside world.
+//!
+//! Each runtime provides one adapter per port (see [`crate::adapters`]). Futures here are not
+//! `Send`: wasm runtimes are single-threaded, and the native host runs handlers on a
+//! current-thread runtime per worker instead of forcing `Send` onto the domain code.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+
+// --- SQL store ------------------------------------------------------------------------------
+
+/// A SQL value in the portable dialect: integers (millisecond timestamps, booleans as 0/1),
+/// text (ids, JSON), nulls. Reals and blobs are not used by the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Text(String),
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Integer(v)
+    }
+}
+impl From<bool> for SqlValue {
+    fn from(v: bool) -> Self {
+        SqlValue::Integer(v as i64)
+    }
+}
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> Self {
+        SqlValue::Text(v.to_string())
+    }
+}
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(v)
+    }
+}
+impl From<&String> for SqlValue {
+    fn from(v: &String) -> Self {
+        SqlValue::Text(v.clone())
+    }
+}
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(SqlValue::Null)
+    }
+}
+
+/// One result row: column names with their values, in select order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlRow {
+    pub columns: Vec<(String, SqlValue)>,
+}
+
+impl SqlRow {
+    fn value(&self, name: &str) -> Result<&SqlValue, StoreError> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| StoreError::Decode(format!("no column {name}")))
+    }
+
+    pub fn text(&self, name: &str) -> Result<String, StoreError> {
+        match self.value(name)? {
+            SqlValue::Text(s) => Ok(s.clone()),
+            other => Err(StoreError::Decode(format!("column {name}: expected text, got {other:?}"))),
+        }
+    }
+
+    pub fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        match self.value(name)? {
+            SqlValue::Null => Ok(None),
+            _ => self.text(name).map(Some),
+        }
+    }
+
+    pub fn int(&self, name: &str) -> Result<i64, StoreError> {
+        match self.value(name)? {
+            SqlValue::Integer(i) => Ok(*i),
+            other => Err(StoreError::Decode(format!("column {name}: expected integer, got {other:?}"))),
+        }
+    }
+
+    pub fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        match self.value(name)? {
+            SqlValue::Null => Ok(None),
+            _ => self.int(name).map(Some),
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.int(name)? != 0)
+    }
+}
+
+/// One statement of a batch.
+#[derive(Debug, Clone)]
+pub struct Statement {
+    pub sql: &'static str,
+    pub params: Vec<SqlValue>,
+}
+
+impl Statement {
+    pub fn new(sql: &'static str, params: Vec<SqlValue>) -> Self {
+        Statement { sql, params }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// A UNIQUE or PRIMARY KEY constraint refused the write.
+    #[error("constraint violation: {0}")]
+    Constraint(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("could not decode row: {0}")]
+    Decode(String),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// The primary SQL store (SQLite today, D1 on Cloudflare). Statements use `?` placeholders.
+#[async_trait(?Send)]
+pub trait SqlStore {
+    /// Runs a read and returns its rows.
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError>;
+    /// Runs statements atomically, in order, in one transaction. Returns the number of rows each
+    /// statement changed. Conditional writes report 0 instead of failing, so callers decide.
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError>;
+    /// Runs one write and returns the number of rows it changed.
+    async fn execute(&self, sql: &'static str, params: Vec<SqlValue>) -> Result<u64, StoreError> {
+        let changed = self.batch(&[Statement::new(sql, params)]).await?;
+        Ok(changed.first().copied().unwrap_or(0))
+    }
+    /// Runs a whole SQL script (migrations). Not for user input.
+    async fn execute_script(&self, sql: &str) -> Result<(), StoreError>;
+}
+
+// --- clock and randomness -------------------------------------------------------------------
+
+pub trait Clock {
+    /// Milliseconds since the Unix epoch.
+    fn now_millis(&self) -> i64;
+}
+
+pub trait Random {
+    /// Fills `buf` with cryptographically secure random bytes.
+    fn fill(&self, buf: &mut [u8]);
+}
+
+// --- outbound HTTP --------------------------------------------------------------------------
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("outbound HTTP failed: {0}")]
+pub struct HttpError(pub String);
+
+#[async_trait(?Send)]
+pub trait HttpClient {
+    async fn send(&self, request: crate::http::Request) -> Result<crate::http::Response, HttpError>;
+}
+
+// --- background work ------------------------------------------------------------------------
+
+pub type LocalFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
+
+/// Work that runs after the response is sent (Cloudflare's `wait_until`, a local task natively).
+/// Runtimes finish pending work before they shut down.
+pub trait Background {
+    fn spawn(&self, work: LocalFuture);
+}
+
+// --- configuration --------------------------------------------------------------------------
+
+/// Where configuration values come from: process environment, worker vars and secrets, Spin
+/// variables. [`crate::context::Config::load`] is the one loader on top of it.
+pub trait ConfigSource {
+    fn get(&self, key: &str) -> Option<String>;
+}

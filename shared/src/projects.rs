@@ -1,0 +1,121 @@
+//! Projects, their branches (tenancies) and key sets: creation for the internal endpoint, the
+//! companion CLI and first-start seeding. Keys are returned once, at creation, and stored only
+//! as hashes.
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::crypto::{hash_secret, new_api_key, new_uuid};
+use crate::ports::{SqlValue, Statement, StoreError};
+
+/// The project every deployment has; its admin key authorises project creation.
+pub const INTERNAL_PROJECT_ID: &str = "internal";
+
+/// Key sets created without an explicit expiry last this long (100 years).
+const DEFAULT_KEY_LIFETIME_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// A new project and its first key set, with the keys in plaintext (shown once).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CreatedProject {
+    pub project_id: String,
+    pub display_name: String,
+    pub publishable_client_key: String,
+    pub secret_server_key: String,
+    pub super_secret_admin_key: String,
+}
+
+pub struct NewProject<'a> {
+    pub display_name: &'a str,
+    pub require_publishable_client_key: bool,
+}
+
+/// Creates a project with a `main` branch and one key set holding all three keys.
+pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<CreatedProject, StoreError> {
+    let random = ctx.random.as_ref();
+    let project_id = new_uuid(random);
+    let now = ctx.now();
+    let created = CreatedProject {
+        project_id: project_id.clone(),
+        display_name: new.display_name.to_string(),
+        publishable_client_key: new_api_key(random, "pck"),
+        secret_server_key: new_api_key(random, "ssk"),
+        super_secret_admin_key: new_api_key(random, "sak"),
+    };
+    let key_set = KeySetHashes {
+        publishable_client_key: Some(hash_secret(&created.publishable_client_key)),
+        secret_server_key: Some(hash_secret(&created.secret_server_key)),
+        super_secret_admin_key: Some(hash_secret(&created.super_secret_admin_key)),
+    };
+    let mut statements = project_statements(ctx, &project_id, new.display_name, new.require_publishable_client_key, now);
+    statements.push(key_set_statement(ctx, &project_id, "Created with the project", &key_set, now));
+    ctx.store.batch(&statements).await?;
+    Ok(created)
+}
+
+/// Makes sure the internal project exists and accepts `admin_key` as its admin key. Idempotent;
+/// used at start-up with a key from configuration.
+pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(), StoreError> {
+    let now = ctx.now();
+    let exists = !ctx
+        .store
+        .query("SELECT id FROM projects WHERE id = ?", &[SqlValue::from(INTERNAL_PROJECT_ID)])
+        .await?
+        .is_empty();
+    let mut statements = Vec::new();
+    if !exists {
+        statements.extend(project_statements(ctx, INTERNAL_PROJECT_ID, "Stack Dashboard", false, now));
+    }
+    let hash = hash_secret(admin_key);
+    let known = !ctx
+        .store
+        .query(
+            "SELECT id FROM api_key_sets WHERE project_id = ? AND super_secret_admin_key_hash = ?",
+            &[SqlValue::from(INTERNAL_PROJECT_ID), SqlValue::from(&hash)],
+        )
+        .await?
+        .is_empty();
+    if !known {
+        let hashes = KeySetHashes { publishable_client_key: None, secret_server_key: None, super_secret_admin_key: Some(hash) };
+        statements.push(key_set_statement(ctx, INTERNAL_PROJECT_ID, "Internal admin key from configuration", &hashes, now));
+    }
+    if !statements.is_empty() {
+        ctx.store.batch(&statements).await?;
+    }
+    Ok(())
+}
+
+struct KeySetHashes {
+    publishable_client_key: Option<String>,
+    secret_server_key: Option<String>,
+    super_secret_admin_key: Option<String>,
+}
+
+fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, now: i64) -> Vec<Statement> {
+    vec![
+        Statement::new(
+            "INSERT INTO projects (id, display_name, require_publishable_client_key, created_at) VALUES (?, ?, ?, ?)",
+            vec![id.into(), name.into(), require_key.into(), now.into()],
+        ),
+        Statement::new(
+            "INSERT INTO tenancies (id, project_id, branch_id, created_at) VALUES (?, ?, 'main', ?)",
+            vec![new_uuid(ctx.random.as_ref()).into(), id.into(), now.into()],
+        ),
+    ]
+}
+
+fn key_set_statement(ctx: &Context, project_id: &str, description: &str, keys: &KeySetHashes, now: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO api_key_sets (id, project_id, description, publishable_client_key_hash, secret_server_key_hash, \
+         super_secret_admin_key_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            new_uuid(ctx.random.as_ref()).into(),
+            project_id.into(),
+            description.into(),
+            keys.publishable_client_key.clone().into(),
+            keys.secret_server_key.clone().into(),
+            keys.super_secret_admin_key.clone().into(),
+            now.into(),
+            (now + DEFAULT_KEY_LIFETIME_MS).into(),
+        ],
+    )
+}

@@ -1,0 +1,153 @@
+//! Users of a tenancy: the stored row, its JSON form, creation and deletion.
+//!
+//! Only what sessions need is modelled (display name, primary email, anonymous and
+//! restricted state); sign-up flows are outside this slice of the backend.
+
+use serde_json::{json, Value};
+
+use crate::auth::Tenancy;
+use crate::context::Context;
+use crate::crypto::new_uuid;
+use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
+use crate::sessions;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub primary_email: Option<String>,
+    pub primary_email_verified: bool,
+    pub is_anonymous: bool,
+    pub restricted_by_admin: bool,
+    pub requires_totp_mfa: bool,
+    pub selected_team_id: Option<String>,
+    pub signed_up_at: i64,
+    pub last_active_at: i64,
+}
+
+/// The columns [`User::from_row`] reads, for use in SELECT lists (`u.` aliased).
+pub const USER_COLUMNS: &str = "u.id AS user_id, u.display_name, u.primary_email, u.primary_email_verified, \
+     u.is_anonymous, u.restricted_by_admin, u.requires_totp_mfa, u.selected_team_id, u.signed_up_at, u.last_active_at AS user_last_active_at";
+
+impl User {
+    pub fn from_row(row: &SqlRow) -> Result<User, StoreError> {
+        Ok(User {
+            id: row.text("user_id")?,
+            display_name: row.opt_text("display_name")?,
+            primary_email: row.opt_text("primary_email")?,
+            primary_email_verified: row.bool("primary_email_verified")?,
+            is_anonymous: row.bool("is_anonymous")?,
+            restricted_by_admin: row.bool("restricted_by_admin")?,
+            requires_totp_mfa: row.bool("requires_totp_mfa")?,
+            selected_team_id: row.opt_text("selected_team_id")?,
+            signed_up_at: row.int("signed_up_at")?,
+            last_active_at: row.int("user_last_active_at")?,
+        })
+    }
+
+    /// Anonymous users are restricted; so are users an administrator restricted.
+    pub fn is_restricted(&self) -> bool {
+        self.is_anonymous || self.restricted_by_admin
+    }
+
+    pub fn restricted_reason(&self) -> Option<Value> {
+        if self.is_anonymous {
+            Some(json!({ "type": "anonymous" }))
+        } else if self.restricted_by_admin {
+            Some(json!({ "type": "restricted_by_administrator" }))
+        } else {
+            None
+        }
+    }
+
+    /// The server-side user JSON (a subset of upstream's users CRUD read).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "display_name": self.display_name,
+            "primary_email": self.primary_email,
+            "primary_email_verified": self.primary_email_verified,
+            "selected_team_id": self.selected_team_id,
+            "signed_up_at_millis": self.signed_up_at,
+            "last_active_at_millis": self.last_active_at,
+            "is_anonymous": self.is_anonymous,
+            "is_restricted": self.is_restricted(),
+            "restricted_reason": self.restricted_reason(),
+            "requires_totp_mfa": self.requires_totp_mfa,
+        })
+    }
+}
+
+/// What a server may set when it creates a user.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub display_name: Option<String>,
+    pub primary_email: Option<String>,
+    pub primary_email_verified: bool,
+    pub is_anonymous: bool,
+    pub restricted_by_admin: bool,
+}
+
+pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Result<User, StoreError> {
+    let now = ctx.now();
+    let user = User {
+        id: new_uuid(ctx.random.as_ref()),
+        display_name: new.display_name,
+        primary_email: new.primary_email,
+        primary_email_verified: new.primary_email_verified,
+        is_anonymous: new.is_anonymous,
+        restricted_by_admin: new.restricted_by_admin,
+        requires_totp_mfa: false,
+        selected_team_id: None,
+        signed_up_at: now,
+        last_active_at: now,
+    };
+    ctx.store
+        .execute(
+            "INSERT INTO users (tenancy_id, id, display_name, primary_email, primary_email_verified, is_anonymous, \
+             restricted_by_admin, requires_totp_mfa, selected_team_id, signed_up_at, last_active_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                tenancy.id.clone().into(),
+                user.id.clone().into(),
+                user.display_name.clone().into(),
+                user.primary_email.clone().into(),
+                user.primary_email_verified.into(),
+                user.is_anonymous.into(),
+                user.restricted_by_admin.into(),
+                user.requires_totp_mfa.into(),
+                user.selected_team_id.clone().into(),
+                user.signed_up_at.into(),
+                user.last_active_at.into(),
+            ],
+        )
+        .await?;
+    Ok(user)
+}
+
+pub async fn get_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND u.id = ?");
+    let rows = ctx.store.query(&sql, &[SqlValue::from(tenancy_id), SqlValue::from(user_id)]).await?;
+    rows.first().map(User::from_row).transpose()
+}
+
+/// Deletes a user and ends all of its sessions (each recorded in `deleted_rows`), atomically.
+/// Returns false when the user did not exist.
+pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<bool, StoreError> {
+    let now = ctx.now();
+    let changed = ctx
+        .store
+        .batch(&[
+            Statement::new(
+                sessions::AUDIT_USER_SESSIONS_SQL,
+                vec![now.into(), tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new("DELETE FROM users WHERE tenancy_id = ? AND id = ?", vec![tenancy_id.into(), user_id.into()]),
+        ])
+        .await?;
+    Ok(changed[2] == 1)
+}
