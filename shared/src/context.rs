@@ -45,10 +45,16 @@ impl Config {
             .get("STACK_ACCESS_TOKEN_EXPIRATION_TIME")
             .unwrap_or_else(|| "10min".into());
         let access_token_lifetime_ms = humantime::parse_duration(&lifetime)
-            .map_err(|e| ConfigError(format!("STACK_ACCESS_TOKEN_EXPIRATION_TIME {lifetime:?}: {e}")))?
+            .map_err(|e| {
+                ConfigError(format!(
+                    "STACK_ACCESS_TOKEN_EXPIRATION_TIME {lifetime:?}: {e}"
+                ))
+            })?
             .as_millis() as i64;
         if access_token_lifetime_ms < 1000 {
-            return Err(ConfigError("STACK_ACCESS_TOKEN_EXPIRATION_TIME must be at least 1s".into()));
+            return Err(ConfigError(
+                "STACK_ACCESS_TOKEN_EXPIRATION_TIME must be at least 1s".into(),
+            ));
         }
         let api_url = source
             .get("NEXT_PUBLIC_STACK_API_URL")
@@ -59,9 +65,18 @@ impl Config {
             Some("development") => Environment::Development,
             Some("test") => Environment::Test,
             Some("production") | None => Environment::Production,
-            Some(other) => return Err(ConfigError(format!("STACK_ENVIRONMENT {other:?} is not development, test or production"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "STACK_ENVIRONMENT {other:?} is not development, test or production"
+                )))
+            }
         };
-        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment })
+        Ok(Config {
+            server_secret,
+            access_token_lifetime_ms,
+            api_url,
+            environment,
+        })
     }
 
     pub fn shows_internal_errors(&self) -> bool {
@@ -92,7 +107,15 @@ impl Context {
         config: Config,
     ) -> Context {
         let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
-        Context { store, http, clock, random, background, config: Rc::new(config), keys }
+        Context {
+            store,
+            http,
+            clock,
+            random,
+            background,
+            config: Rc::new(config),
+            keys,
+        }
     }
 
     pub fn now(&self) -> i64 {

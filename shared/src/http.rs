@@ -67,7 +67,11 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
 
 /// The request path with the `/api/latest` alias mapped onto `/api/v1`, as upstream's router does.
 pub fn canonical_path(req: &Request) -> String {
-    let path = req.uri().path();
+    canonicalize(req.uri().path())
+}
+
+/// [`canonical_path`] for a bare path.
+pub fn canonicalize(path: &str) -> String {
     match path.strip_prefix("/api/latest") {
         Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/api/v1{rest}"),
         _ => path.to_string(),

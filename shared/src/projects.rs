@@ -2,7 +2,7 @@
 //! companion CLI and first-start seeding. Keys are returned once, at creation, and stored only
 //! as hashes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::crypto::{hash_secret, new_api_key, new_uuid};
@@ -15,7 +15,7 @@ pub const INTERNAL_PROJECT_ID: &str = "internal";
 const DEFAULT_KEY_LIFETIME_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
 /// A new project and its first key set, with the keys in plaintext (shown once).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CreatedProject {
     pub project_id: String,
     pub display_name: String,
@@ -30,7 +30,10 @@ pub struct NewProject<'a> {
 }
 
 /// Creates a project with a `main` branch and one key set holding all three keys.
-pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<CreatedProject, StoreError> {
+pub async fn create_project(
+    ctx: &Context,
+    new: NewProject<'_>,
+) -> Result<CreatedProject, StoreError> {
     let random = ctx.random.as_ref();
     let project_id = new_uuid(random);
     let now = ctx.now();
@@ -46,8 +49,20 @@ pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<Create
         secret_server_key: Some(hash_secret(&created.secret_server_key)),
         super_secret_admin_key: Some(hash_secret(&created.super_secret_admin_key)),
     };
-    let mut statements = project_statements(ctx, &project_id, new.display_name, new.require_publishable_client_key, now);
-    statements.push(key_set_statement(ctx, &project_id, "Created with the project", &key_set, now));
+    let mut statements = project_statements(
+        ctx,
+        &project_id,
+        new.display_name,
+        new.require_publishable_client_key,
+        now,
+    );
+    statements.push(key_set_statement(
+        ctx,
+        &project_id,
+        "Created with the project",
+        &key_set,
+        now,
+    ));
     ctx.store.batch(&statements).await?;
     Ok(created)
 }
@@ -58,12 +73,21 @@ pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(
     let now = ctx.now();
     let exists = !ctx
         .store
-        .query("SELECT id FROM projects WHERE id = ?", &[SqlValue::from(INTERNAL_PROJECT_ID)])
+        .query(
+            "SELECT id FROM projects WHERE id = ?",
+            &[SqlValue::from(INTERNAL_PROJECT_ID)],
+        )
         .await?
         .is_empty();
     let mut statements = Vec::new();
     if !exists {
-        statements.extend(project_statements(ctx, INTERNAL_PROJECT_ID, "Stack Dashboard", false, now));
+        statements.extend(project_statements(
+            ctx,
+            INTERNAL_PROJECT_ID,
+            "Stack Dashboard",
+            false,
+            now,
+        ));
     }
     let hash = hash_secret(admin_key);
     let known = !ctx
@@ -75,8 +99,18 @@ pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(
         .await?
         .is_empty();
     if !known {
-        let hashes = KeySetHashes { publishable_client_key: None, secret_server_key: None, super_secret_admin_key: Some(hash) };
-        statements.push(key_set_statement(ctx, INTERNAL_PROJECT_ID, "Internal admin key from configuration", &hashes, now));
+        let hashes = KeySetHashes {
+            publishable_client_key: None,
+            secret_server_key: None,
+            super_secret_admin_key: Some(hash),
+        };
+        statements.push(key_set_statement(
+            ctx,
+            INTERNAL_PROJECT_ID,
+            "Internal admin key from configuration",
+            &hashes,
+            now,
+        ));
     }
     if !statements.is_empty() {
         ctx.store.batch(&statements).await?;
@@ -90,7 +124,13 @@ struct KeySetHashes {
     super_secret_admin_key: Option<String>,
 }
 
-fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, now: i64) -> Vec<Statement> {
+fn project_statements(
+    ctx: &Context,
+    id: &str,
+    name: &str,
+    require_key: bool,
+    now: i64,
+) -> Vec<Statement> {
     vec![
         Statement::new(
             "INSERT INTO projects (id, display_name, require_publishable_client_key, created_at) VALUES (?, ?, ?, ?)",
@@ -103,7 +143,13 @@ fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, no
     ]
 }
 
-fn key_set_statement(ctx: &Context, project_id: &str, description: &str, keys: &KeySetHashes, now: i64) -> Statement {
+fn key_set_statement(
+    ctx: &Context,
+    project_id: &str,
+    description: &str,
+    keys: &KeySetHashes,
+    now: i64,
+) -> Statement {
     Statement::new(
         "INSERT INTO api_key_sets (id, project_id, description, publishable_client_key_hash, secret_server_key_hash, \
          super_secret_admin_key_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

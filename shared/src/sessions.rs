@@ -81,7 +81,10 @@ pub async fn create_session(
     is_impersonation: bool,
 ) -> Result<CreatedSession, StoreError> {
     let now = ctx.now();
-    let created = CreatedSession { id: new_uuid(ctx.random.as_ref()), refresh_token: new_refresh_token(ctx.random.as_ref()) };
+    let created = CreatedSession {
+        id: new_uuid(ctx.random.as_ref()),
+        refresh_token: new_refresh_token(ctx.random.as_ref()),
+    };
     ctx.store
         .execute(
             "INSERT INTO refresh_tokens (tenancy_id, id, user_id, token_hash, created_at, updated_at, last_active_at, \
@@ -116,7 +119,14 @@ pub async fn find_by_refresh_token(
     );
     let rows = ctx
         .store
-        .query(&sql, &[hash_secret(refresh_token).into(), tenancy_id.into(), SqlValue::Integer(ctx.now())])
+        .query(
+            &sql,
+            &[
+                hash_secret(refresh_token).into(),
+                tenancy_id.into(),
+                SqlValue::Integer(ctx.now()),
+            ],
+        )
         .await?;
     match rows.first() {
         None => Ok(None),
@@ -126,7 +136,13 @@ pub async fn find_by_refresh_token(
 
 /// Marks a session and its user active, if the session still exists and has not expired.
 /// Returns false when another request deleted it first: the caller answers 401.
-pub async fn touch(ctx: &Context, tenancy_id: &str, session_id: &str, user_id: &str, ip_info: Option<&Value>) -> Result<bool, StoreError> {
+pub async fn touch(
+    ctx: &Context,
+    tenancy_id: &str,
+    session_id: &str,
+    user_id: &str,
+    ip_info: Option<&Value>,
+) -> Result<bool, StoreError> {
     let now = ctx.now();
     let ip_info = ip_info.map(|v| v.to_string());
     let changed = ctx
@@ -136,12 +152,22 @@ pub async fn touch(ctx: &Context, tenancy_id: &str, session_id: &str, user_id: &
                 "UPDATE refresh_tokens SET last_active_at = ?1, updated_at = ?1, \
                  last_active_ip_info = COALESCE(?2, last_active_ip_info) \
                  WHERE tenancy_id = ?3 AND id = ?4 AND (expires_at IS NULL OR expires_at > ?1)",
-                vec![now.into(), ip_info.into(), tenancy_id.into(), session_id.into()],
+                vec![
+                    now.into(),
+                    ip_info.into(),
+                    tenancy_id.into(),
+                    session_id.into(),
+                ],
             ),
             Statement::new(
                 "UPDATE users SET last_active_at = ?1 WHERE tenancy_id = ?2 AND id = ?3 \
                  AND EXISTS (SELECT 1 FROM refresh_tokens WHERE tenancy_id = ?2 AND id = ?4)",
-                vec![now.into(), tenancy_id.into(), user_id.into(), session_id.into()],
+                vec![
+                    now.into(),
+                    tenancy_id.into(),
+                    user_id.into(),
+                    session_id.into(),
+                ],
             ),
         ])
         .await?;
@@ -154,31 +180,65 @@ pub async fn delete(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result
     let changed = ctx
         .store
         .batch(&[
-            Statement::new(AUDIT_SESSION_SQL, vec![ctx.now().into(), tenancy_id.into(), session_id.into()]),
-            Statement::new("DELETE FROM refresh_tokens WHERE tenancy_id = ? AND id = ?", vec![tenancy_id.into(), session_id.into()]),
+            Statement::new(
+                AUDIT_SESSION_SQL,
+                vec![ctx.now().into(), tenancy_id.into(), session_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND id = ?",
+                vec![tenancy_id.into(), session_id.into()],
+            ),
         ])
         .await?;
     Ok(changed[1] == 1)
 }
 
-pub async fn get(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result<Option<Session>, StoreError> {
-    let sql = format!("SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.id = ?");
-    let rows = ctx.store.query(&sql, &[tenancy_id.into(), session_id.into()]).await?;
+pub async fn get(
+    ctx: &Context,
+    tenancy_id: &str,
+    session_id: &str,
+) -> Result<Option<Session>, StoreError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.id = ?"
+    );
+    let rows = ctx
+        .store
+        .query(&sql, &[tenancy_id.into(), session_id.into()])
+        .await?;
     rows.first().map(Session::from_row).transpose()
 }
 
 /// A user's live sessions, newest first.
-pub async fn list_for_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Vec<Session>, StoreError> {
+pub async fn list_for_user(
+    ctx: &Context,
+    tenancy_id: &str,
+    user_id: &str,
+) -> Result<Vec<Session>, StoreError> {
     let sql = format!(
         "SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.user_id = ? \
          AND (s.expires_at IS NULL OR s.expires_at > ?) ORDER BY s.created_at DESC, s.id DESC"
     );
-    let rows = ctx.store.query(&sql, &[tenancy_id.into(), user_id.into(), SqlValue::Integer(ctx.now())]).await?;
+    let rows = ctx
+        .store
+        .query(
+            &sql,
+            &[
+                tenancy_id.into(),
+                user_id.into(),
+                SqlValue::Integer(ctx.now()),
+            ],
+        )
+        .await?;
     rows.iter().map(Session::from_row).collect()
 }
 
 /// Signs the access token of `session` for `user` (claims of contract §1.4).
-pub fn mint_access_token(ctx: &Context, tenancy: &Tenancy, user: &User, session_id: &str) -> String {
+pub fn mint_access_token(
+    ctx: &Context,
+    tenancy: &Tenancy,
+    user: &User,
+    session_id: &str,
+) -> String {
     let kind = if user.is_anonymous {
         UserKind::Anonymous
     } else if user.is_restricted() {
@@ -204,5 +264,10 @@ pub fn mint_access_token(ctx: &Context, tenancy: &Tenancy, user: &User, session_
         iss: kind.issuer(&ctx.config.api_url, &tenancy.project_id),
         aud: kind.audience(&tenancy.project_id),
     };
-    tokens::sign(&ctx.keys, claims, ctx.now(), ctx.config.access_token_lifetime_ms)
+    tokens::sign(
+        &ctx.keys,
+        claims,
+        ctx.now(),
+        ctx.config.access_token_lifetime_ms,
+    )
 }

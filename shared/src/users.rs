@@ -88,7 +88,11 @@ pub struct NewUser {
     pub restricted_by_admin: bool,
 }
 
-pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Result<User, StoreError> {
+pub async fn create_user(
+    ctx: &Context,
+    tenancy: &Tenancy,
+    new: NewUser,
+) -> Result<User, StoreError> {
     let now = ctx.now();
     let user = User {
         id: new_uuid(ctx.random.as_ref()),
@@ -125,15 +129,26 @@ pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Resu
     Ok(user)
 }
 
-pub async fn get_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
+pub async fn get_user(
+    ctx: &Context,
+    tenancy_id: &str,
+    user_id: &str,
+) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND u.id = ?");
-    let rows = ctx.store.query(&sql, &[SqlValue::from(tenancy_id), SqlValue::from(user_id)]).await?;
+    let rows = ctx
+        .store
+        .query(&sql, &[SqlValue::from(tenancy_id), SqlValue::from(user_id)])
+        .await?;
     rows.first().map(User::from_row).transpose()
 }
 
 /// Deletes a user and ends all of its sessions (each recorded in `deleted_rows`), atomically.
 /// Returns false when the user did not exist.
-pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<bool, StoreError> {
+pub async fn delete_user(
+    ctx: &Context,
+    tenancy_id: &str,
+    user_id: &str,
+) -> Result<bool, StoreError> {
     let now = ctx.now();
     let changed = ctx
         .store
@@ -146,7 +161,10 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),
-            Statement::new("DELETE FROM users WHERE tenancy_id = ? AND id = ?", vec![tenancy_id.into(), user_id.into()]),
+            Statement::new(
+                "DELETE FROM users WHERE tenancy_id = ? AND id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
         ])
         .await?;
     Ok(changed[2] == 1)

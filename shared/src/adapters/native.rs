@@ -18,8 +18,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::http::{Request, Response};
 use crate::ports::{
-    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore, SqlValue, Statement,
-    StoreError,
+    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore,
+    SqlValue, Statement, StoreError,
 };
 
 // --- SQLite -------------------------------------------------------------------------------
@@ -40,7 +40,10 @@ impl SqliteWriter {
         )
         .map_err(to_store_error)?;
         conn.set_prepared_statement_cache_capacity(64);
-        Ok(SqliteWriter { path: path.to_path_buf(), conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteWriter {
+            path: path.to_path_buf(),
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 }
 
@@ -54,12 +57,19 @@ impl SqliteStore {
     pub fn new(writer: &SqliteWriter) -> Result<SqliteStore, StoreError> {
         let reader = Connection::open_with_flags(
             &writer.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(to_store_error)?;
-        reader.execute_batch("PRAGMA busy_timeout = 5000;").map_err(to_store_error)?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(to_store_error)?;
         reader.set_prepared_statement_cache_capacity(64);
-        Ok(SqliteStore { writer: writer.clone(), reader: RefCell::new(reader) })
+        Ok(SqliteStore {
+            writer: writer.clone(),
+            reader: RefCell::new(reader),
+        })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -89,11 +99,16 @@ fn from_sql(v: ValueRef<'_>) -> Result<SqlValue, StoreError> {
 
 fn to_store_error(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
             StoreError::Constraint(e.to_string())
         }
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
         {
             StoreError::Unavailable(e.to_string())
         }
@@ -105,12 +120,17 @@ fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<Sq
     let mut stmt = conn.prepare_cached(sql).map_err(to_store_error)?;
     let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
     let params: Vec<RusqliteValue> = params.iter().map(to_sql).collect();
-    let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(to_store_error)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params))
+        .map_err(to_store_error)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(to_store_error)? {
         let mut columns = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
-            columns.push((name.clone(), from_sql(row.get_ref(i).map_err(to_store_error)?)?));
+            columns.push((
+                name.clone(),
+                from_sql(row.get_ref(i).map_err(to_store_error)?)?,
+            ));
         }
         out.push(SqlRow { columns });
     }
@@ -125,12 +145,17 @@ impl SqlStore for SqliteStore {
 
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
         let mut conn = self.writer();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(to_store_error)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(to_store_error)?;
         let mut changed = Vec::with_capacity(statements.len());
         for s in statements {
             let mut stmt = tx.prepare_cached(s.sql).map_err(to_store_error)?;
             let params: Vec<RusqliteValue> = s.params.iter().map(to_sql).collect();
-            changed.push(stmt.execute(rusqlite::params_from_iter(params)).map_err(to_store_error)? as u64);
+            changed.push(
+                stmt.execute(rusqlite::params_from_iter(params))
+                    .map_err(to_store_error)? as u64,
+            );
         }
         tx.commit().map_err(to_store_error)?;
         Ok(changed)
@@ -152,7 +177,10 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_millis(&self) -> i64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64
     }
 }
 
@@ -181,7 +209,9 @@ pub struct ReqwestClient {
 
 impl ReqwestClient {
     pub fn new() -> ReqwestClient {
-        ReqwestClient { client: reqwest::Client::new() }
+        ReqwestClient {
+            client: reqwest::Client::new(),
+        }
     }
 }
 
@@ -207,8 +237,13 @@ impl HttpClient for ReqwestClient {
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
         }
-        let body = response.bytes().await.map_err(|e| HttpError(e.to_string()))?;
-        builder.body(body.to_vec()).map_err(|e| HttpError(e.to_string()))
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| HttpError(e.to_string()))?;
+        builder
+            .body(body.to_vec())
+            .map_err(|e| HttpError(e.to_string()))
     }
 }
 
@@ -268,7 +303,8 @@ mod tests {
             pub fn new() -> Dir {
                 let mut bytes = [0u8; 8];
                 getrandom::fill(&mut bytes).unwrap();
-                let path = std::env::temp_dir().join(format!("stack-edge-test-{}", crate::crypto::hex(&bytes)));
+                let path = std::env::temp_dir()
+                    .join(format!("stack-edge-test-{}", crate::crypto::hex(&bytes)));
                 std::fs::create_dir_all(&path).unwrap();
                 Dir(path)
             }
@@ -281,14 +317,20 @@ mod tests {
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     #[test]
     fn batches_are_atomic_and_report_changes() {
         let (_dir, store) = store();
         block_on(async {
-            store.execute_script("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)").await.unwrap();
+            store
+                .execute_script("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+                .await
+                .unwrap();
             let changed = store
                 .batch(&[
                     Statement::new("INSERT INTO t VALUES (?, ?)", vec!["a".into(), 1.into()]),
@@ -305,7 +347,10 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::Constraint(_)));
-            let rows = store.query("SELECT k FROM t ORDER BY k", &[]).await.unwrap();
+            let rows = store
+                .query("SELECT k FROM t ORDER BY k", &[])
+                .await
+                .unwrap();
             assert_eq!(rows.len(), 1, "the failed batch left nothing behind");
         });
     }
@@ -314,7 +359,10 @@ mod tests {
     fn migrations_apply_once() {
         let (_dir, store) = store();
         block_on(async {
-            assert_eq!(crate::migrations::migrate(&store).await.unwrap(), vec!["0001_init.sql"]);
+            assert_eq!(
+                crate::migrations::migrate(&store).await.unwrap(),
+                vec!["0001_init.sql"]
+            );
             assert!(crate::migrations::migrate(&store).await.unwrap().is_empty());
         });
     }

@@ -1,0 +1,163 @@
+//! The native host: every function crate served on one port.
+//!
+//! Handlers are not `Send` (wasm runtimes are single-threaded), so each worker thread runs its
+//! own current-thread tokio runtime with a `LocalSet`, its own [`Context`] and its own SQLite
+//! read connection; all workers accept on one shared listening socket. Shutdown stops
+//! accepting, lets open requests finish (bounded), and drains background work.
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use shared::adapters::native::{
+    LocalBackground, OsRandom, ReqwestClient, SqliteStore, SqliteWriter, SystemClock,
+};
+use shared::context::Config;
+use shared::{Context, Request, Response};
+
+/// Request bodies larger than this are refused with 413 before any handler runs.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long open connections get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub struct HostOptions {
+    pub listener: TcpListener,
+    pub workers: usize,
+    pub db_path: PathBuf,
+    pub config: Config,
+}
+
+/// Builds a worker's context over the shared SQLite writer.
+pub fn native_context(
+    writer: &SqliteWriter,
+    config: Config,
+    background: Rc<LocalBackground>,
+) -> Context {
+    let store = SqliteStore::new(writer).expect("open a read connection to the database");
+    Context::new(
+        Rc::new(store),
+        Rc::new(ReqwestClient::new()),
+        Rc::new(SystemClock),
+        Rc::new(OsRandom),
+        background,
+        config,
+    )
+}
+
+/// Serves until `shutdown` turns true, then finishes gracefully. Blocks the calling thread.
+pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    options.listener.set_nonblocking(true)?;
+    let writer = SqliteWriter::open(&options.db_path).map_err(std::io::Error::other)?;
+    let mut threads = Vec::new();
+    for index in 0..options.workers.max(1) {
+        let listener = options.listener.try_clone()?;
+        let writer = writer.clone();
+        let config = options.config.clone();
+        let shutdown = shutdown.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{index}"))
+                .spawn(move || run_worker(listener, writer, config, shutdown))?,
+        );
+    }
+    for t in threads {
+        t.join()
+            .map_err(|_| std::io::Error::other("a worker panicked"))??;
+    }
+    Ok(())
+}
+
+fn run_worker(
+    listener: TcpListener,
+    writer: SqliteWriter,
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let background = Rc::new(LocalBackground::new());
+        let ctx = native_context(&writer, config, background.clone());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, _) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let ctx = ctx.clone();
+                    let service = service_fn(move |req| {
+                        let ctx = ctx.clone();
+                        async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &ctx).await)) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::task::spawn_local(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+            tracing::warn!("open connections did not finish within the grace period");
+        }
+        background.drain().await;
+        Ok(())
+    })
+}
+
+async fn handle_hyper(req: hyper::Request<Incoming>, ctx: &Context) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return shared::http::text(413, "Request body too large");
+        }
+        Err(_) => return shared::http::text(400, "Could not read the request body"),
+    };
+    dispatch(Request::from_parts(parts, body), ctx).await
+}
+
+/// Routes a request to the function that serves its path.
+pub async fn dispatch(req: Request, ctx: &Context) -> Response {
+    let path = req.uri().path();
+    if path == "/health" {
+        return shared::http::json(&serde_json::json!({ "status": "ok" }));
+    }
+    if refresh::serves(path) {
+        return refresh::handle(req, ctx).await;
+    }
+    shared::http::text(404, "Not found")
+}
+
+fn to_hyper(response: Response) -> hyper::Response<Full<bytes::Bytes>> {
+    response.map(|body| Full::new(bytes::Bytes::from(body)))
+}
+
+/// Binds the listening socket (port 0 picks a free port).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}

@@ -1,0 +1,207 @@
+//! `companion`: Stack Edge's native process.
+//!
+//! - `companion dev`: hosts every function on one port over the embedded SQLite store; runs
+//!   migrations, seeds a demo project on first start and prints how to call it.
+//! - `companion project create`: creates a project and prints its keys (shown once).
+//!
+//! The metrics engine, the email worker and cron arrive with their issues.
+
+mod devdata;
+mod host;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+
+use shared::adapters::native::{LocalBackground, SqliteWriter};
+use shared::projects::{create_project, ensure_internal_project, NewProject};
+
+#[derive(Parser)]
+#[command(name = "companion", about = "Stack Edge native companion")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every function on one port over the embedded SQLite store.
+    Dev {
+        #[arg(long, default_value = "127.0.0.1:8102")]
+        listen: SocketAddr,
+        /// Where the database and the development credentials live.
+        #[arg(long, default_value = ".stack-edge")]
+        data_dir: PathBuf,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Do not create the demo project on first start.
+        #[arg(long)]
+        no_demo: bool,
+        /// Shut down when standard input closes (test harnesses use this so a host never
+        /// outlives the process that started it).
+        #[arg(long)]
+        exit_on_stdin_close: bool,
+    },
+    /// Manage projects.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Create a project with a `main` branch and a key set; prints the keys once, as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        require_publishable_client_key: bool,
+        #[arg(long, default_value = ".stack-edge")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match Cli::parse().command {
+        Command::Dev {
+            listen,
+            data_dir,
+            workers,
+            no_demo,
+            exit_on_stdin_close,
+        } => dev(listen, data_dir, workers, no_demo, exit_on_stdin_close),
+        Command::Project {
+            command:
+                ProjectCommand::Create {
+                    name,
+                    require_publishable_client_key,
+                    data_dir,
+                },
+        } => project_create(&name, require_publishable_client_key, data_dir),
+    };
+    if let Err(e) = result {
+        eprintln!("companion: {e}");
+        std::process::exit(1);
+    }
+}
+
+type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn dev(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    workers: Option<usize>,
+    no_demo: bool,
+    exit_on_stdin_close: bool,
+) -> AnyResult<()> {
+    let listener = host::bind(listen)?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    let dev = devdata::DevData::open(&data_dir)?;
+    let config = dev.config(&base_url)?;
+    let db_path = dev.db_path();
+
+    // Migrate and seed before accepting anything.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let demo = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
+        let writer = SqliteWriter::open(&db_path)?;
+        let ctx = host::native_context(&writer, config.clone(), Rc::new(LocalBackground::new()));
+        let applied = shared::migrations::migrate(ctx.store.as_ref()).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "migrations applied");
+        }
+        ensure_internal_project(&ctx, &dev.internal_admin_key()).await?;
+        let demo = if no_demo {
+            None
+        } else {
+            Some(dev.demo_project(&ctx).await?)
+        };
+        AnyResult::Ok(demo)
+    }))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let server = std::thread::spawn(move || {
+        host::serve(
+            host::HostOptions {
+                listener,
+                workers,
+                db_path,
+                config,
+            },
+            stop_rx,
+        )
+    });
+
+    // Test harnesses wait for this exact line.
+    println!("listening on {base_url}");
+    if let Some(demo) = demo {
+        devdata::print_instructions(&base_url, &demo, &data_dir);
+    }
+
+    runtime.block_on(async {
+        let stdin_closed = async {
+            if exit_on_stdin_close {
+                let mut sink = Vec::new();
+                let _ =
+                    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = stdin_closed => tracing::info!("standard input closed: shutting down"),
+        }
+        std::io::Result::Ok(())
+    })?;
+    let _ = stop_tx.send(true);
+    server.join().map_err(|_| "the server thread panicked")??;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn project_create(name: &str, require_key: bool, data_dir: PathBuf) -> AnyResult<()> {
+    let dev = devdata::DevData::open(&data_dir)?;
+    let config = dev.config("http://127.0.0.1:8102")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let created = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
+        let writer = SqliteWriter::open(&dev.db_path())?;
+        let ctx = host::native_context(&writer, config, Rc::new(LocalBackground::new()));
+        shared::migrations::migrate(ctx.store.as_ref()).await?;
+        let created = create_project(
+            &ctx,
+            NewProject {
+                display_name: name,
+                require_publishable_client_key: require_key,
+            },
+        )
+        .await?;
+        AnyResult::Ok(created)
+    }))?;
+    println!("{}", serde_json::to_string_pretty(&created)?);
+    Ok(())
+}

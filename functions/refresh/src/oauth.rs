@@ -1,0 +1,132 @@
+//! `POST /auth/oauth/token` (contract §1.5). Only the `refresh_token` grant is served: this
+//! slice issues no authorization codes, so every `authorization_code` exchange is answered
+//! INVALID_AUTHORIZATION_CODE.
+//!
+//! Unlike upstream, a refresh that loses a race against a sign-out never creates a new
+//! (orphan) session: it is answered REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED.
+
+use serde_json::{json, Map, Value};
+
+use shared::auth::{
+    key_is_valid, store_error, AccessType, RequestAuth, Tenancy, PUBLIC_CLIENT_SENTINEL,
+};
+use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::{json_with_status, Request, Response};
+use shared::ports::SqlValue;
+use shared::validate::{parse_body, Validator};
+use shared::Context;
+
+use crate::sessions::refresh_session;
+
+const FIELDS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "scope",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+];
+
+pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(&body, FIELDS);
+    let grant_type = v.string(obj, "grant_type", "body.grant_type", true);
+    if let Some(g) = grant_type.as_deref() {
+        if g != "authorization_code" && g != "refresh_token" {
+            v.fail("body.grant_type must be one of the following values: authorization_code, refresh_token".into());
+        }
+    }
+    let client_id = v.string(obj, "client_id", "body.client_id", false);
+    let client_secret = v.string(obj, "client_secret", "body.client_secret", false);
+    let refresh_token = v.string(obj, "refresh_token", "body.refresh_token", false);
+    let scope = v.string(obj, "scope", "body.scope", false);
+    v.finish()?;
+    let grant_type = grant_type.expect("validated");
+
+    let auth = authenticate_client(ctx, client_id.as_deref(), client_secret.as_deref()).await?;
+    if let Some(scope) = scope.filter(|s| !s.is_empty()) {
+        if let Some(bad) = scope.split(' ').find(|s| !s.is_empty() && *s != "legacy") {
+            return Err(KnownError::invalid_scope(bad).into());
+        }
+    }
+    if grant_type == "authorization_code" {
+        return Err(KnownError::invalid_authorization_code().into());
+    }
+    let Some(refresh_token) = refresh_token.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::OAuth {
+            status: 400,
+            error: "invalid_request",
+            description: "Missing parameter: `refresh_token`".into(),
+        });
+    };
+
+    let access_token = refresh_session(ctx, &auth, &refresh_token).await?;
+    let mut body = Map::new();
+    body.insert("access_token".into(), Value::String(access_token));
+    body.insert("token_type".into(), json!("Bearer"));
+    // The real remaining lifetime of the token (upstream reports the OAuth library's 3599 s).
+    body.insert(
+        "expires_in".into(),
+        json!(ctx.config.access_token_lifetime_ms / 1000),
+    );
+    body.insert("scope".into(), json!("legacy"));
+    body.insert("afterCallbackRedirectUrl".into(), Value::Null);
+    body.insert("after_callback_redirect_url".into(), Value::Null);
+    let mut response = json_with_status(200, &Value::Object(body));
+    let headers = response.headers_mut();
+    headers.insert("cache-control", http::HeaderValue::from_static("no-store"));
+    headers.insert("pragma", http::HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// OAuth client authentication: `client_id` is `<projectId>` or `<projectId>#<branchId>`,
+/// `client_secret` a publishable client key or the public sentinel.
+async fn authenticate_client(
+    ctx: &Context,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+) -> ApiResult<RequestAuth> {
+    let invalid = || ApiError::from(KnownError::invalid_oauth_client_id_or_secret(None));
+    let client_id = client_id.filter(|c| !c.is_empty()).ok_or_else(invalid)?;
+    let (project_id, branch_id) = client_id.split_once('#').unwrap_or((client_id, "main"));
+    let rows = ctx
+        .store
+        .query(
+            "SELECT p.require_publishable_client_key AS require_key, t.id AS tenancy_id \
+             FROM projects p JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
+            &[SqlValue::from(branch_id), SqlValue::from(project_id)],
+        )
+        .await
+        .map_err(store_error)?;
+    let row = rows.first().ok_or_else(invalid)?;
+    let require_key = row.bool("require_key").map_err(store_error)?;
+    match client_secret.filter(|s| !s.is_empty()) {
+        None if require_key => {
+            return Err(KnownError::publishable_client_key_required_for_project(project_id).into())
+        }
+        // The OAuth flow needs client authentication, so clients must send the sentinel.
+        None => return Err(invalid()),
+        Some(PUBLIC_CLIENT_SENTINEL) if require_key => {
+            return Err(KnownError::publishable_client_key_required_for_project(project_id).into())
+        }
+        Some(PUBLIC_CLIENT_SENTINEL) => {}
+        Some(key) => {
+            if !key_is_valid(ctx, project_id, AccessType::Client, key).await? {
+                return Err(invalid());
+            }
+        }
+    }
+    Ok(RequestAuth {
+        access_type: AccessType::Client,
+        tenancy: Tenancy {
+            id: row.text("tenancy_id").map_err(store_error)?,
+            project_id: project_id.to_string(),
+            branch_id: branch_id.to_string(),
+        },
+        require_publishable_client_key: require_key,
+        user: None,
+    })
+}

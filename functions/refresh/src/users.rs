@@ -1,0 +1,134 @@
+//! Minimal users endpoints, enough to test sessions end to end: create (server), read, delete.
+//! Deleting a user ends all of its sessions.
+
+use shared::auth::{
+    authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN,
+};
+use shared::error::{ApiResult, KnownError};
+use shared::http::{json, json_with_status, success, Request, Response};
+use shared::users::{self, NewUser};
+use shared::validate::{parse_body, Validator};
+use shared::Context;
+
+const MAX_DISPLAY_NAME: usize = 256;
+const MAX_EMAIL: usize = 254;
+
+/// `POST /users` (server or admin).
+pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(
+        &body,
+        &[
+            "display_name",
+            "primary_email",
+            "primary_email_verified",
+            "is_anonymous",
+            "restricted_by_admin",
+        ],
+    );
+    let display_name = v.string(obj, "display_name", "body.display_name", false);
+    if display_name
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME)
+    {
+        v.fail(format!(
+            "body.display_name must be at most {MAX_DISPLAY_NAME} characters"
+        ));
+    }
+    let primary_email = v.string(obj, "primary_email", "body.primary_email", false);
+    if primary_email.as_deref().is_some_and(|e| !is_email(e)) {
+        v.fail("body.primary_email must be a valid email".into());
+    }
+    let new = NewUser {
+        display_name,
+        primary_email,
+        primary_email_verified: v
+            .boolean(obj, "primary_email_verified", "body.primary_email_verified")
+            .unwrap_or(false),
+        is_anonymous: v
+            .boolean(obj, "is_anonymous", "body.is_anonymous")
+            .unwrap_or(false),
+        restricted_by_admin: v
+            .boolean(obj, "restricted_by_admin", "body.restricted_by_admin")
+            .unwrap_or(false),
+    };
+    v.finish()?;
+    let user = users::create_user(ctx, &auth.tenancy, new)
+        .await
+        .map_err(store_error)?;
+    Ok(json_with_status(201, &user.to_json()))
+}
+
+/// `GET /users/{id}`: server and admin read any user; a client reads only `me`.
+pub async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
+    let user_id = resolve(&auth, id)?;
+    if auth.access_type == AccessType::Client
+        && auth.user.as_ref().map(|u| u.user_id.as_str()) != Some(user_id.as_str())
+    {
+        return Err(KnownError::user_not_found().into());
+    }
+    let user = users::get_user(ctx, &auth.tenancy.id, &user_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(KnownError::user_not_found)?;
+    Ok(json(&user.to_json()))
+}
+
+/// `DELETE /users/{id}` (server or admin). Ends the user's sessions: a later refresh is 401.
+pub async fn delete(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let user_id = resolve(&auth, id)?;
+    if !users::delete_user(ctx, &auth.tenancy.id, &user_id)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(KnownError::user_not_found().into());
+    }
+    Ok(success())
+}
+
+/// `me` is the access token's user; anything else must be a UUID (others cannot exist).
+fn resolve(auth: &RequestAuth, id: &str) -> ApiResult<String> {
+    if id == "me" {
+        return auth
+            .user
+            .as_ref()
+            .map(|u| u.user_id.clone())
+            .ok_or_else(|| KnownError::cannot_get_own_user_without_user().into());
+    }
+    if shared::crypto::is_uuid(id) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(KnownError::user_not_found().into())
+    }
+}
+
+/// A pragmatic address check: one `@`, non-empty local part, a dotted domain, no spaces.
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    s.len() <= MAX_EMAIL
+        && !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn email_check() {
+        assert!(super::is_email("a@b.co"));
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b.co.",
+        ] {
+            assert!(!super::is_email(bad), "{bad}");
+        }
+    }
+}
