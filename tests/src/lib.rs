@@ -1,0 +1,393 @@
+//! The black-box test kit: one launcher for the host under test, and a small HTTP client.
+//!
+//! By default the launcher starts the native host (`companion dev`) on a free loopback port
+//! with a fresh data folder; the host exits when the test process does (its standard input
+//! closes). Set `STACK_EDGE_BASE_URL` (and `STACK_EDGE_INTERNAL_ADMIN_KEY`) to run the same
+//! suites against another runtime instead.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+/// A running host under test.
+pub struct Host {
+    pub base_url: String,
+    pub internal_admin_key: String,
+    /// The data folder of a native host (database file inside); `None` for external hosts.
+    pub data_dir: Option<PathBuf>,
+    _child: Option<Child>,
+}
+
+/// The host shared by the tests of one test binary (started on first use).
+pub fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| match std::env::var("STACK_EDGE_BASE_URL") {
+        Ok(base_url) => Host {
+            base_url,
+            internal_admin_key: std::env::var("STACK_EDGE_INTERNAL_ADMIN_KEY")
+                .expect("STACK_EDGE_INTERNAL_ADMIN_KEY with STACK_EDGE_BASE_URL"),
+            data_dir: None,
+            _child: None,
+        },
+        Err(_) => Host::start_native(&[]),
+    })
+}
+
+thread_local! {
+    /// One client per test thread: each `#[tokio::test]` has its own runtime, and pooled
+    /// connections must not outlive the runtime that opened them.
+    static CLIENT: reqwest::Client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client");
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("random");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the `companion` binary of this build is: next to the test binary's `deps` folder.
+fn companion_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("STACK_EDGE_COMPANION_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile folder");
+    let bin = dir.join("companion");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p companion)",
+        bin.display()
+    );
+    bin
+}
+
+impl Host {
+    /// Starts a native host with extra environment variables.
+    pub fn start_native(env: &[(&str, &str)]) -> Host {
+        let root = std::env::temp_dir().join("stack-edge-tests");
+        remove_stale_dirs(&root);
+        let data_dir = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
+        std::fs::create_dir_all(&data_dir).expect("create data dir");
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
+        let internal_admin_key = format!("sak_test_{}", random_hex(20));
+        let mut child = Command::new(companion_bin())
+            .args([
+                "dev",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+                "--no-demo",
+                "--exit-on-stdin-close",
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .env("STACK_SERVER_SECRET", secret)
+            .env("STACK_INTERNAL_ADMIN_KEY", &internal_admin_key)
+            .env("STACK_ENVIRONMENT", "test")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start companion dev");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base_url = loop {
+            let line = lines
+                .next()
+                .expect("companion exited before listening")
+                .expect("read stdout");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the host never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Host {
+            base_url,
+            internal_admin_key,
+            data_dir: Some(data_dir),
+            _child: Some(child),
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> Call {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let url = format!("{}{}", self.base_url, path);
+        Call {
+            builder: CLIENT.with(|c| c.request(method, url)),
+        }
+    }
+    pub fn get(&self, path: &str) -> Call {
+        self.request("GET", path)
+    }
+    pub fn post(&self, path: &str) -> Call {
+        self.request("POST", path)
+    }
+    pub fn delete(&self, path: &str) -> Call {
+        self.request("DELETE", path)
+    }
+
+    /// A new project through the internal endpoint.
+    pub async fn create_project(&self, require_publishable_client_key: bool) -> Project {
+        let res = self
+            .post("/api/v1/internal/projects")
+            .header("x-stack-access-type", "admin")
+            .header("x-stack-project-id", "internal")
+            .header("x-stack-super-secret-admin-key", &self.internal_admin_key)
+            .json(&json!({ "display_name": "Test project", "require_publishable_client_key": require_publishable_client_key }))
+            .send()
+            .await;
+        assert_eq!(res.status, 201, "create project: {}", res.text);
+        let body = res.json();
+        let text = |k: &str| body[k].as_str().expect(k).to_string();
+        Project {
+            id: text("project_id"),
+            publishable_client_key: text("publishable_client_key"),
+            secret_server_key: text("secret_server_key"),
+            super_secret_admin_key: text("super_secret_admin_key"),
+        }
+    }
+
+    /// A user created by the server, and a session for it.
+    pub async fn user_with_session(&self, project: &Project, body: Value) -> UserSession {
+        let res = self
+            .post("/api/v1/users")
+            .server(project)
+            .json(&body)
+            .send()
+            .await;
+        assert_eq!(res.status, 201, "create user: {}", res.text);
+        let user_id = res.json()["id"].as_str().unwrap().to_string();
+        let session = self.create_session(project, &user_id, json!({})).await;
+        UserSession { user_id, ..session }
+    }
+
+    /// `POST /auth/sessions` as the server.
+    pub async fn create_session(
+        &self,
+        project: &Project,
+        user_id: &str,
+        extra: Value,
+    ) -> UserSession {
+        let mut body = json!({ "user_id": user_id });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let res = self
+            .post("/api/v1/auth/sessions")
+            .server(project)
+            .json(&body)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "create session: {}", res.text);
+        let b = res.json();
+        UserSession {
+            user_id: user_id.to_string(),
+            refresh_token: b["refresh_token"].as_str().unwrap().to_string(),
+            access_token: b["access_token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Every row of every table, as text: equal snapshots mean nothing was written. Only
+    /// meaningful while no other test writes to the same host.
+    pub fn db_snapshot(&self) -> Option<String> {
+        self.snapshot_where(None)
+    }
+
+    /// The rows that belong to one project (its project, branches, keys, users, sessions and
+    /// audit rows). Tests running in parallel write other projects, never this one.
+    pub fn project_snapshot(&self, project_id: &str) -> Option<String> {
+        self.snapshot_where(Some(project_id))
+    }
+
+    fn snapshot_where(&self, project_id: Option<&str>) -> Option<String> {
+        let path = self.db_path()?;
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open database");
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut out = String::new();
+        for table in tables {
+            let filter = match (project_id, table.as_str()) {
+                (None, _) => "1 = 1",
+                (Some(_), "projects") => "id = ?1",
+                (Some(_), "tenancies" | "api_key_sets") => "project_id = ?1",
+                (Some(_), "users" | "refresh_tokens" | "deleted_rows") => {
+                    "tenancy_id IN (SELECT id FROM tenancies WHERE project_id = ?1)"
+                }
+                (Some(_), _) => continue,
+            };
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT * FROM \"{table}\" WHERE {filter} ORDER BY rowid"
+                ))
+                .unwrap();
+            let n = stmt.column_count();
+            let params: Vec<&str> = project_id.into_iter().collect();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    (0..n)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap();
+            for row in rows {
+                out.push_str(&format!("{table}: {}\n", row.unwrap().join(" | ")));
+            }
+        }
+        Some(out)
+    }
+
+    pub fn db_path(&self) -> Option<PathBuf> {
+        self.data_dir.as_ref().map(|d| d.join("stack-edge.sqlite"))
+    }
+}
+
+/// Removes data folders of earlier test processes that are no longer running.
+fn remove_stale_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let pid = name
+            .strip_prefix("host-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// A project and its keys.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub publishable_client_key: String,
+    pub secret_server_key: String,
+    pub super_secret_admin_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserSession {
+    pub user_id: String,
+    pub refresh_token: String,
+    pub access_token: String,
+}
+
+/// A request being built.
+pub struct Call {
+    builder: reqwest::RequestBuilder,
+}
+
+impl Call {
+    pub fn header(self, name: &str, value: &str) -> Call {
+        Call {
+            builder: self.builder.header(name, value),
+        }
+    }
+    pub fn json(self, body: &Value) -> Call {
+        Call {
+            builder: self.builder.json(body),
+        }
+    }
+    pub fn raw_body(self, content_type: &str, body: &str) -> Call {
+        Call {
+            builder: self
+                .builder
+                .header("content-type", content_type)
+                .body(body.to_string()),
+        }
+    }
+    pub fn client(self, p: &Project) -> Call {
+        self.header("x-stack-access-type", "client")
+            .header("x-stack-project-id", &p.id)
+            .header("x-stack-publishable-client-key", &p.publishable_client_key)
+    }
+    pub fn server(self, p: &Project) -> Call {
+        self.header("x-stack-access-type", "server")
+            .header("x-stack-project-id", &p.id)
+            .header("x-stack-secret-server-key", &p.secret_server_key)
+    }
+    pub fn admin(self, p: &Project) -> Call {
+        self.header("x-stack-access-type", "admin")
+            .header("x-stack-project-id", &p.id)
+            .header("x-stack-super-secret-admin-key", &p.super_secret_admin_key)
+    }
+    pub fn access_token(self, token: &str) -> Call {
+        self.header("x-stack-access-token", token)
+    }
+    pub fn refresh_token(self, token: &str) -> Call {
+        self.header("x-stack-refresh-token", token)
+    }
+    pub async fn send(self) -> Res {
+        let response = self.builder.send().await.expect("request reaches the host");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read body");
+        Res {
+            status,
+            headers,
+            text,
+        }
+    }
+}
+
+/// A received response.
+#[derive(Debug)]
+pub struct Res {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Res {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts a KnownError response: status, code in body and header; returns the body.
+    pub fn assert_known_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status, status,
+            "expected {status} {code}, got: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("x-stack-known-error"),
+            Some(code),
+            "header of {}",
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code);
+        body
+    }
+}
