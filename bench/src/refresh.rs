@@ -1,0 +1,180 @@
+//! `bench-refresh`: refresh throughput and p50/p99 latency on the native host at several
+//! concurrencies, and the raw ES256 sign rate in the same run, with their ratio.
+//!
+//! Run through `scripts/bench`, which builds everything in release mode. The host runs as its
+//! own process (the release `companion dev`); this load generator uses one thread and one
+//! keep-alive HTTP/1.1 connection per concurrent client, so on a 2-core machine the host
+//! gets roughly one core and a half.
+
+use std::time::{Duration, Instant};
+
+use api_tests::{Host, Project, UserSession};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use shared::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
+
+const SESSIONS: usize = 256;
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,16,64".into())
+        .split(',')
+        .map(|c| c.trim().parse().expect("concurrency list"))
+        .collect();
+
+    let sign_rate = raw_sign_rate(Duration::from_secs(3));
+    println!("raw ES256 sign rate (1 thread): {sign_rate:.0}/s");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let host = Host::start_native(&[]);
+        let project = host.create_project(false).await;
+        let mut sessions = Vec::new();
+        for _ in 0..SESSIONS {
+            sessions.push(host.user_with_session(&project, json!({})).await);
+        }
+        println!(
+            "\n| concurrency | refreshes/s | p50 ms | p99 ms | errors | ratio to raw sign rate |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for &c in &concurrencies {
+            let r = load(&host, &project, &sessions, c, Duration::from_secs(seconds)).await;
+            println!(
+                "| {c} | {:.0} | {:.2} | {:.2} | {} | {:.0}% |",
+                r.rate,
+                r.p50_ms,
+                r.p99_ms,
+                r.errors,
+                100.0 * r.rate / sign_rate
+            );
+        }
+    });
+}
+
+/// Signs access tokens in a loop on one thread, exactly as the refresh path does.
+fn raw_sign_rate(duration: Duration) -> f64 {
+    let keys = KeyCache::new("YmVuY2htYXJrLXNlcnZlci1zZWNyZXQ".into());
+    let project = "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f";
+    let claims = AccessTokenClaims {
+        sub: "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d".into(),
+        project_id: project.into(),
+        branch_id: "main".into(),
+        refresh_token_id: Some("1b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d".into()),
+        role: "authenticated".into(),
+        name: Some("Bench".into()),
+        email: None,
+        email_verified: false,
+        selected_team_id: None,
+        signed_up_at: 1_700_000_000,
+        is_anonymous: false,
+        is_restricted: Some(false),
+        restricted_reason: None,
+        requires_totp_mfa: false,
+        iss: UserKind::Normal.issuer("http://127.0.0.1:8102", project),
+        aud: project.into(),
+    };
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        let token = tokens::sign(&keys, claims.clone(), 1_700_000_000_000 + n as i64, 600_000);
+        std::hint::black_box(token);
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+struct LoadResult {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+async fn load(
+    host: &Host,
+    project: &Project,
+    sessions: &[UserSession],
+    clients: usize,
+    duration: Duration,
+) -> LoadResult {
+    let authority = host.base_url.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + duration;
+    let local = tokio::task::LocalSet::new();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let authority = authority.clone();
+        let project = project.id.clone();
+        let tokens: Vec<String> = sessions
+            .iter()
+            .skip(i)
+            .step_by(clients)
+            .map(|s| s.refresh_token.clone())
+            .collect();
+        let tokens = if tokens.is_empty() {
+            vec![sessions[i % sessions.len()].refresh_token.clone()]
+        } else {
+            tokens
+        };
+        tasks.push(local.spawn_local(async move {
+            let stream = tokio::net::TcpStream::connect(&authority)
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::task::spawn_local(conn);
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let request = http::Request::post("/api/v1/auth/sessions/current/refresh")
+                    .header("host", &authority)
+                    .header("x-stack-access-type", "client")
+                    .header("x-stack-project-id", &project)
+                    .header("x-stack-refresh-token", &tokens[n % tokens.len()])
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                n += 1;
+                let sent = Instant::now();
+                let response = sender.send_request(request).await.expect("response");
+                let status = response.status();
+                let _ = response.into_body().collect().await.expect("body");
+                latencies.push(sent.elapsed().as_micros() as u32);
+                if status != 200 {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    local
+        .run_until(async {
+            for t in tasks {
+                let (l, e) = t.await.unwrap();
+                all.extend(l);
+                errors += e;
+            }
+        })
+        .await;
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+    LoadResult {
+        rate: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
