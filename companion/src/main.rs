@@ -2,7 +2,8 @@
 //!
 //! - `companion dev`: hosts every function on one port over the embedded SQLite store; runs
 //!   migrations, seeds a demo project on first start and prints how to call it.
-//! - `companion project create`: creates a project and prints its keys (shown once).
+//! - `companion project create` / `project add-keys`: create a project or a key set and print
+//!   the keys (shown once).
 //!
 //! The metrics engine, the email worker and cron arrive with their issues.
 
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 use shared::adapters::native::{LocalBackground, SqliteWriter};
-use shared::projects::{create_project, ensure_internal_project, NewProject};
+use shared::projects::{create_key_set, create_project, ensure_internal_project, NewProject};
 
 #[derive(Parser)]
 #[command(name = "companion", about = "Stack Edge native companion")]
@@ -64,6 +65,15 @@ enum ProjectCommand {
         #[arg(long, default_value = ".stack-edge")]
         data_dir: PathBuf,
     },
+    /// Add a key set (all three keys) to a project; prints the keys once, as JSON.
+    AddKeys {
+        #[arg(long)]
+        project_id: String,
+        #[arg(long, default_value = "Created with the companion CLI")]
+        description: String,
+        #[arg(long, default_value = ".stack-edge")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() {
@@ -83,14 +93,7 @@ fn main() {
             no_demo,
             exit_on_stdin_close,
         } => dev(listen, data_dir, workers, no_demo, exit_on_stdin_close),
-        Command::Project {
-            command:
-                ProjectCommand::Create {
-                    name,
-                    require_publishable_client_key,
-                    data_dir,
-                },
-        } => project_create(&name, require_publishable_client_key, data_dir),
+        Command::Project { command } => project(command),
     };
     if let Err(e) = result {
         eprintln!("companion: {e}");
@@ -182,7 +185,12 @@ fn dev(
     Ok(())
 }
 
-fn project_create(name: &str, require_key: bool, data_dir: PathBuf) -> AnyResult<()> {
+fn project(command: ProjectCommand) -> AnyResult<()> {
+    let data_dir = match &command {
+        ProjectCommand::Create { data_dir, .. } | ProjectCommand::AddKeys { data_dir, .. } => {
+            data_dir.clone()
+        }
+    };
     let dev = devdata::DevData::open(&data_dir)?;
     let config = dev.config("http://127.0.0.1:8102")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -192,14 +200,27 @@ fn project_create(name: &str, require_key: bool, data_dir: PathBuf) -> AnyResult
         let writer = SqliteWriter::open(&dev.db_path())?;
         let ctx = host::native_context(&writer, config, Rc::new(LocalBackground::new()));
         shared::migrations::migrate(ctx.store.as_ref()).await?;
-        let created = create_project(
-            &ctx,
-            NewProject {
-                display_name: name,
-                require_publishable_client_key: require_key,
-            },
-        )
-        .await?;
+        let created = match command {
+            ProjectCommand::Create {
+                name,
+                require_publishable_client_key,
+                ..
+            } => {
+                let new = NewProject {
+                    display_name: &name,
+                    require_publishable_client_key,
+                };
+                serde_json::to_value(create_project(&ctx, new).await?)?
+            }
+            ProjectCommand::AddKeys {
+                project_id,
+                description,
+                ..
+            } => {
+                let created = create_key_set(&ctx, &project_id, &description).await?;
+                serde_json::to_value(created.ok_or_else(|| format!("no project {project_id}"))?)?
+            }
+        };
         AnyResult::Ok(created)
     }))?;
     println!("{}", serde_json::to_string_pretty(&created)?);

@@ -67,6 +67,53 @@ pub async fn create_project(
     Ok(created)
 }
 
+/// A new key set's keys in plaintext (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CreatedKeySet {
+    pub id: String,
+    pub project_id: String,
+    pub publishable_client_key: String,
+    pub secret_server_key: String,
+    pub super_secret_admin_key: String,
+}
+
+/// Adds a key set with all three keys to an existing project (for example to rotate keys).
+/// Returns `None` when the project does not exist.
+pub async fn create_key_set(
+    ctx: &Context,
+    project_id: &str,
+    description: &str,
+) -> Result<Option<CreatedKeySet>, StoreError> {
+    let exists = !ctx
+        .store
+        .query(
+            "SELECT id FROM projects WHERE id = ?",
+            &[SqlValue::from(project_id)],
+        )
+        .await?
+        .is_empty();
+    if !exists {
+        return Ok(None);
+    }
+    let random = ctx.random.as_ref();
+    let created = CreatedKeySet {
+        id: new_uuid(random),
+        project_id: project_id.to_string(),
+        publishable_client_key: new_api_key(random, "pck"),
+        secret_server_key: new_api_key(random, "ssk"),
+        super_secret_admin_key: new_api_key(random, "sak"),
+    };
+    let hashes = KeySetHashes {
+        publishable_client_key: Some(hash_secret(&created.publishable_client_key)),
+        secret_server_key: Some(hash_secret(&created.secret_server_key)),
+        super_secret_admin_key: Some(hash_secret(&created.super_secret_admin_key)),
+    };
+    let mut statement = key_set_statement(ctx, project_id, description, &hashes, ctx.now());
+    statement.params[0] = created.id.clone().into();
+    ctx.store.batch(&[statement]).await?;
+    Ok(Some(created))
+}
+
 /// Makes sure the internal project exists and accepts `admin_key` as its admin key. Idempotent;
 /// used at start-up with a key from configuration.
 pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -19,7 +19,8 @@ pub struct Host {
     pub internal_admin_key: String,
     /// The data folder of a native host (database file inside); `None` for external hosts.
     pub data_dir: Option<PathBuf>,
-    _child: Option<Child>,
+    output: Arc<Mutex<Vec<String>>>,
+    child: Option<Child>,
 }
 
 /// The host shared by the tests of one test binary (started on first use).
@@ -31,7 +32,8 @@ pub fn host() -> &'static Host {
             internal_admin_key: std::env::var("STACK_EDGE_INTERNAL_ADMIN_KEY")
                 .expect("STACK_EDGE_INTERNAL_ADMIN_KEY with STACK_EDGE_BASE_URL"),
             data_dir: None,
-            _child: None,
+            output: Arc::default(),
+            child: None,
         },
         Err(_) => Host::start_native(&[]),
     })
@@ -51,7 +53,7 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// Where the `companion` binary of this build is: next to the test binary's `deps` folder.
-fn companion_bin() -> PathBuf {
+pub fn companion_bin() -> PathBuf {
     if let Ok(bin) = std::env::var("STACK_EDGE_COMPANION_BIN") {
         return PathBuf::from(bin);
     }
@@ -69,32 +71,69 @@ fn companion_bin() -> PathBuf {
     bin
 }
 
+/// How to start a native host.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Extra environment variables.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Use this data folder and the credentials `companion dev` keeps there, instead of a fresh
+    /// folder with a secret and admin key chosen by the test.
+    pub data_dir: Option<PathBuf>,
+    /// Let the host create its demo project (off by default in tests).
+    pub demo: bool,
+}
+
 impl Host {
-    /// Starts a native host with extra environment variables.
+    /// Starts a native host with a fresh data folder and extra environment variables.
     pub fn start_native(env: &[(&str, &str)]) -> Host {
+        Host::launch(Launch {
+            env,
+            ..Launch::default()
+        })
+    }
+
+    pub fn launch(launch: Launch<'_>) -> Host {
         let root = std::env::temp_dir().join("stack-edge-tests");
         remove_stale_dirs(&root);
-        let data_dir = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
+        let fresh = launch.data_dir.is_none();
+        let data_dir = launch
+            .data_dir
+            .unwrap_or_else(|| root.join(format!("host-{}-{}", std::process::id(), random_hex(4))));
         std::fs::create_dir_all(&data_dir).expect("create data dir");
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
-        let internal_admin_key = format!("sak_test_{}", random_hex(20));
-        let mut child = Command::new(companion_bin())
+        let mut command = Command::new(companion_bin());
+        command
             .args([
                 "dev",
                 "--listen",
                 "127.0.0.1:0",
                 "--workers",
                 "2",
-                "--no-demo",
                 "--exit-on-stdin-close",
                 "--data-dir",
             ])
-            .arg(&data_dir)
-            .env("STACK_SERVER_SECRET", secret)
-            .env("STACK_INTERNAL_ADMIN_KEY", &internal_admin_key)
+            .arg(&data_dir);
+        if !launch.demo {
+            command.arg("--no-demo");
+        }
+        let mut internal_admin_key = None;
+        if fresh {
+            let key = format!("sak_test_{}", random_hex(20));
+            command
+                .env(
+                    "STACK_SERVER_SECRET",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32)),
+                )
+                .env("STACK_INTERNAL_ADMIN_KEY", &key);
+            internal_admin_key = Some(key);
+        } else {
+            command
+                .env_remove("STACK_SERVER_SECRET")
+                .env_remove("STACK_INTERNAL_ADMIN_KEY");
+        }
+        let mut child = command
             .env("STACK_ENVIRONMENT", "test")
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -111,14 +150,47 @@ impl Host {
                 break url.trim().to_string();
             }
         };
-        // Keep draining stdout so the host never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep reading stdout (so the host never blocks on a full pipe) and keep what it says.
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let internal_admin_key = internal_admin_key.unwrap_or_else(|| {
+            let creds: Value = serde_json::from_slice(
+                &std::fs::read(data_dir.join("dev-credentials.json")).expect("credentials file"),
+            )
+            .expect("credentials JSON");
+            creds["internal_admin_key"]
+                .as_str()
+                .expect("internal_admin_key")
+                .to_string()
+        });
         Host {
             base_url,
             internal_admin_key,
             data_dir: Some(data_dir),
-            _child: Some(child),
+            output,
+            child: Some(child),
         }
+    }
+
+    /// What the host printed on standard output after its `listening on` line.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the host to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("a native host");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        child.wait().expect("wait for the host")
     }
 
     pub fn request(&self, method: &str, path: &str) -> Call {

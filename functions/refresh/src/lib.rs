@@ -26,6 +26,7 @@ enum Route {
     Users,
     User,
     InternalProjects,
+    InternalProjectKeySets,
 }
 
 fn router() -> &'static matchit::Router<Route> {
@@ -52,6 +53,10 @@ fn router() -> &'static matchit::Router<Route> {
             ("/api/v1/users", Route::Users),
             ("/api/v1/users/{id}", Route::User),
             ("/api/v1/internal/projects", Route::InternalProjects),
+            (
+                "/api/v1/internal/projects/{project_id}/key-sets",
+                Route::InternalProjectKeySets,
+            ),
         ];
         for (path, route) in routes {
             r.insert(path, route).expect("routes do not overlap");
@@ -97,6 +102,9 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::User, M::GET) => users::get(ctx, req, &param("id")).await,
         (Route::User, M::DELETE) => users::delete(ctx, req, &param("id")).await,
         (Route::InternalProjects, M::POST) => projects::create(ctx, req).await,
+        (Route::InternalProjectKeySets, M::POST) => {
+            projects::create_keys(ctx, req, &param("project_id")).await
+        }
         _ => Err(ApiError::status(405, "Method not allowed")),
     }
 }

@@ -1,20 +1,27 @@
-//! `POST /internal/projects`: creates a project with a `main` branch and a key set. Only the
-//! internal project's admin may call it. The keys are in the response once and stored hashed.
+//! Project administration for the internal project's admin: `POST /internal/projects` creates a
+//! project with a `main` branch and a key set; `POST /internal/projects/{id}/key-sets` adds a
+//! key set. Keys are in the response once and stored hashed.
 
+use shared::auth::RequestAuth;
 use shared::auth::{authenticate, store_error, AuthRule, ADMIN_ONLY};
-use shared::error::{ApiResult, KnownError};
+use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json_with_status, Request, Response};
-use shared::projects::{create_project, NewProject, INTERNAL_PROJECT_ID};
+use shared::projects::{create_key_set, create_project, NewProject, INTERNAL_PROJECT_ID};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
 const MAX_NAME: usize = 256;
 
-pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
+async fn authenticate_internal_admin(ctx: &Context, req: &Request) -> ApiResult<RequestAuth> {
     let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
     if auth.tenancy.project_id != INTERNAL_PROJECT_ID {
         return Err(KnownError::expected_internal_project().into());
     }
+    Ok(auth)
+}
+
+pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    authenticate_internal_admin(ctx, req).await?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
     let obj = v.body_object(&body, &["display_name", "require_publishable_client_key"]);
@@ -41,5 +48,35 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     )
     .await
     .map_err(store_error)?;
+    Ok(json_with_status(201, &created))
+}
+
+pub async fn create_keys(ctx: &Context, req: &Request, project_id: &str) -> ApiResult<Response> {
+    authenticate_internal_admin(ctx, req).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = if body.is_some() {
+        v.body_object(&body, &["description"])
+    } else {
+        None
+    };
+    let description = v.string(obj, "description", "body.description", false);
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_NAME)
+    {
+        v.fail(format!(
+            "body.description must be at most {MAX_NAME} characters"
+        ));
+    }
+    v.finish()?;
+    let created = create_key_set(
+        ctx,
+        project_id,
+        description.as_deref().unwrap_or("Created through the API"),
+    )
+    .await
+    .map_err(store_error)?
+    .ok_or_else(|| ApiError::status(404, "Project not found"))?;
     Ok(json_with_status(201, &created))
 }
