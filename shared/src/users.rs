@@ -129,6 +129,54 @@ pub async fn create_user(
     Ok(user)
 }
 
+/// A server's changes to a user: `Some` fields are written (an inner `None` clears the field).
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub display_name: Option<Option<String>>,
+    pub primary_email: Option<Option<String>>,
+    pub primary_email_verified: Option<bool>,
+    /// Only `false` is accepted by the endpoint: an anonymous user can be upgraded, not back.
+    pub is_anonymous: Option<bool>,
+    pub restricted_by_admin: Option<bool>,
+}
+
+/// Applies `patch` in one statement. Returns the updated user, or `None` if it does not exist.
+pub async fn update_user(
+    ctx: &Context,
+    tenancy_id: &str,
+    user_id: &str,
+    patch: UserPatch,
+) -> Result<Option<User>, StoreError> {
+    let flag = |present: bool| SqlValue::from(present);
+    let changed = ctx
+        .store
+        .execute(
+            "UPDATE users SET \
+             display_name = CASE WHEN ?1 THEN ?2 ELSE display_name END, \
+             primary_email = CASE WHEN ?3 THEN ?4 ELSE primary_email END, \
+             primary_email_verified = COALESCE(?5, primary_email_verified), \
+             is_anonymous = COALESCE(?6, is_anonymous), \
+             restricted_by_admin = COALESCE(?7, restricted_by_admin) \
+             WHERE tenancy_id = ?8 AND id = ?9",
+            vec![
+                flag(patch.display_name.is_some()),
+                patch.display_name.flatten().into(),
+                flag(patch.primary_email.is_some()),
+                patch.primary_email.flatten().into(),
+                patch.primary_email_verified.into(),
+                patch.is_anonymous.into(),
+                patch.restricted_by_admin.into(),
+                tenancy_id.into(),
+                user_id.into(),
+            ],
+        )
+        .await?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    get_user(ctx, tenancy_id, user_id).await
+}
+
 pub async fn get_user(
     ctx: &Context,
     tenancy_id: &str,

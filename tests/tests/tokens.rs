@@ -301,3 +301,72 @@ async fn an_expired_access_token_sent_with_the_refresh_token_still_refreshes() {
         .await;
     res.assert_known_error(401, "UNPARSABLE_ACCESS_TOKEN");
 }
+
+fn payload(token: &str) -> Value {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn the_next_token_shows_changed_user_claims() {
+    let h = host();
+    let p = h.create_project(false).await;
+    let s = h
+        .user_with_session(&p, json!({ "is_anonymous": true }))
+        .await;
+    let refresh = || async {
+        let res = h
+            .post("/api/v1/auth/sessions/current/refresh")
+            .client(&p)
+            .refresh_token(&s.refresh_token)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        res.json()["access_token"].as_str().unwrap().to_string()
+    };
+    let patch = |body: Value| {
+        h.request("PATCH", &format!("/api/v1/users/{}", s.user_id))
+            .server(&p)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(payload(&refresh().await)["aud"], format!("{}:anon", p.id));
+
+    // Anonymous -> real user, with a name and a verified email.
+    let res = patch(json!({ "is_anonymous": false, "display_name": "Lin", "primary_email": "lin@example.com", "primary_email_verified": true })).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let claims = payload(&refresh().await);
+    assert_eq!(claims["aud"], p.id);
+    assert_eq!(claims["is_anonymous"], false);
+    assert_eq!(claims["is_restricted"], false);
+    assert_eq!(claims["name"], "Lin");
+    assert_eq!(claims["email_verified"], true);
+
+    // Restricted by an administrator.
+    assert_eq!(
+        patch(json!({ "restricted_by_admin": true })).await.status,
+        200
+    );
+    let claims = payload(&refresh().await);
+    assert_eq!(claims["aud"], format!("{}:restricted", p.id));
+    assert_eq!(
+        claims["restricted_reason"],
+        json!({ "type": "restricted_by_administrator" })
+    );
+
+    // Back to anonymous is refused and changes nothing.
+    let before = h.project_snapshot(&p.id);
+    patch(json!({ "is_anonymous": true, "display_name": "Nope" }))
+        .await
+        .assert_known_error(400, "SCHEMA_ERROR");
+    assert_eq!(h.project_snapshot(&p.id), before);
+    // Clearing the name.
+    assert_eq!(
+        patch(json!({ "display_name": null })).await.json()["display_name"],
+        Value::Null
+    );
+    assert_eq!(payload(&refresh().await)["name"], Value::Null);
+}

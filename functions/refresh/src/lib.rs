@@ -100,6 +100,7 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         )),
         (Route::Users, M::POST) => users::create(ctx, req).await,
         (Route::User, M::GET) => users::get(ctx, req, &param("id")).await,
+        (Route::User, M::PATCH) => users::update(ctx, req, &param("id")).await,
         (Route::User, M::DELETE) => users::delete(ctx, req, &param("id")).await,
         (Route::InternalProjects, M::POST) => projects::create(ctx, req).await,
         (Route::InternalProjectKeySets, M::POST) => {

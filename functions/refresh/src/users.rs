@@ -1,12 +1,12 @@
-//! Minimal users endpoints, enough to test sessions end to end: create (server), read, delete.
-//! Deleting a user ends all of its sessions.
+//! Minimal users endpoints, enough to test sessions end to end: create and update (server),
+//! read, delete. Deleting a user ends all of its sessions; an update shows in the next token.
 
 use shared::auth::{
     authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN,
 };
 use shared::error::{ApiResult, KnownError};
 use shared::http::{json, json_with_status, success, Request, Response};
-use shared::users::{self, NewUser};
+use shared::users::{self, NewUser, UserPatch};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
@@ -71,6 +71,68 @@ pub async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> 
         return Err(KnownError::user_not_found().into());
     }
     let user = users::get_user(ctx, &auth.tenancy.id, &user_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(KnownError::user_not_found)?;
+    Ok(json(&user.to_json()))
+}
+
+/// `PATCH /users/{id}` (server or admin). The next access token of the user's sessions carries
+/// the new values.
+pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let user_id = resolve(&auth, id)?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(
+        &body,
+        &[
+            "display_name",
+            "primary_email",
+            "primary_email_verified",
+            "is_anonymous",
+            "restricted_by_admin",
+        ],
+    );
+    let nullable = |v: &mut Validator, key: &str| -> Option<Option<String>> {
+        let present = obj.is_some_and(|o| o.contains_key(key));
+        present.then(|| v.string(obj, key, &format!("body.{key}"), false))
+    };
+    let display_name = nullable(&mut v, "display_name");
+    if display_name
+        .as_ref()
+        .and_then(|d| d.as_ref())
+        .is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME)
+    {
+        v.fail(format!(
+            "body.display_name must be at most {MAX_DISPLAY_NAME} characters"
+        ));
+    }
+    let primary_email = nullable(&mut v, "primary_email");
+    if primary_email
+        .as_ref()
+        .and_then(|e| e.as_deref())
+        .is_some_and(|e| !is_email(e))
+    {
+        v.fail("body.primary_email must be a valid email".into());
+    }
+    let is_anonymous = v.boolean(obj, "is_anonymous", "body.is_anonymous");
+    if is_anonymous == Some(true) {
+        v.fail("body.is_anonymous can only be set to false (an anonymous user can be upgraded, not back)".into());
+    }
+    let patch = UserPatch {
+        display_name,
+        primary_email,
+        primary_email_verified: v.boolean(
+            obj,
+            "primary_email_verified",
+            "body.primary_email_verified",
+        ),
+        is_anonymous,
+        restricted_by_admin: v.boolean(obj, "restricted_by_admin", "body.restricted_by_admin"),
+    };
+    v.finish()?;
+    let user = users::update_user(ctx, &auth.tenancy.id, &user_id, patch)
         .await
         .map_err(store_error)?
         .ok_or_else(KnownError::user_not_found)?;

@@ -318,6 +318,7 @@ mod tests {
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap()
             .block_on(f)
@@ -352,6 +353,62 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(rows.len(), 1, "the failed batch left nothing behind");
+        });
+    }
+
+    #[test]
+    fn reqwest_client_round_trips_a_request() {
+        block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.ends_with(b"ping") {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    seen.extend_from_slice(&buf[..n]);
+                }
+                socket
+                    .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 4\r\nx-echo: yes\r\nconnection: close\r\n\r\npong")
+                    .await
+                    .unwrap();
+                String::from_utf8(seen).unwrap()
+            });
+            let request = http::Request::post(format!("http://{addr}/path?q=1"))
+                .header("x-test", "1")
+                .body(b"ping".to_vec())
+                .unwrap();
+            let response = ReqwestClient::new().send(request).await.unwrap();
+            assert_eq!(response.status(), 201);
+            assert_eq!(response.headers()["x-echo"], "yes");
+            assert_eq!(response.body(), b"pong");
+            let seen = server.await.unwrap();
+            assert!(seen.starts_with("POST /path?q=1 HTTP/1.1"), "{seen}");
+            assert!(seen.contains("x-test: 1"), "{seen}");
+        });
+    }
+
+    #[test]
+    fn background_work_is_drained() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let background = LocalBackground::new();
+            let done = Rc::new(Cell::new(0));
+            for i in 0..3 {
+                let done = done.clone();
+                background.spawn(Box::pin(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(10 * i)).await;
+                    done.set(done.get() + 1);
+                }));
+            }
+            background.drain().await;
+            assert_eq!(done.get(), 3);
         });
     }
 
