@@ -5,3 +5,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$STACK_EDGE_CACHE/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p "$STACK_EDGE_CACHE"
+# Edge toolchain (scripts/setup-edge): cargo-installed tools and an npm prefix with Node 22.
+export EDGE_TOOLS="$STACK_EDGE_CACHE/tools"
+export EDGE_NODE="$STACK_EDGE_CACHE/node"
+export PATH="$EDGE_TOOLS/bin:$EDGE_NODE/node_modules/.bin:$PATH"
+# worker-build would download wasm-bindgen, wasm-opt and esbuild; point it at ours instead.
+export WASM_BINDGEN_BIN="$EDGE_TOOLS/bin/wasm-bindgen"
+export WASM_OPT_BIN="$EDGE_NODE/node_modules/.bin/wasm-opt"
+export ESBUILD_BIN="$EDGE_NODE/node_modules/@esbuild/linux-x64/bin/esbuild"
+# wrangler: no prompts, no telemetry, no calls to Cloudflare's fetch of request.cf data.
+export CI="${CI:-true}" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false

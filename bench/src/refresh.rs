@@ -36,7 +36,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let host = Host::start_native(&[]);
+        let host = Host::start(&[]);
         let project = host.create_project(false).await;
         let mut sessions = Vec::new();
         for _ in 0..SESSIONS {

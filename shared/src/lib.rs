@@ -23,5 +23,13 @@ pub mod users;
 pub mod validate;
 
 pub use context::Context;
+
+/// Crates the runtime entry macros expand to, so function crates need not depend on them.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "spin-wasi")]
+    pub use {bytes, http_body_util};
+    pub use {http, serde_json};
+}
 pub use error::{ApiError, KnownError};
 pub use http::{Request, Response};

@@ -1,9 +1,9 @@
 //! The black-box test kit: one launcher for the host under test, and a small HTTP client.
 //!
-//! By default the launcher starts the native host (`companion dev`) on a free loopback port
-//! with a fresh data folder; the host exits when the test process does (its standard input
-//! closes). Set `STACK_EDGE_BASE_URL` (and `STACK_EDGE_INTERNAL_ADMIN_KEY`) to run the same
-//! suites against another runtime instead.
+//! The launcher starts the host under test on a free loopback port with fresh state; the host
+//! exits when the test process does (its standard input closes). `STACK_EDGE_RUNTIME` picks it:
+//! `native` (default: `companion dev` over SQLite) or `cloudflare` (`wrangler dev --local`:
+//! real workerd and local D1, the Workers built beforehand by `scripts/build-worker`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,17 +26,22 @@ pub struct Host {
 /// The host shared by the tests of one test binary (started on first use).
 pub fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
-    HOST.get_or_init(|| match std::env::var("STACK_EDGE_BASE_URL") {
-        Ok(base_url) => Host {
-            base_url,
-            internal_admin_key: std::env::var("STACK_EDGE_INTERNAL_ADMIN_KEY")
-                .expect("STACK_EDGE_INTERNAL_ADMIN_KEY with STACK_EDGE_BASE_URL"),
-            data_dir: None,
-            output: Arc::default(),
-            child: None,
-        },
-        Err(_) => Host::start_native(&[]),
-    })
+    HOST.get_or_init(|| Host::start(&[]))
+}
+
+/// Which runtime the suites run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Native,
+    Cloudflare,
+}
+
+pub fn runtime() -> Runtime {
+    match std::env::var("STACK_EDGE_RUNTIME").as_deref() {
+        Ok("cloudflare") => Runtime::Cloudflare,
+        Ok("native") | Err(_) => Runtime::Native,
+        Ok(other) => panic!("STACK_EDGE_RUNTIME={other}: expected native or cloudflare"),
+    }
 }
 
 thread_local! {
@@ -84,12 +89,144 @@ pub struct Launch<'a> {
 }
 
 impl Host {
-    /// Starts a native host with a fresh data folder and extra environment variables.
-    pub fn start_native(env: &[(&str, &str)]) -> Host {
-        Host::launch(Launch {
-            env,
-            ..Launch::default()
-        })
+    /// Starts a host of the selected runtime with fresh state and extra configuration.
+    pub fn start(env: &[(&str, &str)]) -> Host {
+        match runtime() {
+            Runtime::Native => Host::launch(Launch {
+                env,
+                ..Launch::default()
+            }),
+            Runtime::Cloudflare => Host::start_cloudflare(env),
+        }
+    }
+
+    /// `wrangler dev --local` with the router and every function Worker, local D1 migrated.
+    fn start_cloudflare(env: &[(&str, &str)]) -> Host {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("repository root")
+            .to_path_buf();
+        let root = std::env::temp_dir().join("stack-edge-tests");
+        remove_stale_dirs(&root);
+        let state = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
+        std::fs::create_dir_all(&state).expect("create state dir");
+        let configs = ["wrangler.toml", "functions/refresh/wrangler.toml"];
+
+        let migrate = Command::new("wrangler")
+            .args([
+                "d1",
+                "migrations",
+                "apply",
+                "stack-edge",
+                "--local",
+                "--persist-to",
+            ])
+            .arg(&state)
+            .args(["-c", configs[1]])
+            .current_dir(&repo)
+            .output()
+            .expect("run wrangler (scripts/setup-edge installs it)");
+        assert!(
+            migrate.status.success(),
+            "migrations: {}{}",
+            String::from_utf8_lossy(&migrate.stdout),
+            String::from_utf8_lossy(&migrate.stderr)
+        );
+
+        let internal_admin_key = format!("sak_test_{}", random_hex(20));
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
+        let port = free_port();
+        let mut vars = vec![
+            format!("STACK_SERVER_SECRET:{secret}"),
+            format!("STACK_INTERNAL_ADMIN_KEY:{internal_admin_key}"),
+            "STACK_ENVIRONMENT:test".to_string(),
+            format!("NEXT_PUBLIC_STACK_API_URL:http://127.0.0.1:{port}"),
+        ];
+        vars.extend(env.iter().map(|(k, v)| format!("{k}:{v}")));
+        let mut args: Vec<String> = ["dev", "--local", "--ip", "127.0.0.1", "--log-level", "warn"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--port".into(), port.to_string()]);
+        args.extend(["--inspector-port".into(), free_port().to_string()]);
+        args.extend(["--persist-to".into(), state.display().to_string()]);
+        for c in configs {
+            args.extend(["-c".to_string(), c.to_string()]);
+        }
+        for v in vars {
+            args.extend(["--var".to_string(), v]);
+        }
+        // wrangler does not stop when its input closes, so a small shell does it for us: it
+        // runs wrangler, waits for our end of its standard input to close, then stops it.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"wrangler "$@" </dev/null & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
+            .arg("sh")
+            .args(&args)
+            .current_dir(&repo)
+            .env("STACK_EDGE_PREBUILT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start wrangler dev");
+        let mut host = Host {
+            base_url: format!("http://127.0.0.1:{port}"),
+            internal_admin_key,
+            data_dir: Some(state),
+            output: Arc::default(),
+            child: Some(child),
+        };
+        host.collect_output();
+        host.wait_until_healthy(std::time::Duration::from_secs(180));
+        host
+    }
+
+    /// Keeps reading the host's standard output (so it never blocks on a full pipe).
+    fn collect_output(&mut self) {
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("piped stdout");
+        let sink = self.output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    /// Polls `/health` until it answers 200; panics with the host's output after `limit`.
+    fn wait_until_healthy(&mut self, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let url = format!("{}/health", self.base_url);
+        loop {
+            let ok = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+                .output()
+                .map(|o| o.stdout == b"200")
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the host exited ({status}) before it was healthy:\n{}",
+                    self.output().join("\n")
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the host was not healthy in time:\n{}",
+                self.output().join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
 
     pub fn launch(launch: Launch<'_>) -> Host {
@@ -332,9 +469,32 @@ impl Host {
         Some(out)
     }
 
+    /// The SQLite file behind the host: the native database, or local D1's file under
+    /// wrangler's state folder.
     pub fn db_path(&self) -> Option<PathBuf> {
-        self.data_dir.as_ref().map(|d| d.join("stack-edge.sqlite"))
+        let dir = self.data_dir.as_ref()?;
+        match runtime() {
+            Runtime::Native => Some(dir.join("stack-edge.sqlite")),
+            Runtime::Cloudflare => {
+                let d1 = dir.join("v3").join("d1").join("miniflare-D1DatabaseObject");
+                std::fs::read_dir(d1)
+                    .ok()?
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| {
+                        p.extension().is_some_and(|x| x == "sqlite")
+                            && !p.display().to_string().contains("metadata")
+                    })
+            }
+        }
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Removes data folders of earlier test processes that are no longer running.

@@ -304,7 +304,7 @@ fn anonymous_token() -> String {
 
 #[tokio::test]
 async fn each_bad_request_is_a_clear_4xx_and_changes_nothing() {
-    let own = Host::start_native(&[]);
+    let own = Host::start(&[]);
     let h = &own;
     let p = h.create_project(false).await;
     let other = h.create_project(false).await;

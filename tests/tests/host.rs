@@ -179,7 +179,7 @@ async fn projects_and_key_sets_from_the_cli_work_on_the_host() {
 
 #[tokio::test]
 async fn the_internal_endpoint_adds_key_sets_and_old_keys_keep_working() {
-    let host = Host::start_native(&[]);
+    let host = Host::start(&[]);
     let p = host.create_project(false).await;
     let internal = |call: api_tests::Call| {
         call.header("x-stack-access-type", "admin")
@@ -211,7 +211,7 @@ async fn the_internal_endpoint_adds_key_sets_and_old_keys_keep_working() {
 
 #[tokio::test]
 async fn an_oversized_body_is_refused_before_any_handler_and_writes_nothing() {
-    let host = Host::start_native(&[]);
+    let host = Host::start(&[]);
     let p = host.create_project(false).await;
     let before = host.db_snapshot();
     let big = format!("{{\"display_name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));

@@ -30,7 +30,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test]
 async fn the_database_never_holds_a_token_or_key_in_plaintext() {
-    let h = Host::start_native(&[]);
+    let h = Host::start(&[]);
     let p = h.create_project(false).await;
     let mut sessions = Vec::new();
     for _ in 0..5 {

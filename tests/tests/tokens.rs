@@ -244,7 +244,7 @@ async fn signed_up_at_stays_the_same_across_refreshes() {
 /// A host whose access tokens live 2 s, for the expiry cases.
 fn short_lived_host() -> &'static Host {
     static HOST: std::sync::OnceLock<Host> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| Host::start_native(&[("STACK_ACCESS_TOKEN_EXPIRATION_TIME", "2s")]))
+    HOST.get_or_init(|| Host::start(&[("STACK_ACCESS_TOKEN_EXPIRATION_TIME", "2s")]))
 }
 
 #[tokio::test]

@@ -3,6 +3,11 @@
 //! [`handle`] is the runtime-free entry: a request and a [`Context`] in, a response out. Every
 //! runtime (the native host, a Cloudflare Worker, a Spin component) calls it unchanged.
 
+#[cfg(feature = "cloudflare")]
+shared::cloudflare_fetch!(crate::handle);
+#[cfg(feature = "spin-wasi")]
+shared::spin_http!(crate::handle);
+
 mod jwks;
 mod oauth;
 mod projects;

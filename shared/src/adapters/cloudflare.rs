@@ -1,0 +1,292 @@
+//! Cloudflare Workers adapters: D1 as the SQL store, `fetch` as outbound HTTP, worker vars and
+//! secrets as configuration, `wait_until` as background work. [`crate::cloudflare_fetch!`]
+//! turns a function's `handle` into a Worker's fetch entry with these.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use worker::wasm_bindgen::JsValue;
+
+use crate::context::{Config, Context};
+use crate::http::{Request, Response};
+use crate::ports::{
+    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore,
+    SqlValue, Statement, StoreError,
+};
+use crate::tokens::KeyCache;
+
+// --- D1 -------------------------------------------------------------------------------------
+
+pub struct D1Store {
+    db: worker::D1Database,
+}
+
+impl D1Store {
+    pub fn new(db: worker::D1Database) -> D1Store {
+        D1Store { db }
+    }
+
+    fn prepare(
+        &self,
+        sql: &str,
+        params: &[SqlValue],
+    ) -> Result<worker::D1PreparedStatement, StoreError> {
+        let values: Vec<JsValue> = params
+            .iter()
+            .map(|p| match p {
+                // D1 refuses `undefined`; NULL must be bound as JS null.
+                SqlValue::Null => JsValue::NULL,
+                // Our integers are millisecond timestamps and flags: exact as JS numbers.
+                SqlValue::Integer(i) => JsValue::from_f64(*i as f64),
+                SqlValue::Text(s) => JsValue::from_str(s),
+            })
+            .collect();
+        self.db.prepare(sql).bind(&values).map_err(d1_error)
+    }
+}
+
+fn d1_error(e: worker::Error) -> StoreError {
+    let text = e.to_string();
+    if text.contains("constraint failed") {
+        StoreError::Constraint(text)
+    } else {
+        StoreError::Other(text)
+    }
+}
+
+fn to_row(map: Map<String, Value>) -> Result<SqlRow, StoreError> {
+    let columns = map
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                Value::Null => SqlValue::Null,
+                Value::String(s) => SqlValue::Text(s),
+                Value::Bool(b) => SqlValue::Integer(b as i64),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => SqlValue::Integer(i),
+                    None => match n.as_f64() {
+                        Some(f) if f.fract() == 0.0 => SqlValue::Integer(f as i64),
+                        _ => {
+                            return Err(StoreError::Decode(format!(
+                                "column {name}: unexpected real {n}"
+                            )))
+                        }
+                    },
+                },
+                other => {
+                    return Err(StoreError::Decode(format!(
+                        "column {name}: unexpected {other}"
+                    )))
+                }
+            };
+            Ok((name, value))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SqlRow { columns })
+}
+
+#[async_trait(?Send)]
+impl SqlStore for D1Store {
+    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
+        let result = self.prepare(sql, params)?.all().await.map_err(d1_error)?;
+        let rows: Vec<Map<String, Value>> = result.results().map_err(d1_error)?;
+        rows.into_iter().map(to_row).collect()
+    }
+
+    /// D1's `batch` runs the statements in one implicit transaction: all or nothing.
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
+        let prepared = statements
+            .iter()
+            .map(|s| self.prepare(s.sql, &s.params))
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = self.db.batch(prepared).await.map_err(d1_error)?;
+        results
+            .iter()
+            .map(|r| {
+                let meta = r.meta().map_err(d1_error)?;
+                Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
+            })
+            .collect()
+    }
+
+    async fn execute_script(&self, sql: &str) -> Result<(), StoreError> {
+        self.db.exec(sql).await.map(|_| ()).map_err(d1_error)
+    }
+}
+
+// --- clock, randomness, configuration, background -----------------------------------------
+
+pub struct WorkerClock;
+
+impl Clock for WorkerClock {
+    fn now_millis(&self) -> i64 {
+        worker::Date::now().as_millis() as i64
+    }
+}
+
+pub struct WorkerRandom;
+
+impl Random for WorkerRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom_v02::getrandom(buf).expect("crypto.getRandomValues is available in Workers");
+    }
+}
+
+/// Worker secrets first, then plain vars.
+pub struct WorkerEnv(pub worker::Env);
+
+impl ConfigSource for WorkerEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        let value = match self.0.secret(key) {
+            Ok(secret) => secret.to_string(),
+            Err(_) => self.0.var(key).ok()?.to_string(),
+        };
+        (!value.is_empty()).then_some(value)
+    }
+}
+
+pub struct WaitUntil(pub Rc<worker::Context>);
+
+impl Background for WaitUntil {
+    fn spawn(&self, work: LocalFuture) {
+        self.0.wait_until(work);
+    }
+}
+
+// --- outbound HTTP --------------------------------------------------------------------------
+
+pub struct WorkerFetch;
+
+#[async_trait(?Send)]
+impl HttpClient for WorkerFetch {
+    async fn send(&self, request: Request) -> Result<Response, HttpError> {
+        let err = |e: worker::Error| HttpError(e.to_string());
+        let (parts, body) = request.into_parts();
+        let headers = worker::Headers::new();
+        for (name, value) in &parts.headers {
+            headers
+                .append(
+                    name.as_str(),
+                    value.to_str().map_err(|e| HttpError(e.to_string()))?,
+                )
+                .map_err(err)?;
+        }
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::from(parts.method.to_string()))
+            .with_headers(headers);
+        if !body.is_empty() {
+            init.with_body(Some(
+                worker::js_sys::Uint8Array::from(body.as_slice()).into(),
+            ));
+        }
+        let request = worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(err)?;
+        let mut response = worker::Fetch::Request(request).send().await.map_err(err)?;
+        from_worker_response(&mut response).await.map_err(err)
+    }
+}
+
+async fn from_worker_response(response: &mut worker::Response) -> worker::Result<Response> {
+    let mut builder = http::Response::builder().status(response.status_code());
+    for (name, value) in response.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let body = response.bytes().await?;
+    builder
+        .body(body)
+        .map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+// --- the fetch entry ------------------------------------------------------------------------
+
+thread_local! {
+    /// Per isolate: the loaded configuration and derived signing keys, reused across requests.
+    static ISOLATE: RefCell<Option<(Rc<Config>, Rc<KeyCache>)>> = const { RefCell::new(None) };
+    /// Whether this isolate already made sure the internal project exists.
+    static BOOTSTRAPPED: RefCell<bool> = const { RefCell::new(false) };
+}
+
+/// The [`Context`] of one request. The D1 binding is named `DB`.
+pub fn context(env: &worker::Env, ctx: worker::Context) -> worker::Result<Context> {
+    let (config, keys) = ISOLATE.with(|cell| -> worker::Result<_> {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            let config = Config::load(&WorkerEnv(env.clone()))
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
+            *cell = Some((Rc::new(config), keys));
+        }
+        Ok(cell.clone().expect("set above"))
+    })?;
+    Ok(Context {
+        store: Rc::new(D1Store::new(env.d1("DB")?)),
+        http: Rc::new(WorkerFetch),
+        clock: Rc::new(WorkerClock),
+        random: Rc::new(WorkerRandom),
+        background: Rc::new(WaitUntil(Rc::new(ctx))),
+        config,
+        keys,
+    })
+}
+
+/// Once per isolate: when `STACK_INTERNAL_ADMIN_KEY` is configured, make sure the internal
+/// project accepts it (the native host does the same at start-up).
+pub async fn bootstrap(env: &worker::Env, ctx: &Context) -> worker::Result<()> {
+    if BOOTSTRAPPED.with(|b| *b.borrow()) {
+        return Ok(());
+    }
+    if let Some(key) = WorkerEnv(env.clone()).get("STACK_INTERNAL_ADMIN_KEY") {
+        crate::projects::ensure_internal_project(ctx, &key)
+            .await
+            .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    }
+    BOOTSTRAPPED.with(|b| *b.borrow_mut() = true);
+    Ok(())
+}
+
+/// A buffered request from a Worker request.
+pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Request> {
+    let mut builder = http::Request::builder()
+        .method(req.method().as_ref())
+        .uri(req.url()?.as_str());
+    for (name, value) in req.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let body = req.bytes().await?;
+    builder
+        .body(body)
+        .map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+/// A Worker response from ours.
+pub fn response_to_worker(response: Response) -> worker::Result<worker::Response> {
+    let (parts, body) = response.into_parts();
+    let headers = worker::Headers::new();
+    for (name, value) in &parts.headers {
+        headers.append(name.as_str(), value.to_str().unwrap_or_default())?;
+    }
+    Ok(worker::Response::from_bytes(body)?
+        .with_status(parts.status.as_u16())
+        .with_headers(headers))
+}
+
+/// Defines a Worker's `fetch` entry that serves `$handler` (a function's
+/// `async fn handle(Request, &Context) -> Response`) with the Cloudflare adapters.
+#[macro_export]
+macro_rules! cloudflare_fetch {
+    ($handler:path) => {
+        #[::worker::event(fetch)]
+        async fn fetch(
+            req: ::worker::Request,
+            env: ::worker::Env,
+            ctx: ::worker::Context,
+        ) -> ::worker::Result<::worker::Response> {
+            let context = $crate::adapters::cloudflare::context(&env, ctx)?;
+            $crate::adapters::cloudflare::bootstrap(&env, &context).await?;
+            let request = $crate::adapters::cloudflare::request_from_worker(req).await?;
+            let response = $handler(request, &context).await;
+            $crate::adapters::cloudflare::response_to_worker(response)
+        }
+    };
+}

@@ -1,0 +1,316 @@
+//! Spin / WASI HTTP adapters (wasm32-wasip2, spin-sdk 7, WASI P3).
+//!
+//! Feature `spin-wasi`: a component that imports only `wasi:*` interfaces, so `wasmtime serve`
+//! runs it. Configuration comes from the environment; the store is [`NoStore`], which answers
+//! every query with "unavailable" (routes that need no store still work).
+//! Feature `spin`: adds `spin:sqlite` as the store and `spin:variables` as configuration, for
+//! the Spin runtime.
+//!
+//! [`crate::spin_http!`] turns a function's `handle` into the component's HTTP entry.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use async_trait::async_trait;
+
+use crate::context::{Config, Context};
+use crate::http::{Request, Response};
+use crate::ports::{
+    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore,
+    SqlValue, Statement, StoreError,
+};
+
+/// Configuration keys a function reads. Spin variables are lowercase (`stack_server_secret`).
+pub const CONFIG_KEYS: &[&str] = &[
+    "STACK_SERVER_SECRET",
+    "STACK_ACCESS_TOKEN_EXPIRATION_TIME",
+    "NEXT_PUBLIC_STACK_API_URL",
+    "STACK_ENVIRONMENT",
+    "STACK_INTERNAL_ADMIN_KEY",
+];
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64
+    }
+}
+
+pub struct WasiRandom;
+
+impl Random for WasiRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        getrandom::fill(buf).expect("wasi:random is available");
+    }
+}
+
+/// Configuration read once per request into a map (Spin variables are async to read).
+pub struct MapConfig(pub HashMap<String, String>);
+
+impl ConfigSource for MapConfig {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned().filter(|v| !v.is_empty())
+    }
+}
+
+/// The environment (`wasmtime serve --env`), then Spin variables when the `spin` feature is on.
+pub async fn load_config() -> MapConfig {
+    let mut map = HashMap::new();
+    for key in CONFIG_KEYS {
+        if let Ok(value) = std::env::var(key) {
+            map.insert(key.to_string(), value);
+            continue;
+        }
+        #[cfg(feature = "spin")]
+        if let Ok(value) = spin_sdk::variables::get(key.to_ascii_lowercase()).await {
+            map.insert(key.to_string(), value);
+        }
+    }
+    MapConfig(map)
+}
+
+/// A component instance serves one request and ends with it, so background work is collected
+/// and awaited after the handler, before the response leaves (nothing accepted is lost).
+#[derive(Default)]
+pub struct Deferred {
+    pending: std::cell::RefCell<Vec<LocalFuture>>,
+}
+
+impl Deferred {
+    pub async fn run_pending(&self) {
+        loop {
+            let batch: Vec<LocalFuture> = self.pending.borrow_mut().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            for work in batch {
+                work.await;
+            }
+        }
+    }
+}
+
+impl Background for Deferred {
+    fn spawn(&self, work: LocalFuture) {
+        self.pending.borrow_mut().push(work);
+    }
+}
+
+/// The store of the WASI-only build: there is no SQL engine among the `wasi:*` imports.
+pub struct NoStore;
+
+#[async_trait(?Send)]
+impl SqlStore for NoStore {
+    async fn query(&self, _sql: &str, _params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
+        Err(StoreError::Unavailable(
+            "this build has no store (use the `spin` build)".into(),
+        ))
+    }
+    async fn batch(&self, _statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
+        Err(StoreError::Unavailable(
+            "this build has no store (use the `spin` build)".into(),
+        ))
+    }
+    async fn execute_script(&self, _sql: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "this build has no store (use the `spin` build)".into(),
+        ))
+    }
+}
+
+/// Outbound HTTP through wasi:http.
+pub struct WasiHttp;
+
+#[async_trait(?Send)]
+impl HttpClient for WasiHttp {
+    async fn send(&self, request: Request) -> Result<Response, HttpError> {
+        use http_body_util::BodyExt;
+        let err = |e: &dyn std::fmt::Display| HttpError(e.to_string());
+        let request = request.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)));
+        let response = spin_sdk::http::send(request).await.map_err(|e| err(&e))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| err(&e))?
+            .to_bytes()
+            .to_vec();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+#[cfg(feature = "spin")]
+pub use sqlite::SpinSqlite;
+
+#[cfg(feature = "spin")]
+mod sqlite {
+    use super::*;
+    use spin_sdk::sqlite::{Connection, Value};
+
+    /// `spin:sqlite` (the component's `default` database).
+    pub struct SpinSqlite {
+        conn: Connection,
+    }
+
+    impl SpinSqlite {
+        pub async fn open_default() -> Result<SpinSqlite, StoreError> {
+            let conn = Connection::open_default()
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
+            Ok(SpinSqlite { conn })
+        }
+
+        async fn run(
+            &self,
+            sql: &str,
+            params: &[SqlValue],
+        ) -> Result<(Vec<String>, Vec<Vec<Value>>), StoreError> {
+            let values = params.iter().map(|p| match p {
+                SqlValue::Null => Value::Null,
+                SqlValue::Integer(i) => Value::Integer(*i),
+                SqlValue::Text(s) => Value::Text(s.clone()),
+            });
+            let result = self.conn.execute(sql, values).await.map_err(spin_error)?;
+            let columns = result.columns().to_vec();
+            let rows = result.collect().await.map_err(spin_error)?;
+            Ok((columns, rows.into_iter().map(|r| r.values).collect()))
+        }
+    }
+
+    fn spin_error(e: spin_sdk::sqlite::Error) -> StoreError {
+        let text = format!("{e:?}");
+        if text.contains("constraint failed") {
+            StoreError::Constraint(text)
+        } else {
+            StoreError::Other(text)
+        }
+    }
+
+    #[async_trait(?Send)]
+    impl SqlStore for SpinSqlite {
+        async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
+            let (columns, rows) = self.run(sql, params).await?;
+            rows.into_iter()
+                .map(|values| {
+                    let columns = columns
+                        .iter()
+                        .cloned()
+                        .zip(values)
+                        .map(|(name, v)| {
+                            let v = match v {
+                                Value::Null => SqlValue::Null,
+                                Value::Integer(i) => SqlValue::Integer(i),
+                                Value::Text(s) => SqlValue::Text(s),
+                                other => {
+                                    return Err(StoreError::Decode(format!(
+                                        "column {name}: unexpected {other:?}"
+                                    )))
+                                }
+                            };
+                            Ok((name, v))
+                        })
+                        .collect::<Result<_, _>>()?;
+                    Ok(SqlRow { columns })
+                })
+                .collect()
+        }
+
+        async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
+            self.run("BEGIN IMMEDIATE", &[]).await?;
+            let mut changed = Vec::with_capacity(statements.len());
+            for s in statements {
+                if let Err(e) = self.run(s.sql, &s.params).await {
+                    let _ = self.run("ROLLBACK", &[]).await;
+                    return Err(e);
+                }
+                changed.push(self.conn.changes().await);
+            }
+            self.run("COMMIT", &[]).await?;
+            Ok(changed)
+        }
+
+        async fn execute_script(&self, sql: &str) -> Result<(), StoreError> {
+            // spin:sqlite runs one statement per call; migrations are applied by the host.
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                self.run(statement, &[]).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The [`Context`] of one request, and its background work to await before responding.
+pub async fn context() -> Result<(Context, Rc<Deferred>), String> {
+    let config = Config::load(&load_config().await).map_err(|e| e.to_string())?;
+    #[cfg(feature = "spin")]
+    let store: Rc<dyn SqlStore> = Rc::new(
+        SpinSqlite::open_default()
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    #[cfg(not(feature = "spin"))]
+    let store: Rc<dyn SqlStore> = Rc::new(NoStore);
+    let deferred = Rc::new(Deferred::default());
+    let ctx = Context::new(
+        store,
+        Rc::new(WasiHttp),
+        Rc::new(SystemClock),
+        Rc::new(WasiRandom),
+        deferred.clone(),
+        config,
+    );
+    Ok((ctx, deferred))
+}
+
+/// A buffered request from the component's incoming request.
+pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, String> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok(http::Request::from_parts(parts, body))
+}
+
+/// The component's response from ours.
+pub fn response_to_wasi(response: Response) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    response.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)))
+}
+
+/// Defines the component's HTTP entry serving `$handler` (a function's
+/// `async fn handle(Request, &Context) -> Response`), with `/health` answered by the entry.
+#[macro_export]
+macro_rules! spin_http {
+    ($handler:path) => {
+        #[::spin_sdk::http_service]
+        async fn serve(
+            req: ::spin_sdk::http::Request,
+        ) -> $crate::__private::http::Response<$crate::__private::http_body_util::Full<$crate::__private::bytes::Bytes>> {
+            use $crate::adapters::spin as adapter;
+            let response = async {
+                if req.uri().path() == "/health" {
+                    return $crate::http::json(&$crate::__private::serde_json::json!({ "status": "ok" }));
+                }
+                let (context, deferred) = match adapter::context().await {
+                    Ok(c) => c,
+                    Err(e) => return $crate::http::text(500, &format!("configuration: {e}")),
+                };
+                let response = match adapter::request_from_wasi(req).await {
+                    Ok(request) => $handler(request, &context).await,
+                    Err(e) => $crate::http::text(400, &format!("could not read the request: {e}")),
+                };
+                deferred.run_pending().await;
+                response
+            }
+            .await;
+            adapter::response_to_wasi(response)
+        }
+    };
+}
