@@ -18,10 +18,7 @@ use shared::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
 const SESSIONS: usize = 256;
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
         .unwrap_or_else(|_| "1,16,64".into())
         .split(',')
@@ -31,10 +28,7 @@ fn main() {
     let sign_rate = raw_sign_rate(Duration::from_secs(3));
     println!("raw ES256 sign rate (1 thread): {sign_rate:.0}/s");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let host = Host::start(&[]);
         let project = host.create_project(false).await;
@@ -42,9 +36,7 @@ fn main() {
         for _ in 0..SESSIONS {
             sessions.push(host.user_with_session(&project, json!({})).await);
         }
-        println!(
-            "\n| concurrency | refreshes/s | p50 ms | p99 ms | errors | ratio to raw sign rate |"
-        );
+        println!("\n| concurrency | refreshes/s | p50 ms | p99 ms | errors | ratio to raw sign rate |");
         println!("|---|---|---|---|---|---|");
         for &c in &concurrencies {
             let r = load(&host, &project, &sessions, c, Duration::from_secs(seconds)).await;
@@ -114,25 +106,13 @@ async fn load(
     for i in 0..clients {
         let authority = authority.clone();
         let project = project.id.clone();
-        let tokens: Vec<String> = sessions
-            .iter()
-            .skip(i)
-            .step_by(clients)
-            .map(|s| s.refresh_token.clone())
-            .collect();
-        let tokens = if tokens.is_empty() {
-            vec![sessions[i % sessions.len()].refresh_token.clone()]
-        } else {
-            tokens
-        };
+        let tokens: Vec<String> = sessions.iter().skip(i).step_by(clients).map(|s| s.refresh_token.clone()).collect();
+        let tokens = if tokens.is_empty() { vec![sessions[i % sessions.len()].refresh_token.clone()] } else { tokens };
         tasks.push(local.spawn_local(async move {
-            let stream = tokio::net::TcpStream::connect(&authority)
-                .await
-                .expect("connect");
+            let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
             stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .expect("handshake");
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
             tokio::task::spawn_local(conn);
             let mut latencies = Vec::new();
             let mut errors = 0;
@@ -171,10 +151,5 @@ async fn load(
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    LoadResult {
-        rate: all.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    }
+    LoadResult { rate: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
 }

@@ -12,7 +12,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use shared::adapters::native::{EnvConfig, OsRandom};
+use shared::adapters::system::{EnvConfig, OsRandom};
 use shared::context::{Config, ConfigError};
 use shared::crypto::{base64url, new_api_key};
 use shared::ports::{ConfigSource, Random};
@@ -55,10 +55,7 @@ impl DevData {
             }
             Err(e) => return Err(e),
         };
-        Ok(DevData {
-            dir: dir.to_path_buf(),
-            credentials,
-        })
+        Ok(DevData { dir: dir.to_path_buf(), credentials })
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -77,30 +74,17 @@ impl DevData {
     pub fn internal_admin_key(&self) -> String {
         EnvConfig
             .get("STACK_INTERNAL_ADMIN_KEY")
-            .unwrap_or_else(|| {
-                self.credentials["internal_admin_key"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
+            .unwrap_or_else(|| self.credentials["internal_admin_key"].as_str().unwrap_or_default().to_string())
     }
 
     /// The demo project, created (and its keys saved) on first start.
-    pub async fn demo_project(
-        &self,
-        ctx: &Context,
-    ) -> Result<CreatedProject, Box<dyn std::error::Error>> {
+    pub async fn demo_project(&self, ctx: &Context) -> Result<CreatedProject, Box<dyn std::error::Error>> {
         if let Some(demo) = self.credentials.get("demo_project") {
             return Ok(serde_json::from_value(demo.clone())?);
         }
-        let created = create_project(
-            ctx,
-            NewProject {
-                display_name: "Demo Project",
-                require_publishable_client_key: false,
-            },
-        )
-        .await?;
+        let created =
+            create_project(ctx, NewProject { display_name: "Demo Project", require_publishable_client_key: false })
+                .await?;
         let mut credentials = self.credentials.clone();
         credentials["demo_project"] = serde_json::to_value(&created)?;
         write_private(&self.dir.join(CREDENTIALS), &credentials)?;
@@ -110,12 +94,7 @@ impl DevData {
 
 fn write_private(path: &Path, value: &Value) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     file.write_all(serde_json::to_string_pretty(value)?.as_bytes())?;
     file.sync_all()?;
     fs::rename(tmp, path)

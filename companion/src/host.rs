@@ -19,9 +19,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
-use shared::adapters::native::{
-    LocalBackground, OsRandom, ReqwestClient, SqliteStore, SqliteWriter, SystemClock,
-};
+use shared::adapters::native::{LocalBackground, ReqwestClient};
+use shared::adapters::sqlite::{SqliteStore, SqliteWriter};
+use shared::adapters::system::{OsRandom, SystemClock};
 use shared::context::Config;
 use shared::{Context, Request, Response};
 
@@ -32,17 +32,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct HostOptions {
     pub listener: TcpListener,
+    /// Serve `/__scheduled?cron=...` (fires a cron trigger on demand), for tests.
+    pub test_scheduled: bool,
     pub workers: usize,
     pub db_path: PathBuf,
     pub config: Config,
 }
 
 /// Builds a worker's context over the shared SQLite writer.
-pub fn native_context(
-    writer: &SqliteWriter,
-    config: Config,
-    background: Rc<LocalBackground>,
-) -> Context {
+pub fn native_context(writer: &SqliteWriter, config: Config, background: Rc<LocalBackground>) -> Context {
     let store = SqliteStore::new(writer).expect("open a read connection to the database");
     Context::new(
         Rc::new(store),
@@ -64,32 +62,30 @@ pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::
         let (queue, connections) = mpsc::unbounded_channel();
         queues.push(queue);
         let writer = writer.clone();
-        let config = options.config.clone();
+        let worker = Worker {
+            config: options.config.clone(),
+            test_scheduled: options.test_scheduled,
+            // One worker runs the cron scheduler, so each trigger fires once per process.
+            runs_scheduler: index == 0,
+        };
         let shutdown = shutdown.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{index}"))
-                .spawn(move || run_worker(connections, writer, config, shutdown))?,
+                .spawn(move || run_worker(connections, writer, worker, shutdown))?,
         );
     }
     accept_loop(options.listener, queues, shutdown)?;
     for t in threads {
-        t.join()
-            .map_err(|_| std::io::Error::other("a worker panicked"))??;
+        t.join().map_err(|_| std::io::Error::other("a worker panicked"))??;
     }
     Ok(())
 }
 
 /// Accepts connections and deals them to the workers round-robin until shutdown. Dropping the
 /// queues at the end tells the workers that no more connections will come.
-fn accept_loop(
-    listener: TcpListener,
-    queues: Vec<Queue>,
-    mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+fn accept_loop(listener: TcpListener, queues: Vec<Queue>, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let mut next = 0;
@@ -112,19 +108,28 @@ fn accept_loop(
 
 type Queue = mpsc::UnboundedSender<std::net::TcpStream>;
 
+/// What one worker thread does besides serving requests.
+struct Worker {
+    config: Config,
+    test_scheduled: bool,
+    runs_scheduler: bool,
+}
+
 fn run_worker(
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
     writer: SqliteWriter,
-    config: Config,
+    worker: Worker,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let background = Rc::new(LocalBackground::new());
-        let ctx = native_context(&writer, config, background.clone());
+        let ctx = native_context(&writer, worker.config, background.clone());
+        let scheduler = worker
+            .runs_scheduler
+            .then(|| tokio::task::spawn_local(crate::cron::scheduler_loop(ctx.clone(), shutdown.clone())));
+        let test_scheduled = worker.test_scheduled;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let stream = tokio::select! {
@@ -144,10 +149,9 @@ fn run_worker(
             let ctx = ctx.clone();
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &ctx).await)) }
+                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &ctx, test_scheduled).await)) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
             tokio::task::spawn_local(async move {
                 if let Err(e) = conn.await {
@@ -155,30 +159,43 @@ fn run_worker(
                 }
             });
         }
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
             tracing::warn!("open connections did not finish within the grace period");
+        }
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
         }
         background.drain().await;
         Ok(())
     })
 }
 
-async fn handle_hyper(req: hyper::Request<Incoming>, ctx: &Context) -> Response {
+async fn handle_hyper(req: hyper::Request<Incoming>, ctx: &Context, test_scheduled: bool) -> Response {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return shared::http::text(413, "Request body too large");
         }
         Err(_) => return shared::http::text(400, "Could not read the request body"),
     };
-    dispatch(Request::from_parts(parts, body), ctx).await
+    let req = Request::from_parts(parts, body);
+    if test_scheduled && req.uri().path() == "/__scheduled" {
+        return fire_scheduled(&req, ctx).await;
+    }
+    dispatch(req, ctx).await
+}
+
+/// `/__scheduled?cron=...`: fires one cron trigger now (`dev --test-scheduled` only).
+async fn fire_scheduled(req: &Request, ctx: &Context) -> Response {
+    let Some(cron) = shared::http::query_param(req, "cron") else {
+        return shared::http::text(400, "cron is required");
+    };
+    if crate::cron::run_scheduled(&cron, ctx).await {
+        shared::http::text(200, "Ran scheduled event")
+    } else {
+        shared::http::text(404, &format!("No scheduled work for {cron:?}"))
+    }
 }
 
 /// Routes a request to the function that serves its path.

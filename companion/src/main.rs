@@ -7,6 +7,7 @@
 //!
 //! The metrics engine, the email worker and cron arrive with their issues.
 
+mod cron;
 mod devdata;
 mod host;
 
@@ -17,7 +18,8 @@ use std::rc::Rc;
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
-use shared::adapters::native::{LocalBackground, SqliteWriter};
+use shared::adapters::native::LocalBackground;
+use shared::adapters::sqlite::SqliteWriter;
 use shared::projects::{create_key_set, create_project, ensure_internal_project, NewProject};
 
 #[derive(Parser)]
@@ -30,28 +32,35 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve every function on one port over the embedded SQLite store.
-    Dev {
-        #[arg(long, default_value = "127.0.0.1:8102")]
-        listen: SocketAddr,
-        /// Where the database and the development credentials live.
-        #[arg(long, default_value = ".stack-edge")]
-        data_dir: PathBuf,
-        /// Worker threads (default: one per core).
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Do not create the demo project on first start.
-        #[arg(long)]
-        no_demo: bool,
-        /// Shut down when standard input closes (test harnesses use this so a host never
-        /// outlives the process that started it).
-        #[arg(long)]
-        exit_on_stdin_close: bool,
-    },
+    Dev(DevArgs),
     /// Manage projects.
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    #[arg(long, default_value = "127.0.0.1:8102")]
+    listen: SocketAddr,
+    /// Where the database and the development credentials live.
+    #[arg(long, default_value = ".stack-edge")]
+    data_dir: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Do not create the demo project on first start.
+    #[arg(long)]
+    no_demo: bool,
+    /// Serve `/__scheduled?cron=...` to fire a cron trigger on demand (as `wrangler dev
+    /// --test-scheduled` does).
+    #[arg(long)]
+    test_scheduled: bool,
+    /// Shut down when standard input closes (test harnesses use this so a host never
+    /// outlives the process that started it).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
 }
 
 #[derive(Subcommand)]
@@ -86,13 +95,7 @@ fn main() {
         )
         .init();
     let result = match Cli::parse().command {
-        Command::Dev {
-            listen,
-            data_dir,
-            workers,
-            no_demo,
-            exit_on_stdin_close,
-        } => dev(listen, data_dir, workers, no_demo, exit_on_stdin_close),
+        Command::Dev(args) => dev(args),
         Command::Project { command } => project(command),
     };
     if let Err(e) = result {
@@ -103,13 +106,8 @@ fn main() {
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn dev(
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    workers: Option<usize>,
-    no_demo: bool,
-    exit_on_stdin_close: bool,
-) -> AnyResult<()> {
+fn dev(args: DevArgs) -> AnyResult<()> {
+    let DevArgs { listen, data_dir, workers, no_demo, test_scheduled, exit_on_stdin_close } = args;
     let listener = host::bind(listen)?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
@@ -118,9 +116,7 @@ fn dev(
     let db_path = dev.db_path();
 
     // Migrate and seed before accepting anything.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let demo = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
         let writer = SqliteWriter::open(&db_path)?;
         let ctx = host::native_context(&writer, config.clone(), Rc::new(LocalBackground::new()));
@@ -129,30 +125,14 @@ fn dev(
             tracing::info!(?applied, "migrations applied");
         }
         ensure_internal_project(&ctx, &dev.internal_admin_key()).await?;
-        let demo = if no_demo {
-            None
-        } else {
-            Some(dev.demo_project(&ctx).await?)
-        };
+        let demo = if no_demo { None } else { Some(dev.demo_project(&ctx).await?) };
         AnyResult::Ok(demo)
     }))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let server = std::thread::spawn(move || {
-        host::serve(
-            host::HostOptions {
-                listener,
-                workers,
-                db_path,
-                config,
-            },
-            stop_rx,
-        )
+        host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config }, stop_rx)
     });
 
     // Test harnesses wait for this exact line.
@@ -165,8 +145,7 @@ fn dev(
         let stdin_closed = async {
             if exit_on_stdin_close {
                 let mut sink = Vec::new();
-                let _ =
-                    tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
             } else {
                 std::future::pending::<()>().await;
             }
@@ -187,36 +166,21 @@ fn dev(
 
 fn project(command: ProjectCommand) -> AnyResult<()> {
     let data_dir = match &command {
-        ProjectCommand::Create { data_dir, .. } | ProjectCommand::AddKeys { data_dir, .. } => {
-            data_dir.clone()
-        }
+        ProjectCommand::Create { data_dir, .. } | ProjectCommand::AddKeys { data_dir, .. } => data_dir.clone(),
     };
     let dev = devdata::DevData::open(&data_dir)?;
     let config = dev.config("http://127.0.0.1:8102")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let created = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
         let writer = SqliteWriter::open(&dev.db_path())?;
         let ctx = host::native_context(&writer, config, Rc::new(LocalBackground::new()));
         shared::migrations::migrate(ctx.store.as_ref()).await?;
         let created = match command {
-            ProjectCommand::Create {
-                name,
-                require_publishable_client_key,
-                ..
-            } => {
-                let new = NewProject {
-                    display_name: &name,
-                    require_publishable_client_key,
-                };
+            ProjectCommand::Create { name, require_publishable_client_key, .. } => {
+                let new = NewProject { display_name: &name, require_publishable_client_key };
                 serde_json::to_value(create_project(&ctx, new).await?)?
             }
-            ProjectCommand::AddKeys {
-                project_id,
-                description,
-                ..
-            } => {
+            ProjectCommand::AddKeys { project_id, description, .. } => {
                 let created = create_key_set(&ctx, &project_id, &description).await?;
                 serde_json::to_value(created.ok_or_else(|| format!("no project {project_id}"))?)?
             }

@@ -13,20 +13,15 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
 
 #[cfg(feature = "cloudflare")]
 #[worker::event(fetch)]
-async fn fetch(
-    req: worker::Request,
-    env: worker::Env,
-    _ctx: worker::Context,
-) -> worker::Result<worker::Response> {
+async fn fetch(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Result<worker::Response> {
     let path = req.path();
     if path == "/health" {
         return worker::Response::from_json(&serde_json_health());
     }
     match binding_for(&path) {
         Some(binding) => env.service(binding)?.fetch_request(req).await,
-        None => Ok(worker::Response::error("Not found", 404)?.with_headers(
-            worker::Headers::from_iter([("content-type", "text/plain; charset=utf-8")]),
-        )),
+        None => Ok(worker::Response::error("Not found", 404)?
+            .with_headers(worker::Headers::from_iter([("content-type", "text/plain; charset=utf-8")]))),
     }
 }
 
@@ -39,10 +34,7 @@ fn serde_json_health() -> std::collections::BTreeMap<&'static str, &'static str>
 mod tests {
     #[test]
     fn routes_by_path() {
-        assert_eq!(
-            super::binding_for("/api/v1/auth/sessions/current/refresh"),
-            Some("REFRESH")
-        );
+        assert_eq!(super::binding_for("/api/v1/auth/sessions/current/refresh"), Some("REFRESH"));
         assert_eq!(super::binding_for("/api/latest/users/me"), Some("REFRESH"));
         assert_eq!(super::binding_for("/api/v1/nothing"), None);
     }

@@ -82,10 +82,7 @@ pub struct AuthRule {
 
 impl AuthRule {
     pub const fn allow(allowed: &'static [AccessType]) -> AuthRule {
-        AuthRule {
-            allowed,
-            ignore_expired_access_token: false,
-        }
+        AuthRule { allowed, ignore_expired_access_token: false }
     }
 }
 
@@ -99,11 +96,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
     // 1-3: access type.
     let access_type = match header(req, "x-stack-access-type") {
         None | Some("") => {
-            if publishable_key.is_some()
-                || server_key.is_some()
-                || admin_key.is_some()
-                || admin_token.is_some()
-            {
+            if publishable_key.is_some() || server_key.is_some() || admin_key.is_some() || admin_token.is_some() {
                 return Err(KnownError::project_key_without_access_type().into());
             }
             return Err(KnownError::access_type_required().into());
@@ -116,10 +109,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
         Some(p) if !p.is_empty() => p.to_string(),
         _ => return Err(KnownError::access_type_without_project_id(access_type.as_str()).into()),
     };
-    let branch_id = header(req, "x-stack-branch-id")
-        .filter(|b| !b.is_empty())
-        .unwrap_or("main")
-        .to_string();
+    let branch_id = header(req, "x-stack-branch-id").filter(|b| !b.is_empty()).unwrap_or("main").to_string();
 
     // 5: the user's access token.
     let user = match header(req, "x-stack-access-token").filter(|t| !t.is_empty()) {
@@ -159,14 +149,10 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
         (AccessType::Client, None) => {}
         (AccessType::Client, Some(PUBLIC_CLIENT_SENTINEL)) => {
             if require_key {
-                return Err(
-                    KnownError::publishable_client_key_required_for_project(&project_id).into(),
-                );
+                return Err(KnownError::publishable_client_key_required_for_project(&project_id).into());
             }
         }
-        (AccessType::Server, None) => {
-            return Err(KnownError::server_authentication_required().into())
-        }
+        (AccessType::Server, None) => return Err(KnownError::server_authentication_required().into()),
         (AccessType::Admin, None) => {
             // Admin access tokens (internal-project users who manage a project) are not
             // implemented yet; without a key, admin access is refused as upstream does.
@@ -197,11 +183,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
 
     Ok(RequestAuth {
         access_type,
-        tenancy: Tenancy {
-            id: tenancy_id,
-            project_id,
-            branch_id,
-        },
+        tenancy: Tenancy { id: tenancy_id, project_id, branch_id },
         require_publishable_client_key: require_key,
         user,
     })
@@ -210,13 +192,10 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
 /// Check 5's rules on a verified token: the project, then anonymous and restricted users.
 fn check_user_token(req: &Request, project_id: &str, user: AccessToken) -> ApiResult<AccessToken> {
     if user.project_id != project_id {
-        return Err(
-            KnownError::invalid_project_for_access_token(project_id, &user.project_id).into(),
-        );
+        return Err(KnownError::invalid_project_for_access_token(project_id, &user.project_id).into());
     }
     let allow_anonymous = header(req, "x-stack-allow-anonymous-user") == Some("true");
-    let allow_restricted =
-        allow_anonymous || header(req, "x-stack-allow-restricted-user") == Some("true");
+    let allow_restricted = allow_anonymous || header(req, "x-stack-allow-restricted-user") == Some("true");
     if user.is_anonymous && !allow_anonymous {
         return Err(KnownError::anonymous_authentication_not_allowed().into());
     }
@@ -229,18 +208,10 @@ fn check_user_token(req: &Request, project_id: &str, user: AccessToken) -> ApiRe
 
 /// Whether `key` is a live key of `kind` for the project. Every candidate hash is compared in
 /// constant time; the key itself is never stored or logged.
-pub async fn key_is_valid(
-    ctx: &Context,
-    project_id: &str,
-    kind: AccessType,
-    key: &str,
-) -> ApiResult<bool> {
+pub async fn key_is_valid(ctx: &Context, project_id: &str, kind: AccessType, key: &str) -> ApiResult<bool> {
     let rows = ctx
         .store
-        .query(
-            kind.key_query(),
-            &[SqlValue::from(project_id), SqlValue::Integer(ctx.now())],
-        )
+        .query(kind.key_query(), &[SqlValue::from(project_id), SqlValue::Integer(ctx.now())])
         .await
         .map_err(store_error)?;
     let hash = hash_secret(key);

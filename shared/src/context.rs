@@ -35,26 +35,17 @@ pub struct ConfigError(pub String);
 impl Config {
     /// The one configuration loader, shared by every runtime.
     pub fn load(source: &dyn ConfigSource) -> Result<Config, ConfigError> {
-        let server_secret = source
-            .get("STACK_SERVER_SECRET")
-            .ok_or_else(|| ConfigError("STACK_SERVER_SECRET is not set".into()))?;
+        let server_secret =
+            source.get("STACK_SERVER_SECRET").ok_or_else(|| ConfigError("STACK_SERVER_SECRET is not set".into()))?;
         if server_secret.is_empty() || base64url_decode(&server_secret).is_none() {
             return Err(ConfigError("STACK_SERVER_SECRET must be base64url".into()));
         }
-        let lifetime = source
-            .get("STACK_ACCESS_TOKEN_EXPIRATION_TIME")
-            .unwrap_or_else(|| "10min".into());
+        let lifetime = source.get("STACK_ACCESS_TOKEN_EXPIRATION_TIME").unwrap_or_else(|| "10min".into());
         let access_token_lifetime_ms = humantime::parse_duration(&lifetime)
-            .map_err(|e| {
-                ConfigError(format!(
-                    "STACK_ACCESS_TOKEN_EXPIRATION_TIME {lifetime:?}: {e}"
-                ))
-            })?
+            .map_err(|e| ConfigError(format!("STACK_ACCESS_TOKEN_EXPIRATION_TIME {lifetime:?}: {e}")))?
             .as_millis() as i64;
         if access_token_lifetime_ms < 1000 {
-            return Err(ConfigError(
-                "STACK_ACCESS_TOKEN_EXPIRATION_TIME must be at least 1s".into(),
-            ));
+            return Err(ConfigError("STACK_ACCESS_TOKEN_EXPIRATION_TIME must be at least 1s".into()));
         }
         let api_url = source
             .get("NEXT_PUBLIC_STACK_API_URL")
@@ -66,17 +57,10 @@ impl Config {
             Some("test") => Environment::Test,
             Some("production") | None => Environment::Production,
             Some(other) => {
-                return Err(ConfigError(format!(
-                    "STACK_ENVIRONMENT {other:?} is not development, test or production"
-                )))
+                return Err(ConfigError(format!("STACK_ENVIRONMENT {other:?} is not development, test or production")))
             }
         };
-        Ok(Config {
-            server_secret,
-            access_token_lifetime_ms,
-            api_url,
-            environment,
-        })
+        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment })
     }
 
     pub fn shows_internal_errors(&self) -> bool {
@@ -107,15 +91,7 @@ impl Context {
         config: Config,
     ) -> Context {
         let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
-        Context {
-            store,
-            http,
-            clock,
-            random,
-            background,
-            config: Rc::new(config),
-            keys,
-        }
+        Context { store, http, clock, random, background, config: Rc::new(config), keys }
     }
 
     pub fn now(&self) -> i64 {

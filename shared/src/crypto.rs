@@ -20,10 +20,7 @@ pub const REFRESH_TOKEN_LENGTH: usize = 45;
 pub fn random_crockford(random: &dyn Random, len: usize) -> String {
     let mut bytes = vec![0u8; len];
     random.fill(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| CROCKFORD[(b & 31) as usize] as char)
-        .collect()
+    bytes.iter().map(|b| CROCKFORD[(b & 31) as usize] as char).collect()
 }
 
 /// A new refresh token.
@@ -40,9 +37,7 @@ pub fn new_api_key(random: &dyn Random, prefix: &str) -> String {
 pub fn new_uuid(random: &dyn Random) -> String {
     let mut bytes = [0u8; 16];
     random.fill(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .to_string()
+    uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
 }
 
 /// Whether `s` is a UUID in the canonical hyphenated form (any case).
@@ -79,9 +74,7 @@ pub fn base64url(bytes: &[u8]) -> String {
 }
 
 pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
 }
 
 #[cfg(test)]
@@ -116,10 +109,7 @@ mod tests {
 
     #[test]
     fn hashes_are_hex_sha256() {
-        assert_eq!(
-            hash_secret("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_secret("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert!(ct_eq("same", "same"));
         assert!(!ct_eq("same", "sane"));
     }

@@ -46,10 +46,7 @@ impl From<KnownError> for ApiError {
 
 impl ApiError {
     pub fn status(status: u16, message: impl Into<String>) -> Self {
-        ApiError::Status {
-            status,
-            message: message.into(),
-        }
+        ApiError::Status { status, message: message.into() }
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -61,21 +58,15 @@ impl ApiError {
         match self {
             ApiError::Known(e) => e.into_response(),
             ApiError::Status { status, message } => crate::http::text(status, &message),
-            ApiError::OAuth {
-                status,
-                error,
-                description,
-            } => crate::http::json_with_status(
-                status,
-                &json!({ "error": error, "error_description": description }),
-            ),
+            ApiError::OAuth { status, error, description } => {
+                crate::http::json_with_status(status, &json!({ "error": error, "error_description": description }))
+            }
             ApiError::Internal(message) => {
                 tracing::error!(error = %message, "internal error");
                 let body = if show_internal {
                     format!("Internal error: {message}")
                 } else {
-                    "Something went wrong. Please make sure the data you entered is correct."
-                        .to_string()
+                    "Something went wrong. Please make sure the data you entered is correct.".to_string()
                 };
                 crate::http::text(500, &body)
             }
@@ -84,18 +75,8 @@ impl ApiError {
 }
 
 impl KnownError {
-    fn new(
-        code: &'static str,
-        status: u16,
-        message: impl Into<String>,
-        details: Option<Value>,
-    ) -> Self {
-        KnownError {
-            code,
-            status,
-            message: message.into(),
-            details,
-        }
+    fn new(code: &'static str, status: u16, message: impl Into<String>, details: Option<Value>) -> Self {
+        KnownError { code, status, message: message.into(), details }
     }
 
     pub fn into_response(self) -> Response {
@@ -165,11 +146,7 @@ impl KnownError {
     }
 
     pub fn insufficient_access_type(actual: &str, allowed: &[&str]) -> Self {
-        let list = allowed
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(" or ");
+        let list = allowed.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(" or ");
         Self::new(
             "INSUFFICIENT_ACCESS_TYPE",
             401,
@@ -182,7 +159,10 @@ impl KnownError {
         Self::new(
             "INVALID_PUBLISHABLE_CLIENT_KEY",
             401,
-            format!("The publishable key is not valid for the project {}. Does the project and/or the key exist?", json!(project_id)),
+            format!(
+                "The publishable key is not valid for the project {}. Does the project and/or the key exist?",
+                json!(project_id)
+            ),
             Some(json!({ "project_id": project_id })),
         )
     }
@@ -197,37 +177,33 @@ impl KnownError {
     }
 
     pub fn server_authentication_required() -> Self {
-        Self::new(
-            "SERVER_AUTHENTICATION_REQUIRED",
-            401,
-            "The secret server key must be provided.",
-            None,
-        )
+        Self::new("SERVER_AUTHENTICATION_REQUIRED", 401, "The secret server key must be provided.", None)
     }
 
     pub fn invalid_secret_server_key(project_id: &str) -> Self {
         Self::new(
             "INVALID_SECRET_SERVER_KEY",
             401,
-            format!("The secret server key is not valid for the project {}. Does the project and/or the key exist?", json!(project_id)),
+            format!(
+                "The secret server key is not valid for the project {}. Does the project and/or the key exist?",
+                json!(project_id)
+            ),
             Some(json!({ "project_id": project_id })),
         )
     }
 
     pub fn admin_authentication_required() -> Self {
-        Self::new(
-            "ADMIN_AUTHENTICATION_REQUIRED",
-            401,
-            "The super secret admin key must be provided.",
-            None,
-        )
+        Self::new("ADMIN_AUTHENTICATION_REQUIRED", 401, "The super secret admin key must be provided.", None)
     }
 
     pub fn invalid_super_secret_admin_key(project_id: &str) -> Self {
         Self::new(
             "INVALID_SUPER_SECRET_ADMIN_KEY",
             401,
-            format!("The super secret admin key is not valid for the project {}. Does the project and/or the key exist?", json!(project_id)),
+            format!(
+                "The super secret admin key is not valid for the project {}. Does the project and/or the key exist?",
+                json!(project_id)
+            ),
             Some(json!({ "project_id": project_id })),
         )
     }
@@ -253,12 +229,7 @@ impl KnownError {
     // --- access tokens ---------------------------------------------------------------------
 
     pub fn unparsable_access_token() -> Self {
-        Self::new(
-            "UNPARSABLE_ACCESS_TOKEN",
-            401,
-            "Access token is not parsable.",
-            None,
-        )
+        Self::new("UNPARSABLE_ACCESS_TOKEN", 401, "Access token is not parsable.", None)
     }
 
     /// `expired_at_millis` is null when unknown. `extra` adds upstream's
@@ -269,20 +240,11 @@ impl KnownError {
     ) -> Self {
         let suffix = expired_at_millis
             .and_then(chrono::DateTime::from_timestamp_millis)
-            .map(|t| {
-                format!(
-                    " (The access token expired at {}.)",
-                    t.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-                )
-            })
+            .map(|t| format!(" (The access token expired at {}.)", t.format("%Y-%m-%dT%H:%M:%S%.3fZ")))
             .unwrap_or_default();
         let mut details = json!({ "expired_at_millis": expired_at_millis });
         let (project_id, user_id, refresh_token_id) = match extra {
-            Some((p, u, r)) => (
-                Value::from(p),
-                Value::from(u),
-                r.map(Value::from).unwrap_or(Value::Null),
-            ),
+            Some((p, u, r)) => (Value::from(p), Value::from(u), r.map(Value::from).unwrap_or(Value::Null)),
             None => (Value::Null, Value::Null, Value::Null),
         };
         details["project_id"] = project_id;
@@ -300,7 +262,11 @@ impl KnownError {
         Self::new(
             "INVALID_PROJECT_FOR_ACCESS_TOKEN",
             401,
-            format!("Access token not valid for this project. Expected project ID {}, but the token is for project ID {}.", json!(expected), json!(actual)),
+            format!(
+                "Access token not valid for this project. Expected project ID {}, but the token is for project ID {}.",
+                json!(expected),
+                json!(actual)
+            ),
             Some(json!({ "expected_project_id": expected, "actual_project_id": actual })),
         )
     }
@@ -315,10 +281,7 @@ impl KnownError {
     }
 
     pub fn restricted_user_not_allowed(reason: &Value) -> Self {
-        let kind = reason
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
+        let kind = reason.get("type").and_then(Value::as_str).unwrap_or("unknown");
         Self::new(
             "RESTRICTED_USER_NOT_ALLOWED",
             403,
@@ -328,12 +291,7 @@ impl KnownError {
     }
 
     pub fn user_authentication_required() -> Self {
-        Self::new(
-            "USER_AUTHENTICATION_REQUIRED",
-            401,
-            "User authentication required for this endpoint.",
-            None,
-        )
+        Self::new("USER_AUTHENTICATION_REQUIRED", 401, "User authentication required for this endpoint.", None)
     }
 
     pub fn cannot_get_own_user_without_user() -> Self {
@@ -357,12 +315,7 @@ impl KnownError {
     }
 
     pub fn cannot_delete_current_session() -> Self {
-        Self::new(
-            "CANNOT_DELETE_CURRENT_SESSION",
-            400,
-            "Cannot delete the current session.",
-            None,
-        )
+        Self::new("CANNOT_DELETE_CURRENT_SESSION", 400, "Cannot delete the current session.", None)
     }
 
     pub fn user_id_does_not_exist(user_id: &str) -> Self {
@@ -388,30 +341,15 @@ impl KnownError {
     }
 
     pub fn invalid_authorization_code() -> Self {
-        Self::new(
-            "INVALID_AUTHORIZATION_CODE",
-            400,
-            "The given authorization code is invalid.",
-            None,
-        )
+        Self::new("INVALID_AUTHORIZATION_CODE", 400, "The given authorization code is invalid.", None)
     }
 
     pub fn expected_internal_project() -> Self {
-        Self::new(
-            "EXPECTED_INTERNAL_PROJECT",
-            401,
-            "The project ID is expected to be internal.",
-            None,
-        )
+        Self::new("EXPECTED_INTERNAL_PROJECT", 401, "The project ID is expected to be internal.", None)
     }
 
     pub fn invalid_scope(scope: &str) -> Self {
-        Self::new(
-            "INVALID_SCOPE",
-            400,
-            format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."),
-            None,
-        )
+        Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
     }
 }
 
@@ -426,10 +364,7 @@ mod tests {
     fn known_error_envelope_matches_upstream() {
         let res = KnownError::refresh_token_not_found_or_expired().into_response();
         assert_eq!(res.status(), 401);
-        assert_eq!(
-            res.headers()["x-stack-known-error"],
-            "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED"
-        );
+        assert_eq!(res.headers()["x-stack-known-error"], "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
         assert_eq!(res.headers()["content-type"], JSON_CONTENT_TYPE);
         let body = String::from_utf8(res.into_body()).unwrap();
         assert_eq!(
@@ -440,24 +375,19 @@ mod tests {
 
     #[test]
     fn details_come_between_code_and_error() {
-        let res =
-            KnownError::insufficient_access_type("client", &["server", "admin"]).into_response();
+        let res = KnownError::insufficient_access_type("client", &["server", "admin"]).into_response();
         let body = String::from_utf8(res.into_body()).unwrap();
         let code = body.find("\"code\"").unwrap();
         let details = body.find("\"details\"").unwrap();
         let error = body.find("\"error\"").unwrap();
         assert!(code < details && details < error, "{body}");
-        assert!(body.contains(
-            "The x-stack-access-type header must be 'server' or 'admin', but was 'client'."
-        ));
+        assert!(body.contains("The x-stack-access-type header must be 'server' or 'admin', but was 'client'."));
     }
 
     #[test]
     fn internal_errors_hide_text_in_production() {
         let res = ApiError::internal("db exploded at /secret/path").into_response(false);
         assert_eq!(res.status(), 500);
-        assert!(!String::from_utf8(res.into_body())
-            .unwrap()
-            .contains("secret"));
+        assert!(!String::from_utf8(res.into_body()).unwrap().contains("secret"));
     }
 }

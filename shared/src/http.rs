@@ -47,22 +47,12 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 
 /// The decoded query-string pairs of a request, in order.
 pub fn query_pairs(req: &Request) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default()
+    req.uri().query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
 }
 
 /// The first value of query parameter `name`.
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
-    query_pairs(req)
-        .into_iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+    query_pairs(req).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// The request path with the `/api/latest` alias mapped onto `/api/v1`, as upstream's router does.

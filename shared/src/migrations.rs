@@ -6,8 +6,7 @@
 use crate::ports::{SqlStore, StoreError};
 
 /// (file name, SQL) in apply order. Add a file here and in `shared/migrations/` together.
-pub const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,9 +32,7 @@ pub async fn migrate(store: &dyn SqlStore) -> Result<Vec<&'static str>, StoreErr
         // row, so the next start retries it. SQLite DDL is transactional. `name` is one of our
         // own constants, never input.
         store
-            .execute_script(&format!(
-                "BEGIN;\n{sql}\nINSERT INTO d1_migrations (name) VALUES ('{name}');\nCOMMIT;"
-            ))
+            .execute_script(&format!("BEGIN;\n{sql}\nINSERT INTO d1_migrations (name) VALUES ('{name}');\nCOMMIT;"))
             .await?;
         now_applied.push(*name);
     }

@@ -69,9 +69,7 @@ impl SqlRow {
     pub fn text(&self, name: &str) -> Result<String, StoreError> {
         match self.value(name)? {
             SqlValue::Text(s) => Ok(s.clone()),
-            other => Err(StoreError::Decode(format!(
-                "column {name}: expected text, got {other:?}"
-            ))),
+            other => Err(StoreError::Decode(format!("column {name}: expected text, got {other:?}"))),
         }
     }
 
@@ -85,9 +83,7 @@ impl SqlRow {
     pub fn int(&self, name: &str) -> Result<i64, StoreError> {
         match self.value(name)? {
             SqlValue::Integer(i) => Ok(*i),
-            other => Err(StoreError::Decode(format!(
-                "column {name}: expected integer, got {other:?}"
-            ))),
+            other => Err(StoreError::Decode(format!("column {name}: expected integer, got {other:?}"))),
         }
     }
 
@@ -166,8 +162,7 @@ pub struct HttpError(pub String);
 
 #[async_trait(?Send)]
 pub trait HttpClient {
-    async fn send(&self, request: crate::http::Request)
-        -> Result<crate::http::Response, HttpError>;
+    async fn send(&self, request: crate::http::Request) -> Result<crate::http::Response, HttpError>;
 }
 
 // --- background work ------------------------------------------------------------------------

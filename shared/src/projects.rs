@@ -30,10 +30,7 @@ pub struct NewProject<'a> {
 }
 
 /// Creates a project with a `main` branch and one key set holding all three keys.
-pub async fn create_project(
-    ctx: &Context,
-    new: NewProject<'_>,
-) -> Result<CreatedProject, StoreError> {
+pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<CreatedProject, StoreError> {
     let random = ctx.random.as_ref();
     let project_id = new_uuid(random);
     let now = ctx.now();
@@ -49,20 +46,9 @@ pub async fn create_project(
         secret_server_key: Some(hash_secret(&created.secret_server_key)),
         super_secret_admin_key: Some(hash_secret(&created.super_secret_admin_key)),
     };
-    let mut statements = project_statements(
-        ctx,
-        &project_id,
-        new.display_name,
-        new.require_publishable_client_key,
-        now,
-    );
-    statements.push(key_set_statement(
-        ctx,
-        &project_id,
-        "Created with the project",
-        &key_set,
-        now,
-    ));
+    let mut statements =
+        project_statements(ctx, &project_id, new.display_name, new.require_publishable_client_key, now);
+    statements.push(key_set_statement(ctx, &project_id, "Created with the project", &key_set, now));
     ctx.store.batch(&statements).await?;
     Ok(created)
 }
@@ -84,14 +70,8 @@ pub async fn create_key_set(
     project_id: &str,
     description: &str,
 ) -> Result<Option<CreatedKeySet>, StoreError> {
-    let exists = !ctx
-        .store
-        .query(
-            "SELECT id FROM projects WHERE id = ?",
-            &[SqlValue::from(project_id)],
-        )
-        .await?
-        .is_empty();
+    let exists =
+        !ctx.store.query("SELECT id FROM projects WHERE id = ?", &[SqlValue::from(project_id)]).await?.is_empty();
     if !exists {
         return Ok(None);
     }
@@ -114,54 +94,39 @@ pub async fn create_key_set(
     Ok(Some(created))
 }
 
-/// Makes sure the internal project exists and accepts `admin_key` as its admin key. Idempotent;
-/// used at start-up with a key from configuration.
+/// Makes sure the internal project exists and accepts `admin_key` as its admin key. Idempotent
+/// and safe when several instances start at once: every statement is a no-op when its row is
+/// already there, and the batch is atomic.
 pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(), StoreError> {
     let now = ctx.now();
-    let exists = !ctx
-        .store
-        .query(
-            "SELECT id FROM projects WHERE id = ?",
-            &[SqlValue::from(INTERNAL_PROJECT_ID)],
-        )
-        .await?
-        .is_empty();
-    let mut statements = Vec::new();
-    if !exists {
-        statements.extend(project_statements(
-            ctx,
-            INTERNAL_PROJECT_ID,
-            "Stack Dashboard",
-            false,
-            now,
-        ));
-    }
+    let random = ctx.random.as_ref();
     let hash = hash_secret(admin_key);
-    let known = !ctx
-        .store
-        .query(
-            "SELECT id FROM api_key_sets WHERE project_id = ? AND super_secret_admin_key_hash = ?",
-            &[SqlValue::from(INTERNAL_PROJECT_ID), SqlValue::from(&hash)],
-        )
-        .await?
-        .is_empty();
-    if !known {
-        let hashes = KeySetHashes {
-            publishable_client_key: None,
-            secret_server_key: None,
-            super_secret_admin_key: Some(hash),
-        };
-        statements.push(key_set_statement(
-            ctx,
-            INTERNAL_PROJECT_ID,
-            "Internal admin key from configuration",
-            &hashes,
-            now,
-        ));
-    }
-    if !statements.is_empty() {
-        ctx.store.batch(&statements).await?;
-    }
+    ctx.store
+        .batch(&[
+            Statement::new(
+                "INSERT INTO projects (id, display_name, require_publishable_client_key, created_at) \
+                 VALUES (?1, 'Stack Dashboard', 0, ?2) ON CONFLICT (id) DO NOTHING",
+                vec![INTERNAL_PROJECT_ID.into(), now.into()],
+            ),
+            Statement::new(
+                "INSERT INTO tenancies (id, project_id, branch_id, created_at) VALUES (?1, ?2, 'main', ?3) \
+                 ON CONFLICT (project_id, branch_id) DO NOTHING",
+                vec![new_uuid(random).into(), INTERNAL_PROJECT_ID.into(), now.into()],
+            ),
+            Statement::new(
+                "INSERT INTO api_key_sets (id, project_id, description, super_secret_admin_key_hash, created_at, expires_at) \
+                 SELECT ?1, ?2, 'Internal admin key from configuration', ?3, ?4, ?5 \
+                 WHERE NOT EXISTS (SELECT 1 FROM api_key_sets WHERE project_id = ?2 AND super_secret_admin_key_hash = ?3)",
+                vec![
+                    new_uuid(random).into(),
+                    INTERNAL_PROJECT_ID.into(),
+                    hash.into(),
+                    now.into(),
+                    (now + DEFAULT_KEY_LIFETIME_MS).into(),
+                ],
+            ),
+        ])
+        .await?;
     Ok(())
 }
 
@@ -171,13 +136,7 @@ struct KeySetHashes {
     super_secret_admin_key: Option<String>,
 }
 
-fn project_statements(
-    ctx: &Context,
-    id: &str,
-    name: &str,
-    require_key: bool,
-    now: i64,
-) -> Vec<Statement> {
+fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, now: i64) -> Vec<Statement> {
     vec![
         Statement::new(
             "INSERT INTO projects (id, display_name, require_publishable_client_key, created_at) VALUES (?, ?, ?, ?)",
@@ -190,13 +149,7 @@ fn project_statements(
     ]
 }
 
-fn key_set_statement(
-    ctx: &Context,
-    project_id: &str,
-    description: &str,
-    keys: &KeySetHashes,
-    now: i64,
-) -> Statement {
+fn key_set_statement(ctx: &Context, project_id: &str, description: &str, keys: &KeySetHashes, now: i64) -> Statement {
     Statement::new(
         "INSERT INTO api_key_sets (id, project_id, description, publishable_client_key_hash, secret_server_key_hash, \
          super_secret_admin_key_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -19,22 +19,29 @@ pub const DEFAULT_SESSION_LIFETIME_MS: i64 = 365 * 24 * 3600 * 1000;
 /// Longest lifetime `POST /auth/sessions` accepts: 367 days.
 pub const MAX_SESSION_LIFETIME_MS: i64 = 31_708_800_000;
 
-/// Copies a session row into `deleted_rows` (upstream's DeletedRow) before it is deleted.
-/// Params: deleted_at, tenancy_id, id. Inserts nothing when the row is already gone.
-const AUDIT_SESSION_SQL: &str = "INSERT INTO deleted_rows (tenancy_id, table_name, primary_key, data, deleted_at) \
-     SELECT tenancy_id, 'ProjectUserRefreshToken', json_object('tenancyId', tenancy_id, 'id', id), \
-     json_object('tenancyId', tenancy_id, 'id', id, 'projectUserId', user_id, 'refreshTokenHash', token_hash, \
-     'createdAt', created_at, 'updatedAt', updated_at, 'lastActiveAt', last_active_at, \
-     'lastActiveAtIpInfo', json(last_active_ip_info), 'expiresAt', expires_at, 'isImpersonation', is_impersonation), ?1 \
-     FROM refresh_tokens WHERE tenancy_id = ?2 AND id = ?3";
+/// The statement that copies sessions into `deleted_rows` (upstream's DeletedRow) before they
+/// are deleted, for the rows matching `$condition`. `?1` is the deletion time. It inserts
+/// nothing for rows that are already gone.
+macro_rules! audit_sessions_where {
+    ($condition:literal) => {
+        concat!(
+            "INSERT INTO deleted_rows (tenancy_id, table_name, primary_key, data, deleted_at) ",
+            "SELECT tenancy_id, 'ProjectUserRefreshToken', json_object('tenancyId', tenancy_id, 'id', id), ",
+            "json_object('tenancyId', tenancy_id, 'id', id, 'projectUserId', user_id, 'refreshTokenHash', token_hash, ",
+            "'createdAt', created_at, 'updatedAt', updated_at, 'lastActiveAt', last_active_at, ",
+            "'lastActiveAtIpInfo', json(last_active_ip_info), 'expiresAt', expires_at, 'isImpersonation', is_impersonation), ?1 ",
+            "FROM refresh_tokens WHERE ",
+            $condition
+        )
+    };
+}
 
-/// The same audit for every session of a user. Params: deleted_at, tenancy_id, user_id.
-pub const AUDIT_USER_SESSIONS_SQL: &str = "INSERT INTO deleted_rows (tenancy_id, table_name, primary_key, data, deleted_at) \
-     SELECT tenancy_id, 'ProjectUserRefreshToken', json_object('tenancyId', tenancy_id, 'id', id), \
-     json_object('tenancyId', tenancy_id, 'id', id, 'projectUserId', user_id, 'refreshTokenHash', token_hash, \
-     'createdAt', created_at, 'updatedAt', updated_at, 'lastActiveAt', last_active_at, \
-     'lastActiveAtIpInfo', json(last_active_ip_info), 'expiresAt', expires_at, 'isImpersonation', is_impersonation), ?1 \
-     FROM refresh_tokens WHERE tenancy_id = ?2 AND user_id = ?3";
+/// Params: deleted_at, tenancy_id, session id.
+const AUDIT_SESSION_SQL: &str = audit_sessions_where!("tenancy_id = ?2 AND id = ?3");
+/// Params: deleted_at, tenancy_id, user id.
+pub const AUDIT_USER_SESSIONS_SQL: &str = audit_sessions_where!("tenancy_id = ?2 AND user_id = ?3");
+/// Params: now (also the deletion time).
+const AUDIT_EXPIRED_SESSIONS_SQL: &str = audit_sessions_where!("expires_at IS NOT NULL AND expires_at <= ?1");
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -65,7 +72,8 @@ impl Session {
     }
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.user_id, s.created_at, s.last_active_at, s.last_active_ip_info, s.expires_at, s.is_impersonation";
+const SESSION_COLUMNS: &str =
+    "s.id, s.user_id, s.created_at, s.last_active_at, s.last_active_ip_info, s.expires_at, s.is_impersonation";
 
 /// A new session's id and refresh token (the token is returned once and stored hashed).
 pub struct CreatedSession {
@@ -81,10 +89,8 @@ pub async fn create_session(
     is_impersonation: bool,
 ) -> Result<CreatedSession, StoreError> {
     let now = ctx.now();
-    let created = CreatedSession {
-        id: new_uuid(ctx.random.as_ref()),
-        refresh_token: new_refresh_token(ctx.random.as_ref()),
-    };
+    let created =
+        CreatedSession { id: new_uuid(ctx.random.as_ref()), refresh_token: new_refresh_token(ctx.random.as_ref()) };
     ctx.store
         .execute(
             "INSERT INTO refresh_tokens (tenancy_id, id, user_id, token_hash, created_at, updated_at, last_active_at, \
@@ -119,14 +125,7 @@ pub async fn find_by_refresh_token(
     );
     let rows = ctx
         .store
-        .query(
-            &sql,
-            &[
-                hash_secret(refresh_token).into(),
-                tenancy_id.into(),
-                SqlValue::Integer(ctx.now()),
-            ],
-        )
+        .query(&sql, &[hash_secret(refresh_token).into(), tenancy_id.into(), SqlValue::Integer(ctx.now())])
         .await?;
     match rows.first() {
         None => Ok(None),
@@ -152,22 +151,12 @@ pub async fn touch(
                 "UPDATE refresh_tokens SET last_active_at = ?1, updated_at = ?1, \
                  last_active_ip_info = COALESCE(?2, last_active_ip_info) \
                  WHERE tenancy_id = ?3 AND id = ?4 AND (expires_at IS NULL OR expires_at > ?1)",
-                vec![
-                    now.into(),
-                    ip_info.into(),
-                    tenancy_id.into(),
-                    session_id.into(),
-                ],
+                vec![now.into(), ip_info.into(), tenancy_id.into(), session_id.into()],
             ),
             Statement::new(
                 "UPDATE users SET last_active_at = ?1 WHERE tenancy_id = ?2 AND id = ?3 \
                  AND EXISTS (SELECT 1 FROM refresh_tokens WHERE tenancy_id = ?2 AND id = ?4)",
-                vec![
-                    now.into(),
-                    tenancy_id.into(),
-                    user_id.into(),
-                    session_id.into(),
-                ],
+                vec![now.into(), tenancy_id.into(), user_id.into(), session_id.into()],
             ),
         ])
         .await?;
@@ -180,10 +169,7 @@ pub async fn delete(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result
     let changed = ctx
         .store
         .batch(&[
-            Statement::new(
-                AUDIT_SESSION_SQL,
-                vec![ctx.now().into(), tenancy_id.into(), session_id.into()],
-            ),
+            Statement::new(AUDIT_SESSION_SQL, vec![ctx.now().into(), tenancy_id.into(), session_id.into()]),
             Statement::new(
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND id = ?",
                 vec![tenancy_id.into(), session_id.into()],
@@ -193,52 +179,41 @@ pub async fn delete(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result
     Ok(changed[1] == 1)
 }
 
-pub async fn get(
-    ctx: &Context,
-    tenancy_id: &str,
-    session_id: &str,
-) -> Result<Option<Session>, StoreError> {
-    let sql = format!(
-        "SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.id = ?"
-    );
-    let rows = ctx
-        .store
-        .query(&sql, &[tenancy_id.into(), session_id.into()])
-        .await?;
+pub async fn get(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result<Option<Session>, StoreError> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.id = ?");
+    let rows = ctx.store.query(&sql, &[tenancy_id.into(), session_id.into()]).await?;
     rows.first().map(Session::from_row).transpose()
 }
 
+/// Deletes every session that expired before now, recording each in `deleted_rows` first, in
+/// one transaction. Returns how many were deleted. Run by the scheduled (cron) handler.
+pub async fn purge_expired(ctx: &Context) -> Result<u64, StoreError> {
+    let now = ctx.now();
+    let changed = ctx
+        .store
+        .batch(&[
+            Statement::new(AUDIT_EXPIRED_SESSIONS_SQL, vec![now.into()]),
+            Statement::new(
+                "DELETE FROM refresh_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                vec![now.into()],
+            ),
+        ])
+        .await?;
+    Ok(changed[1])
+}
+
 /// A user's live sessions, newest first.
-pub async fn list_for_user(
-    ctx: &Context,
-    tenancy_id: &str,
-    user_id: &str,
-) -> Result<Vec<Session>, StoreError> {
+pub async fn list_for_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Vec<Session>, StoreError> {
     let sql = format!(
         "SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.user_id = ? \
          AND (s.expires_at IS NULL OR s.expires_at > ?) ORDER BY s.created_at DESC, s.id DESC"
     );
-    let rows = ctx
-        .store
-        .query(
-            &sql,
-            &[
-                tenancy_id.into(),
-                user_id.into(),
-                SqlValue::Integer(ctx.now()),
-            ],
-        )
-        .await?;
+    let rows = ctx.store.query(&sql, &[tenancy_id.into(), user_id.into(), SqlValue::Integer(ctx.now())]).await?;
     rows.iter().map(Session::from_row).collect()
 }
 
 /// Signs the access token of `session` for `user` (claims of contract §1.4).
-pub fn mint_access_token(
-    ctx: &Context,
-    tenancy: &Tenancy,
-    user: &User,
-    session_id: &str,
-) -> String {
+pub fn mint_access_token(ctx: &Context, tenancy: &Tenancy, user: &User, session_id: &str) -> String {
     let kind = if user.is_anonymous {
         UserKind::Anonymous
     } else if user.is_restricted() {
@@ -264,10 +239,5 @@ pub fn mint_access_token(
         iss: kind.issuer(&ctx.config.api_url, &tenancy.project_id),
         aud: kind.audience(&tenancy.project_id),
     };
-    tokens::sign(
-        &ctx.keys,
-        claims,
-        ctx.now(),
-        ctx.config.access_token_lifetime_ms,
-    )
+    tokens::sign(&ctx.keys, claims, ctx.now(), ctx.config.access_token_lifetime_ms)
 }

@@ -34,11 +34,7 @@ impl DerivedKey {
         // A SHA-256 output is a valid P-256 scalar except with probability ~2^-128.
         let signing = SigningKey::from_slice(&scalar).expect("derived scalar is a valid P-256 key");
         let verifying = *signing.verifying_key();
-        DerivedKey {
-            kid,
-            signing,
-            verifying,
-        }
+        DerivedKey { kid, signing, verifying }
     }
 
     /// The public key as a JWK. Coordinates are always 32 bytes (RFC 7518 §6.2.1.2), unlike
@@ -69,13 +65,10 @@ impl AudienceKeys {
         let legacy_secret = base64url(&json_sha(json!([server_secret, audience])));
         let legacy_kid = base64url(&json_sha(json!([legacy_secret, "kid"])))[..12].to_string();
 
-        let current_secret = base64url(&json_sha(
-            json!(["stack-jwk-audience-secret", server_secret, { "audience": audience }]),
-        ));
-        let current_kid = base64url(&json_sha(
-            json!(["stack-jwk-kid", server_secret, { "audience": audience }]),
-        ))[..12]
-            .to_string();
+        let current_secret =
+            base64url(&json_sha(json!(["stack-jwk-audience-secret", server_secret, { "audience": audience }])));
+        let current_kid =
+            base64url(&json_sha(json!(["stack-jwk-kid", server_secret, { "audience": audience }])))[..12].to_string();
 
         AudienceKeys {
             legacy: DerivedKey::from_secret(&legacy_secret, legacy_kid),
@@ -85,10 +78,7 @@ impl AudienceKeys {
 
     fn by_kid(&self, kid: Option<&str>) -> Vec<&DerivedKey> {
         match kid {
-            Some(kid) => [&self.legacy, &self.current]
-                .into_iter()
-                .filter(|k| k.kid == kid)
-                .collect(),
+            Some(kid) => [&self.legacy, &self.current].into_iter().filter(|k| k.kid == kid).collect(),
             None => vec![&self.legacy, &self.current],
         }
     }
@@ -105,10 +95,7 @@ const MAX_AUDIENCES: usize = 4096;
 
 impl KeyCache {
     pub fn new(server_secret: String) -> KeyCache {
-        KeyCache {
-            server_secret,
-            map: RefCell::new(HashMap::new()),
-        }
+        KeyCache { server_secret, map: RefCell::new(HashMap::new()) }
     }
 
     pub fn for_audience(&self, audience: &str) -> Rc<AudienceKeys> {
@@ -203,21 +190,14 @@ pub struct AccessToken {
 }
 
 /// Signs an access token for `claims` with the legacy key of its audience.
-pub fn sign(
-    keys: &KeyCache,
-    claims: AccessTokenClaims,
-    now_millis: i64,
-    lifetime_millis: i64,
-) -> String {
+pub fn sign(keys: &KeyCache, claims: AccessTokenClaims, now_millis: i64, lifetime_millis: i64) -> String {
     let audience = keys.for_audience(&claims.aud);
     let header = Header::empty().with_key_id(audience.legacy.kid.clone());
     let issued = seconds(now_millis);
     let mut claims = Claims::new(claims);
     claims.issued_at = Some(issued);
     claims.expiration = Some(issued + chrono::Duration::milliseconds(lifetime_millis));
-    Es256
-        .token(&header, &claims, &audience.legacy.signing)
-        .expect("serialising claims cannot fail")
+    Es256.token(&header, &claims, &audience.legacy.signing).expect("serialising claims cannot fail")
 }
 
 fn seconds(millis: i64) -> DateTime<Utc> {
@@ -234,25 +214,14 @@ pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessTok
     }
     // The audience picks the keys, so it is read before the signature is checked; nothing
     // else of the unverified payload is trusted.
-    let unverified: Claims<Value> = untrusted
-        .deserialize_claims_unchecked()
-        .map_err(|_| unparsable())?;
-    let aud = unverified
-        .custom
-        .get("aud")
-        .and_then(Value::as_str)
-        .ok_or_else(unparsable)?;
+    let unverified: Claims<Value> = untrusted.deserialize_claims_unchecked().map_err(|_| unparsable())?;
+    let aud = unverified.custom.get("aud").and_then(Value::as_str).ok_or_else(unparsable)?;
     let audience = keys.for_audience(aud);
     let kid = untrusted.header().key_id.as_deref();
     let verified: Token<AccessTokenClaims> = audience
         .by_kid(kid)
         .into_iter()
-        .find_map(|k| {
-            Es256
-                .validator::<AccessTokenClaims>(&k.verifying)
-                .validate(&untrusted)
-                .ok()
-        })
+        .find_map(|k| Es256.validator::<AccessTokenClaims>(&k.verifying).validate(&untrusted).ok())
         .ok_or_else(unparsable)?;
     let claims = verified.claims();
     let c = &claims.custom;
@@ -275,11 +244,7 @@ pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessTok
     if expires_at_millis <= now_millis {
         return Err(KnownError::access_token_expired(
             Some(expires_at_millis),
-            Some((
-                c.project_id.clone(),
-                c.sub.clone(),
-                c.refresh_token_id.clone(),
-            )),
+            Some((c.project_id.clone(), c.sub.clone(), c.refresh_token_id.clone())),
         ));
     }
 
@@ -297,10 +262,7 @@ pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessTok
     } else {
         UserKind::Normal
     };
-    if (c.is_anonymous && !is_restricted)
-        || (is_restricted && restricted_reason.is_none())
-        || kind != expected_kind
-    {
+    if (c.is_anonymous && !is_restricted) || (is_restricted && restricted_reason.is_none()) || kind != expected_kind {
         return Err(unparsable());
     }
 
@@ -317,12 +279,7 @@ pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessTok
 }
 
 /// The JWKS of a project: two keys per audience, normal then restricted then anonymous.
-pub fn jwks(
-    keys: &KeyCache,
-    project_id: &str,
-    include_restricted: bool,
-    include_anonymous: bool,
-) -> Value {
+pub fn jwks(keys: &KeyCache, project_id: &str, include_restricted: bool, include_anonymous: bool) -> Value {
     let mut kinds = vec![UserKind::Normal];
     if include_restricted || include_anonymous {
         kinds.push(UserKind::Restricted);
@@ -397,14 +354,8 @@ mod tests {
         let keys = KeyCache::new(SECRET.into());
         let other = KeyCache::new("b3RoZXItc2VjcmV0".into());
         let token = sign(&other, claims("p1", UserKind::Normal), 1_000_000, 600_000);
-        assert_eq!(
-            verify(&keys, &token, 1_000_001).unwrap_err().code,
-            "UNPARSABLE_ACCESS_TOKEN"
-        );
-        assert_eq!(
-            verify(&keys, "abc.def.ghi", 0).unwrap_err().code,
-            "UNPARSABLE_ACCESS_TOKEN"
-        );
+        assert_eq!(verify(&keys, &token, 1_000_001).unwrap_err().code, "UNPARSABLE_ACCESS_TOKEN");
+        assert_eq!(verify(&keys, "abc.def.ghi", 0).unwrap_err().code, "UNPARSABLE_ACCESS_TOKEN");
         let good = sign(&keys, claims("p1", UserKind::Normal), 1_000_000, 600_000);
         let mut parts: Vec<&str> = good.split('.').collect();
         let forged = base64url(
@@ -416,10 +367,7 @@ mod tests {
             .unwrap(),
         );
         parts[1] = &forged;
-        assert_eq!(
-            verify(&keys, &parts.join("."), 1_000_001).unwrap_err().code,
-            "UNPARSABLE_ACCESS_TOKEN"
-        );
+        assert_eq!(verify(&keys, &parts.join("."), 1_000_001).unwrap_err().code, "UNPARSABLE_ACCESS_TOKEN");
     }
 
     #[test]
@@ -427,8 +375,7 @@ mod tests {
         let keys = KeyCache::new(SECRET.into());
         let token = sign(&keys, claims("p1", UserKind::Normal), 1_000_000, 600_000);
         let header: Value =
-            serde_json::from_slice(&base64url_decode(token.split('.').next().unwrap()).unwrap())
-                .unwrap();
+            serde_json::from_slice(&base64url_decode(token.split('.').next().unwrap()).unwrap()).unwrap();
         let kid = keys.for_audience("p1").legacy.kid.clone();
         assert_eq!(header, json!({ "alg": "ES256", "kid": kid }));
     }
@@ -436,23 +383,14 @@ mod tests {
     #[test]
     fn jwks_has_two_keys_per_audience_with_distinct_kids() {
         let keys = KeyCache::new(SECRET.into());
-        for (r, a, n) in [
-            (false, false, 2),
-            (true, false, 4),
-            (false, true, 6),
-            (true, true, 6),
-        ] {
+        for (r, a, n) in [(false, false, 2), (true, false, 4), (false, true, 6), (true, true, 6)] {
             let set = jwks(&keys, "p1", r, a);
             let list = set["keys"].as_array().unwrap();
             assert_eq!(list.len(), n);
-            let kids: std::collections::HashSet<_> =
-                list.iter().map(|k| k["kid"].as_str().unwrap()).collect();
+            let kids: std::collections::HashSet<_> = list.iter().map(|k| k["kid"].as_str().unwrap()).collect();
             assert_eq!(kids.len(), n);
             for k in list {
-                assert_eq!(
-                    base64url_decode(k["x"].as_str().unwrap()).unwrap().len(),
-                    32
-                );
+                assert_eq!(base64url_decode(k["x"].as_str().unwrap()).unwrap().len(), 32);
             }
         }
     }

@@ -88,11 +88,7 @@ pub struct NewUser {
     pub restricted_by_admin: bool,
 }
 
-pub async fn create_user(
-    ctx: &Context,
-    tenancy: &Tenancy,
-    new: NewUser,
-) -> Result<User, StoreError> {
+pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Result<User, StoreError> {
     let now = ctx.now();
     let user = User {
         id: new_uuid(ctx.random.as_ref()),
@@ -177,34 +173,20 @@ pub async fn update_user(
     get_user(ctx, tenancy_id, user_id).await
 }
 
-pub async fn get_user(
-    ctx: &Context,
-    tenancy_id: &str,
-    user_id: &str,
-) -> Result<Option<User>, StoreError> {
+pub async fn get_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND u.id = ?");
-    let rows = ctx
-        .store
-        .query(&sql, &[SqlValue::from(tenancy_id), SqlValue::from(user_id)])
-        .await?;
+    let rows = ctx.store.query(&sql, &[SqlValue::from(tenancy_id), SqlValue::from(user_id)]).await?;
     rows.first().map(User::from_row).transpose()
 }
 
 /// Deletes a user and ends all of its sessions (each recorded in `deleted_rows`), atomically.
 /// Returns false when the user did not exist.
-pub async fn delete_user(
-    ctx: &Context,
-    tenancy_id: &str,
-    user_id: &str,
-) -> Result<bool, StoreError> {
+pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<bool, StoreError> {
     let now = ctx.now();
     let changed = ctx
         .store
         .batch(&[
-            Statement::new(
-                sessions::AUDIT_USER_SESSIONS_SQL,
-                vec![now.into(), tenancy_id.into(), user_id.into()],
-            ),
+            Statement::new(sessions::AUDIT_USER_SESSIONS_SQL, vec![now.into(), tenancy_id.into(), user_id.into()]),
             Statement::new(
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],

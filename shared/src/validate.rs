@@ -16,21 +16,14 @@ use crate::http::{header, Request};
 /// content type. Bad JSON or bad UTF-8 is a BODY_PARSING_ERROR.
 pub fn parse_body(req: &Request) -> ApiResult<Option<Value>> {
     let content_type = header(req, "content-type")
-        .map(|c| {
-            c.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default();
     let body = req.body();
     match content_type.as_str() {
         "" => Ok(None),
         "application/json" => {
-            let text = std::str::from_utf8(body).map_err(|_| {
-                KnownError::body_parsing_error("Request body cannot be parsed as UTF-8")
-            })?;
+            let text = std::str::from_utf8(body)
+                .map_err(|_| KnownError::body_parsing_error("Request body cannot be parsed as UTF-8"))?;
             if text.trim().is_empty() {
                 return Ok(None);
             }
@@ -39,16 +32,11 @@ pub fn parse_body(req: &Request) -> ApiResult<Option<Value>> {
                 .map_err(|_| KnownError::body_parsing_error("Invalid JSON in request body").into())
         }
         "application/x-www-form-urlencoded" => {
-            let map: Map<String, Value> = url::form_urlencoded::parse(body)
-                .into_owned()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
+            let map: Map<String, Value> =
+                url::form_urlencoded::parse(body).into_owned().map(|(k, v)| (k, Value::String(v))).collect();
             Ok(Some(Value::Object(map)))
         }
-        other => Err(KnownError::body_parsing_error(&format!(
-            "Unsupported content type {other:?}"
-        ))
-        .into()),
+        other => Err(KnownError::body_parsing_error(&format!("Unsupported content type {other:?}")).into()),
     }
 }
 
@@ -61,11 +49,7 @@ pub struct Validator {
 
 impl Validator {
     pub fn new(req: &Request) -> Validator {
-        Validator {
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
-            errors: Vec::new(),
-        }
+        Validator { method: req.method().to_string(), path: req.uri().path().to_string(), errors: Vec::new() }
     }
 
     /// Records a failure in yup's wording.
@@ -75,35 +59,21 @@ impl Validator {
 
     /// The body as an object with only `known` keys. Reports `body must be defined` when
     /// absent and unknown properties when present.
-    pub fn body_object<'a>(
-        &mut self,
-        body: &'a Option<Value>,
-        known: &[&str],
-    ) -> Option<&'a Map<String, Value>> {
+    pub fn body_object<'a>(&mut self, body: &'a Option<Value>, known: &[&str]) -> Option<&'a Map<String, Value>> {
         match body {
             None | Some(Value::Null) => {
                 self.fail("body must be defined".into());
                 None
             }
             Some(Value::Object(map)) => {
-                let unknown: Vec<&str> = map
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|k| !known.contains(k))
-                    .collect();
+                let unknown: Vec<&str> = map.keys().map(String::as_str).filter(|k| !known.contains(k)).collect();
                 if !unknown.is_empty() {
-                    self.fail(format!(
-                        "body contains unknown properties: {}",
-                        unknown.join(", ")
-                    ));
+                    self.fail(format!("body contains unknown properties: {}", unknown.join(", ")));
                 }
                 Some(map)
             }
             Some(other) => {
-                self.fail(format!(
-                    "body must be a `object` type, but the final value was: `{}`.",
-                    render(other)
-                ));
+                self.fail(format!("body must be a `object` type, but the final value was: `{}`.", render(other)));
                 None
             }
         }
@@ -133,13 +103,7 @@ impl Validator {
     }
 
     /// A string field that must be a UUID.
-    pub fn uuid(
-        &mut self,
-        obj: Option<&Map<String, Value>>,
-        key: &str,
-        path: &str,
-        required: bool,
-    ) -> Option<String> {
+    pub fn uuid(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str, required: bool) -> Option<String> {
         let value = self.string(obj, key, path, required)?;
         if crate::crypto::is_uuid(&value) {
             Some(value.to_ascii_lowercase())
@@ -178,10 +142,7 @@ impl Validator {
                     } else if f < min as f64 {
                         self.fail(format!("{path} must be greater than or equal to {min}"));
                     } else {
-                        self.fail(format!(
-                            "{path} must be an integer, but the final value was: `{}`.",
-                            render(v)
-                        ));
+                        self.fail(format!("{path} must be an integer, but the final value was: `{}`.", render(v)));
                     }
                     None
                 }
@@ -194,12 +155,7 @@ impl Validator {
     }
 
     /// An optional boolean field.
-    pub fn boolean(
-        &mut self,
-        obj: Option<&Map<String, Value>>,
-        key: &str,
-        path: &str,
-    ) -> Option<bool> {
+    pub fn boolean(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str) -> Option<bool> {
         match obj.and_then(|o| o.get(key)) {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
@@ -211,10 +167,7 @@ impl Validator {
     }
 
     fn type_error(&mut self, path: &str, kind: &str, value: &Value) {
-        self.fail(format!(
-            "{path} must be a `{kind}` type, but the final value was: `{}`.",
-            render(value)
-        ));
+        self.fail(format!("{path} must be a `{kind}` type, but the final value was: `{}`.", render(value)));
     }
 
     /// The SCHEMA_ERROR for a single failure, for checks outside a body (headers, query).
@@ -247,32 +200,18 @@ mod tests {
     use serde_json::json;
 
     fn request() -> Request {
-        http::Request::builder()
-            .method("POST")
-            .uri("/api/v1/auth/sessions")
-            .body(Vec::new())
-            .unwrap()
+        http::Request::builder().method("POST").uri("/api/v1/auth/sessions").body(Vec::new()).unwrap()
     }
 
     #[test]
     fn reports_every_failure_in_yup_wording() {
-        let body = Some(
-            json!({ "expires_in_millis": 31708800001i64, "is_impersonation": "yes", "extra": 1 }),
-        );
+        let body = Some(json!({ "expires_in_millis": 31708800001i64, "is_impersonation": "yes", "extra": 1 }));
         let mut v = Validator::new(&request());
         let obj = v.body_object(&body, &["user_id", "expires_in_millis", "is_impersonation"]);
         v.uuid(obj, "user_id", "body.user_id", true);
-        v.integer(
-            obj,
-            "expires_in_millis",
-            "body.expires_in_millis",
-            0,
-            31708800000,
-        );
+        v.integer(obj, "expires_in_millis", "body.expires_in_millis", 0, 31708800000);
         v.boolean(obj, "is_impersonation", "body.is_impersonation");
-        let ApiError::Known(err) = v.finish().unwrap_err() else {
-            panic!()
-        };
+        let ApiError::Known(err) = v.finish().unwrap_err() else { panic!() };
         assert_eq!(err.code, "SCHEMA_ERROR");
         assert_eq!(
             err.message,
@@ -284,14 +223,11 @@ mod tests {
     #[test]
     fn parses_json_and_rejects_malformed_json() {
         let mut req = request();
-        req.headers_mut()
-            .insert("content-type", "application/json".parse().unwrap());
+        req.headers_mut().insert("content-type", "application/json".parse().unwrap());
         *req.body_mut() = b"{\"a\":1}".to_vec();
         assert_eq!(parse_body(&req).unwrap(), Some(json!({"a": 1})));
         *req.body_mut() = b"{\"a\":".to_vec();
-        let ApiError::Known(err) = parse_body(&req).unwrap_err() else {
-            panic!()
-        };
+        let ApiError::Known(err) = parse_body(&req).unwrap_err() else { panic!() };
         assert_eq!(err.code, "BODY_PARSING_ERROR");
     }
 }

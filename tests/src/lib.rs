@@ -63,16 +63,9 @@ pub fn companion_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile folder");
+    let dir = exe.parent().and_then(Path::parent).expect("target profile folder");
     let bin = dir.join("companion");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p companion)",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} is missing: build it first (cargo build -p companion)", bin.display());
     bin
 }
 
@@ -86,43 +79,58 @@ pub struct Launch<'a> {
     pub data_dir: Option<PathBuf>,
     /// Let the host create its demo project (off by default in tests).
     pub demo: bool,
+    /// Serve `/__scheduled?cron=...`, which fires a cron trigger on demand.
+    pub test_scheduled: bool,
 }
 
 impl Host {
     /// Starts a host of the selected runtime with fresh state and extra configuration.
     pub fn start(env: &[(&str, &str)]) -> Host {
         match runtime() {
-            Runtime::Native => Host::launch(Launch {
-                env,
-                ..Launch::default()
-            }),
-            Runtime::Cloudflare => Host::start_cloudflare(env),
+            Runtime::Native => Host::launch(Launch { env, ..Launch::default() }),
+            Runtime::Cloudflare => Host::start_cloudflare(env, WORKER_CONFIGS, false),
         }
     }
 
-    /// `wrangler dev --local` with the router and every function Worker, local D1 migrated.
-    fn start_cloudflare(env: &[(&str, &str)]) -> Host {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("repository root")
-            .to_path_buf();
+    /// A host that serves `/__scheduled?cron=...`. On Cloudflare that is the refresh Worker on
+    /// its own (`wrangler dev --test-scheduled` fires the first Worker's scheduled handler).
+    pub fn start_scheduled() -> Host {
+        match runtime() {
+            Runtime::Native => Host::launch(Launch { test_scheduled: true, ..Launch::default() }),
+            Runtime::Cloudflare => Host::start_cloudflare(&[], &["functions/refresh/wrangler.toml"], true),
+        }
+    }
+
+    /// `wrangler dev --local` with `configs` (the first receives requests), local D1 migrated.
+    fn start_cloudflare(env: &[(&str, &str)], configs: &[&str], test_scheduled: bool) -> Host {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf();
         let root = std::env::temp_dir().join("stack-edge-tests");
         remove_stale_dirs(&root);
         let state = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
         std::fs::create_dir_all(&state).expect("create state dir");
-        let configs = ["wrangler.toml", "functions/refresh/wrangler.toml"];
+        let internal_admin_key = format!("sak_test_{}", random_hex(20));
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
+        let port = free_port();
+        let mut vars = vec![
+            ("STACK_SERVER_SECRET".to_string(), secret),
+            ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
+            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
+            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // `wrangler dev` gives --var only to the first Worker, so each host gets copies of the
+        // repository's configs with its own vars (see `host_config`).
+        let configs: Vec<PathBuf> = configs.iter().map(|c| host_config(&repo, c, &state, &vars)).collect();
+        let d1_config = configs
+            .iter()
+            .find(|c| std::fs::read_to_string(c).is_ok_and(|t| t.contains("d1_databases")))
+            .expect("a config with the D1 database");
 
         let migrate = Command::new("wrangler")
-            .args([
-                "d1",
-                "migrations",
-                "apply",
-                "stack-edge",
-                "--local",
-                "--persist-to",
-            ])
+            .args(["d1", "migrations", "apply", "stack-edge", "--local", "--persist-to"])
             .arg(&state)
-            .args(["-c", configs[1]])
+            .arg("-c")
+            .arg(d1_config)
             .current_dir(&repo)
             .output()
             .expect("run wrangler (scripts/setup-edge installs it)");
@@ -133,43 +141,18 @@ impl Host {
             String::from_utf8_lossy(&migrate.stderr)
         );
 
-        let internal_admin_key = format!("sak_test_{}", random_hex(20));
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
-        let port = free_port();
-        let mut vars = vec![
-            format!("STACK_SERVER_SECRET:{secret}"),
-            format!("STACK_INTERNAL_ADMIN_KEY:{internal_admin_key}"),
-            "STACK_ENVIRONMENT:test".to_string(),
-            format!("NEXT_PUBLIC_STACK_API_URL:http://127.0.0.1:{port}"),
-        ];
-        vars.extend(env.iter().map(|(k, v)| format!("{k}:{v}")));
-        let mut args: Vec<String> = ["dev", "--local", "--ip", "127.0.0.1", "--log-level", "warn"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> =
+            ["dev", "--local", "--ip", "127.0.0.1", "--log-level", "warn"].iter().map(|s| s.to_string()).collect();
         args.extend(["--port".into(), port.to_string()]);
         args.extend(["--inspector-port".into(), free_port().to_string()]);
         args.extend(["--persist-to".into(), state.display().to_string()]);
-        for c in configs {
-            args.extend(["-c".to_string(), c.to_string()]);
+        for c in &configs {
+            args.extend(["-c".to_string(), c.display().to_string()]);
         }
-        for v in vars {
-            args.extend(["--var".to_string(), v]);
+        if test_scheduled {
+            args.push("--test-scheduled".into());
         }
-        // wrangler does not stop when its input closes, so a small shell does it for us: it
-        // runs wrangler, waits for our end of its standard input to close, then stops it.
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(r#"wrangler "$@" </dev/null & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
-            .arg("sh")
-            .args(&args)
-            .current_dir(&repo)
-            .env("STACK_EDGE_PREBUILT", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start wrangler dev");
+        let child = stop_with_stdin("wrangler", &args, &repo);
         let mut host = Host {
             base_url: format!("http://127.0.0.1:{port}"),
             internal_admin_key,
@@ -182,13 +165,55 @@ impl Host {
         host
     }
 
+    /// `wasmtime serve` running a function's WASI component (`<crate>/component/<crate>.spin-wasi.wasm`,
+    /// built by `scripts/build-component`), with its embedded SQLite in a fresh preopened folder.
+    pub fn start_component(function: &str) -> Host {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf();
+        let component =
+            repo.join("functions").join(function).join("component").join(format!("{function}.spin-wasi.wasm"));
+        assert!(component.exists(), "{} is missing: run scripts/build-component", component.display());
+        let root = std::env::temp_dir().join("stack-edge-tests");
+        remove_stale_dirs(&root);
+        let state = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
+        std::fs::create_dir_all(&state).expect("create state dir");
+        let internal_admin_key = format!("sak_test_{}", random_hex(20));
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
+        let port = free_port();
+        let args = vec![
+            "serve".to_string(),
+            "-Scli".into(),
+            "-Sp3".into(),
+            "-Wcomponent-model-async".into(),
+            "--addr".into(),
+            format!("127.0.0.1:{port}"),
+            "--dir".into(),
+            format!("{}::/data", state.display()),
+            "--env".into(),
+            format!("STACK_SERVER_SECRET={secret}"),
+            "--env".into(),
+            format!("STACK_INTERNAL_ADMIN_KEY={internal_admin_key}"),
+            "--env".into(),
+            "STACK_ENVIRONMENT=test".into(),
+            "--env".into(),
+            format!("NEXT_PUBLIC_STACK_API_URL=http://127.0.0.1:{port}"),
+            component.display().to_string(),
+        ];
+        let child = stop_with_stdin("wasmtime", &args, &repo);
+        let mut host = Host {
+            base_url: format!("http://127.0.0.1:{port}"),
+            internal_admin_key,
+            data_dir: Some(state),
+            output: Arc::default(),
+            child: Some(child),
+        };
+        host.collect_output();
+        host.wait_until_healthy(std::time::Duration::from_secs(60));
+        host
+    }
+
     /// Keeps reading the host's standard output (so it never blocks on a full pipe).
     fn collect_output(&mut self) {
-        let stdout = self
-            .child
-            .as_mut()
-            .and_then(|c| c.stdout.take())
-            .expect("piped stdout");
+        let stdout = self.child.as_mut().and_then(|c| c.stdout.take()).expect("piped stdout");
         let sink = self.output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -210,15 +235,8 @@ impl Host {
             if ok {
                 return;
             }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!(
-                    "the host exited ({status}) before it was healthy:\n{}",
-                    self.output().join("\n")
-                );
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("the host exited ({status}) before it was healthy:\n{}", self.output().join("\n"));
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -233,39 +251,28 @@ impl Host {
         let root = std::env::temp_dir().join("stack-edge-tests");
         remove_stale_dirs(&root);
         let fresh = launch.data_dir.is_none();
-        let data_dir = launch
-            .data_dir
-            .unwrap_or_else(|| root.join(format!("host-{}-{}", std::process::id(), random_hex(4))));
+        let data_dir =
+            launch.data_dir.unwrap_or_else(|| root.join(format!("host-{}-{}", std::process::id(), random_hex(4))));
         std::fs::create_dir_all(&data_dir).expect("create data dir");
         let mut command = Command::new(companion_bin());
         command
-            .args([
-                "dev",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "2",
-                "--exit-on-stdin-close",
-                "--data-dir",
-            ])
+            .args(["dev", "--listen", "127.0.0.1:0", "--workers", "2", "--exit-on-stdin-close", "--data-dir"])
             .arg(&data_dir);
         if !launch.demo {
             command.arg("--no-demo");
+        }
+        if launch.test_scheduled {
+            command.arg("--test-scheduled");
         }
         let mut internal_admin_key = None;
         if fresh {
             let key = format!("sak_test_{}", random_hex(20));
             command
-                .env(
-                    "STACK_SERVER_SECRET",
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32)),
-                )
+                .env("STACK_SERVER_SECRET", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32)))
                 .env("STACK_INTERNAL_ADMIN_KEY", &key);
             internal_admin_key = Some(key);
         } else {
-            command
-                .env_remove("STACK_SERVER_SECRET")
-                .env_remove("STACK_INTERNAL_ADMIN_KEY");
+            command.env_remove("STACK_SERVER_SECRET").env_remove("STACK_INTERNAL_ADMIN_KEY");
         }
         let mut child = command
             .env("STACK_ENVIRONMENT", "test")
@@ -279,10 +286,7 @@ impl Host {
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base_url = loop {
-            let line = lines
-                .next()
-                .expect("companion exited before listening")
-                .expect("read stdout");
+            let line = lines.next().expect("companion exited before listening").expect("read stdout");
             if let Some(url) = line.strip_prefix("listening on ") {
                 break url.trim().to_string();
             }
@@ -300,18 +304,9 @@ impl Host {
                 &std::fs::read(data_dir.join("dev-credentials.json")).expect("credentials file"),
             )
             .expect("credentials JSON");
-            creds["internal_admin_key"]
-                .as_str()
-                .expect("internal_admin_key")
-                .to_string()
+            creds["internal_admin_key"].as_str().expect("internal_admin_key").to_string()
         });
-        Host {
-            base_url,
-            internal_admin_key,
-            data_dir: Some(data_dir),
-            output,
-            child: Some(child),
-        }
+        Host { base_url, internal_admin_key, data_dir: Some(data_dir), output, child: Some(child) }
     }
 
     /// What the host printed on standard output after its `listening on` line.
@@ -322,10 +317,7 @@ impl Host {
     /// Sends SIGTERM and waits for the host to exit; returns its exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let child = self.child.as_mut().expect("a native host");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
         assert!(status.success());
         child.wait().expect("wait for the host")
     }
@@ -333,9 +325,7 @@ impl Host {
     pub fn request(&self, method: &str, path: &str) -> Call {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let url = format!("{}{}", self.base_url, path);
-        Call {
-            builder: CLIENT.with(|c| c.request(method, url)),
-        }
+        Call { builder: CLIENT.with(|c| c.request(method, url)) }
     }
     pub fn get(&self, path: &str) -> Call {
         self.request("GET", path)
@@ -370,12 +360,7 @@ impl Host {
 
     /// A user created by the server, and a session for it.
     pub async fn user_with_session(&self, project: &Project, body: Value) -> UserSession {
-        let res = self
-            .post("/api/v1/users")
-            .server(project)
-            .json(&body)
-            .send()
-            .await;
+        let res = self.post("/api/v1/users").server(project).json(&body).send().await;
         assert_eq!(res.status, 201, "create user: {}", res.text);
         let user_id = res.json()["id"].as_str().unwrap().to_string();
         let session = self.create_session(project, &user_id, json!({})).await;
@@ -383,22 +368,12 @@ impl Host {
     }
 
     /// `POST /auth/sessions` as the server.
-    pub async fn create_session(
-        &self,
-        project: &Project,
-        user_id: &str,
-        extra: Value,
-    ) -> UserSession {
+    pub async fn create_session(&self, project: &Project, user_id: &str, extra: Value) -> UserSession {
         let mut body = json!({ "user_id": user_id });
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let res = self
-            .post("/api/v1/auth/sessions")
-            .server(project)
-            .json(&body)
-            .send()
-            .await;
+        let res = self.post("/api/v1/auth/sessions").server(project).json(&body).send().await;
         assert_eq!(res.status, 200, "create session: {}", res.text);
         let b = res.json();
         UserSession {
@@ -410,23 +385,20 @@ impl Host {
 
     /// Every row of every table, as text: equal snapshots mean nothing was written. Only
     /// meaningful while no other test writes to the same host.
-    pub fn db_snapshot(&self) -> Option<String> {
+    pub fn db_snapshot(&self) -> String {
         self.snapshot_where(None)
     }
 
     /// The rows that belong to one project (its project, branches, keys, users, sessions and
     /// audit rows). Tests running in parallel write other projects, never this one.
-    pub fn project_snapshot(&self, project_id: &str) -> Option<String> {
+    pub fn project_snapshot(&self, project_id: &str) -> String {
         self.snapshot_where(Some(project_id))
     }
 
-    fn snapshot_where(&self, project_id: Option<&str>) -> Option<String> {
-        let path = self.db_path()?;
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open database");
+    fn snapshot_where(&self, project_id: Option<&str>) -> String {
+        let path = self.db_path().expect("the host's database file");
+        let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open database");
         let tables: Vec<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .unwrap()
@@ -445,20 +417,13 @@ impl Host {
                 }
                 (Some(_), _) => continue,
             };
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT * FROM \"{table}\" WHERE {filter} ORDER BY rowid"
-                ))
-                .unwrap();
+            let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\" WHERE {filter} ORDER BY rowid")).unwrap();
             let n = stmt.column_count();
             let params: Vec<&str> = project_id.into_iter().collect();
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(params), |r| {
                     (0..n)
-                        .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
+                        .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .unwrap();
@@ -466,35 +431,101 @@ impl Host {
                 out.push_str(&format!("{table}: {}\n", row.unwrap().join(" | ")));
             }
         }
-        Some(out)
+        out
     }
 
-    /// The SQLite file behind the host: the native database, or local D1's file under
-    /// wrangler's state folder.
+    /// The SQLite file behind the host: the native database (or the component's, in its
+    /// preopened folder), or local D1's file under wrangler's state folder.
+    /// Runs a read-only query on the host's database file; each row's values as text.
+    pub fn db_query(&self, sql: &str, params: &[&str]) -> Vec<Vec<String>> {
+        let path = self.db_path().expect("the host's database file");
+        let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open database");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            (0..n)
+                .map(|i| {
+                    r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                        rusqlite::types::Value::Text(t) => t,
+                        rusqlite::types::Value::Integer(i) => i.to_string(),
+                        rusqlite::types::Value::Null => "NULL".into(),
+                        other => format!("{other:?}"),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+
     pub fn db_path(&self) -> Option<PathBuf> {
         let dir = self.data_dir.as_ref()?;
         match runtime() {
             Runtime::Native => Some(dir.join("stack-edge.sqlite")),
             Runtime::Cloudflare => {
                 let d1 = dir.join("v3").join("d1").join("miniflare-D1DatabaseObject");
-                std::fs::read_dir(d1)
-                    .ok()?
-                    .flatten()
-                    .map(|e| e.path())
-                    .find(|p| {
-                        p.extension().is_some_and(|x| x == "sqlite")
-                            && !p.display().to_string().contains("metadata")
-                    })
+                std::fs::read_dir(d1).ok()?.flatten().map(|e| e.path()).find(|p| {
+                    p.extension().is_some_and(|x| x == "sqlite") && !p.display().to_string().contains("metadata")
+                })
             }
         }
     }
 }
 
+/// The Wrangler configs of the router (first: it receives every request) and each function.
+const WORKER_CONFIGS: &[&str] = &["wrangler.toml", "functions/refresh/wrangler.toml"];
+
+/// A copy of a repository Wrangler config for one test host: paths made absolute, the build
+/// step dropped (scripts/test builds every Worker first), and the host's vars added.
+fn host_config(repo: &Path, config: &str, state: &Path, vars: &[(String, String)]) -> PathBuf {
+    let source = repo.join(config);
+    let dir = source.parent().expect("config folder");
+    let text = std::fs::read_to_string(&source).expect("read wrangler config");
+    let mut doc: toml::Table = text.parse().expect("wrangler config is TOML");
+    let main = doc["main"].as_str().expect("main").to_string();
+    let main = dir.join(main);
+    assert!(main.exists(), "{} is missing: build the Workers first (scripts/build-worker)", main.display());
+    doc.insert("main".into(), main.display().to_string().into());
+    doc.remove("build");
+    if let Some(toml::Value::Array(dbs)) = doc.get_mut("d1_databases") {
+        for db in dbs {
+            let table = db.as_table_mut().expect("d1 table");
+            if let Some(m) = table.get("migrations_dir").and_then(|m| m.as_str()).map(|m| dir.join(m)) {
+                table.insert("migrations_dir".into(), m.display().to_string().into());
+            }
+        }
+    }
+    let table = doc.entry("vars").or_insert_with(|| toml::Table::new().into()).as_table_mut().expect("vars table");
+    for (k, v) in vars {
+        table.insert(k.clone(), v.clone().into());
+    }
+    let name = doc["name"].as_str().expect("name").to_string();
+    let path = state.join(format!("{name}.toml"));
+    std::fs::write(&path, toml::to_string(&doc).expect("TOML")).expect("write host config");
+    path
+}
+
+/// Starts `program` so that it stops when our end of its standard input closes (when the test
+/// process ends): a small shell runs it, waits for end of input, then sends it SIGTERM.
+fn stop_with_stdin(program: &str, args: &[String], dir: &Path) -> Child {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"program=$1; shift; "$program" "$@" </dev/null & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
+        .arg("sh")
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {program}: {e}"))
+}
+
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 /// Removes data folders of earlier test processes that are no longer running.
@@ -504,10 +535,7 @@ fn remove_stale_dirs(root: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let pid = name
-            .strip_prefix("host-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok());
+        let pid = name.strip_prefix("host-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
         if let Some(pid) = pid {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -539,22 +567,13 @@ pub struct Call {
 
 impl Call {
     pub fn header(self, name: &str, value: &str) -> Call {
-        Call {
-            builder: self.builder.header(name, value),
-        }
+        Call { builder: self.builder.header(name, value) }
     }
     pub fn json(self, body: &Value) -> Call {
-        Call {
-            builder: self.builder.json(body),
-        }
+        Call { builder: self.builder.json(body) }
     }
     pub fn raw_body(self, content_type: &str, body: &str) -> Call {
-        Call {
-            builder: self
-                .builder
-                .header("content-type", content_type)
-                .body(body.to_string()),
-        }
+        Call { builder: self.builder.header("content-type", content_type).body(body.to_string()) }
     }
     pub fn client(self, p: &Project) -> Call {
         self.header("x-stack-access-type", "client")
@@ -582,11 +601,7 @@ impl Call {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.expect("read body");
-        Res {
-            status,
-            headers,
-            text,
-        }
+        Res { status, headers, text }
     }
 }
 
@@ -607,17 +622,8 @@ impl Res {
     }
     /// Asserts a KnownError response: status, code in body and header; returns the body.
     pub fn assert_known_error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(
-            self.status, status,
-            "expected {status} {code}, got: {}",
-            self.text
-        );
-        assert_eq!(
-            self.header("x-stack-known-error"),
-            Some(code),
-            "header of {}",
-            self.text
-        );
+        assert_eq!(self.status, status, "expected {status} {code}, got: {}", self.text);
+        assert_eq!(self.header("x-stack-known-error"), Some(code), "header of {}", self.text);
         let body = self.json();
         assert_eq!(body["code"], code);
         body

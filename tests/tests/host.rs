@@ -24,10 +24,7 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 /// The lines of the curl command the host printed, joined as a shell would read them.
 fn printed_curl(output: &[String]) -> String {
-    let start = output
-        .iter()
-        .position(|l| l.trim_start().starts_with("curl "))
-        .expect("a curl line is printed");
+    let start = output.iter().position(|l| l.trim_start().starts_with("curl ")).expect("a curl line is printed");
     let mut command = String::new();
     for line in &output[start..] {
         let line = line.trim();
@@ -44,11 +41,7 @@ fn printed_curl(output: &[String]) -> String {
 
 #[tokio::test]
 async fn the_printed_curl_line_works_when_pasted() {
-    let host = Host::launch(Launch {
-        demo: true,
-        data_dir: Some(fresh_dir("demo")),
-        ..Launch::default()
-    });
+    let host = Host::launch(Launch { demo: true, data_dir: Some(fresh_dir("demo")), ..Launch::default() });
     // The instructions follow the listening line; give the reader thread a moment to collect them.
     let mut output = host.output();
     for _ in 0..100 {
@@ -59,16 +52,8 @@ async fn the_printed_curl_line_works_when_pasted() {
         output = host.output();
     }
     let curl = printed_curl(&output);
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(&curl)
-        .output()
-        .expect("run curl");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("sh").arg("-c").arg(&curl).output().expect("run curl");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
     let user: Value = serde_json::from_slice(&out.stdout).expect("curl printed the created user");
     assert_eq!(user["display_name"], "Ada");
     assert!(user["id"].is_string());
@@ -77,21 +62,13 @@ async fn the_printed_curl_line_works_when_pasted() {
 #[tokio::test]
 async fn sigterm_stops_gracefully_and_a_restart_keeps_every_session() {
     let dir = fresh_dir("restart");
-    let mut first = Host::launch(Launch {
-        data_dir: Some(dir.clone()),
-        ..Launch::default()
-    });
+    let mut first = Host::launch(Launch { data_dir: Some(dir.clone()), ..Launch::default() });
     let project = first.create_project(false).await;
-    let session = first
-        .user_with_session(&project, json!({ "display_name": "Persistent" }))
-        .await;
+    let session = first.user_with_session(&project, json!({ "display_name": "Persistent" })).await;
     let status = first.terminate();
     assert!(status.success(), "exit status {status:?}");
 
-    let second = Host::launch(Launch {
-        data_dir: Some(dir),
-        ..Launch::default()
-    });
+    let second = Host::launch(Launch { data_dir: Some(dir), ..Launch::default() });
     let res = second
         .post("/api/v1/auth/sessions/current/refresh")
         .client(&project)
@@ -100,12 +77,7 @@ async fn sigterm_stops_gracefully_and_a_restart_keeps_every_session() {
         .await;
     assert_eq!(res.status, 200, "{}", res.text);
     // The same server secret: the old access token still authenticates.
-    let me = second
-        .get("/api/v1/users/me")
-        .client(&project)
-        .access_token(&session.access_token)
-        .send()
-        .await;
+    let me = second.get("/api/v1/users/me").client(&project).access_token(&session.access_token).send().await;
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.json()["display_name"], "Persistent");
 }
@@ -118,11 +90,7 @@ fn cli(dir: &PathBuf, args: &[&str]) -> Value {
         .arg(dir)
         .output()
         .expect("run companion");
-    assert!(
-        out.status.success(),
-        "companion project {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "companion project {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
@@ -144,35 +112,17 @@ async fn projects_and_key_sets_from_the_cli_work_on_the_host() {
     let more = cli(&dir, &["add-keys", "--project-id", &id]);
     assert_eq!(more["project_id"], id.as_str());
     let missing = Command::new(companion_bin())
-        .args([
-            "project",
-            "add-keys",
-            "--project-id",
-            "7d1a0c2e-0000-4000-8000-000000000000",
-            "--data-dir",
-        ])
+        .args(["project", "add-keys", "--project-id", "7d1a0c2e-0000-4000-8000-000000000000", "--data-dir"])
         .arg(&dir)
         .output()
         .unwrap();
     assert!(!missing.status.success(), "an unknown project is an error");
 
-    let host = Host::launch(Launch {
-        data_dir: Some(dir),
-        ..Launch::default()
-    });
+    let host = Host::launch(Launch { data_dir: Some(dir), ..Launch::default() });
     for project in [project_from(&created, &id), project_from(&more, &id)] {
-        let res = host
-            .post("/api/v1/users")
-            .server(&project)
-            .json(&json!({}))
-            .send()
-            .await;
+        let res = host.post("/api/v1/users").server(&project).json(&json!({})).send().await;
         assert_eq!(res.status, 201, "{}", res.text);
-        let res = host
-            .get("/api/v1/auth/sessions?user_id=me")
-            .admin(&project)
-            .send()
-            .await;
+        let res = host.get("/api/v1/auth/sessions?user_id=me").admin(&project).send().await;
         res.assert_known_error(400, "CANNOT_GET_OWN_USER_WITHOUT_USER");
     }
 }
@@ -193,19 +143,11 @@ async fn the_internal_endpoint_adds_key_sets_and_old_keys_keep_working() {
     assert_eq!(res.status, 201, "{}", res.text);
     let rotated = project_from(&res.json(), &p.id);
     for keys in [&p, &rotated] {
-        let res = host
-            .post("/api/v1/users")
-            .server(keys)
-            .json(&json!({}))
-            .send()
-            .await;
+        let res = host.post("/api/v1/users").server(keys).json(&json!({})).send().await;
         assert_eq!(res.status, 201, "{}", res.text);
     }
-    let res = internal(
-        host.post("/api/v1/internal/projects/7d1a0c2e-0000-4000-8000-000000000000/key-sets"),
-    )
-    .send()
-    .await;
+    let res =
+        internal(host.post("/api/v1/internal/projects/7d1a0c2e-0000-4000-8000-000000000000/key-sets")).send().await;
     assert_eq!(res.status, 404);
 }
 
@@ -215,12 +157,7 @@ async fn an_oversized_body_is_refused_before_any_handler_and_writes_nothing() {
     let p = host.create_project(false).await;
     let before = host.db_snapshot();
     let big = format!("{{\"display_name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let res = host
-        .post("/api/v1/users")
-        .server(&p)
-        .raw_body("application/json", &big)
-        .send()
-        .await;
+    let res = host.post("/api/v1/users").server(&p).raw_body("application/json", &big).send().await;
     assert_eq!(res.status, 413);
     assert_eq!(host.db_snapshot(), before);
 }

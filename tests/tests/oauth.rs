@@ -28,16 +28,8 @@ async fn the_refresh_grant_returns_the_token_body_and_no_cache_headers() {
     assert_eq!(body["scope"], "legacy");
     assert_eq!(body["afterCallbackRedirectUrl"], Value::Null);
     assert_eq!(body["after_callback_redirect_url"], Value::Null);
-    assert!(
-        body.get("refresh_token").is_none(),
-        "no new refresh token on this grant"
-    );
-    let me = h
-        .get("/api/v1/users/me")
-        .client(&p)
-        .access_token(token)
-        .send()
-        .await;
+    assert!(body.get("refresh_token").is_none(), "no new refresh token on this grant");
+    let me = h.get("/api/v1/users/me").client(&p).access_token(token).send().await;
     assert_eq!(me.status, 200);
 }
 
@@ -50,11 +42,7 @@ async fn the_grant_accepts_form_encoding_a_real_key_and_a_branch_suffix() {
         "grant_type=refresh_token&client_id={}%23main&client_secret={}&refresh_token={}&scope=legacy",
         p.id, p.publishable_client_key, s.refresh_token
     );
-    let res = h
-        .post("/api/v1/auth/oauth/token")
-        .raw_body("application/x-www-form-urlencoded", &form)
-        .send()
-        .await;
+    let res = h.post("/api/v1/auth/oauth/token").raw_body("application/x-www-form-urlencoded", &form).send().await;
     assert_eq!(res.status, 200, "{}", res.text);
 }
 
@@ -66,7 +54,10 @@ async fn client_authentication_failures() {
     let s = h.user_with_session(&p, json!({})).await;
 
     // No secret where keys are required.
-    let res = grant(h, json!({ "grant_type": "refresh_token", "client_id": keyed.id, "refresh_token": s.refresh_token })).send().await;
+    let res =
+        grant(h, json!({ "grant_type": "refresh_token", "client_id": keyed.id, "refresh_token": s.refresh_token }))
+            .send()
+            .await;
     res.assert_known_error(401, "PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT");
     // The sentinel where keys are required.
     let res = grant(
@@ -77,7 +68,9 @@ async fn client_authentication_failures() {
     .await;
     res.assert_known_error(401, "PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT");
     // No secret where keys are optional: the OAuth flow still needs client authentication.
-    let res = grant(h, json!({ "grant_type": "refresh_token", "client_id": p.id, "refresh_token": s.refresh_token })).send().await;
+    let res = grant(h, json!({ "grant_type": "refresh_token", "client_id": p.id, "refresh_token": s.refresh_token }))
+        .send()
+        .await;
     let body = res.assert_known_error(400, "INVALID_OAUTH_CLIENT_ID_OR_SECRET");
     assert_eq!(body["details"], json!({ "client_id": null }));
     // A wrong key, an unknown project, no client id.
@@ -87,10 +80,7 @@ async fn client_authentication_failures() {
         json!({ "grant_type": "refresh_token", "client_secret": "__stack_public_client__", "refresh_token": s.refresh_token }),
         json!({ "grant_type": "refresh_token", "client_id": format!("{}#nope", p.id), "client_secret": "__stack_public_client__", "refresh_token": s.refresh_token }),
     ] {
-        grant(h, body)
-            .send()
-            .await
-            .assert_known_error(400, "INVALID_OAUTH_CLIENT_ID_OR_SECRET");
+        grant(h, body).send().await.assert_known_error(400, "INVALID_OAUTH_CLIENT_ID_OR_SECRET");
     }
 }
 
@@ -107,38 +97,35 @@ async fn request_errors() {
         }
         b
     };
-    let res = grant(
-        h,
-        with(json!({ "grant_type": "password", "refresh_token": s.refresh_token })),
-    )
-    .send()
-    .await;
+    let res = grant(h, with(json!({ "grant_type": "password", "refresh_token": s.refresh_token }))).send().await;
     let body = res.assert_known_error(400, "SCHEMA_ERROR");
-    assert!(body["error"].as_str().unwrap().contains(
-        "body.grant_type must be one of the following values: authorization_code, refresh_token"
-    ));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("body.grant_type must be one of the following values: authorization_code, refresh_token"));
 
-    let res = grant(h, with(json!({ "grant_type": "refresh_token" })))
-        .send()
-        .await;
+    let res = grant(h, with(json!({ "grant_type": "refresh_token" }))).send().await;
     assert_eq!(res.status, 400);
     assert_eq!(
         res.json(),
         json!({ "error": "invalid_request", "error_description": "Missing parameter: `refresh_token`" })
     );
 
+    let res = grant(h, with(json!({ "grant_type": "refresh_token", "refresh_token": "not-a-token" }))).send().await;
+    res.assert_known_error(401, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
+
     let res = grant(
         h,
-        with(json!({ "grant_type": "refresh_token", "refresh_token": "not-a-token" })),
+        with(json!({ "grant_type": "authorization_code", "code": "abc", "redirect_uri": "http://localhost/cb" })),
     )
     .send()
     .await;
-    res.assert_known_error(401, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
-
-    let res = grant(h, with(json!({ "grant_type": "authorization_code", "code": "abc", "redirect_uri": "http://localhost/cb" }))).send().await;
     res.assert_known_error(400, "INVALID_AUTHORIZATION_CODE");
 
-    let res = grant(h, with(json!({ "grant_type": "refresh_token", "refresh_token": s.refresh_token, "scope": "admin" }))).send().await;
+    let res =
+        grant(h, with(json!({ "grant_type": "refresh_token", "refresh_token": s.refresh_token, "scope": "admin" })))
+            .send()
+            .await;
     res.assert_known_error(400, "INVALID_SCOPE");
 }
 

@@ -13,9 +13,7 @@ fn iterations() -> usize {
 }
 
 fn refresh(h: &Host, p: &Project, s: &UserSession) -> api_tests::Call {
-    h.post("/api/v1/auth/sessions/current/refresh")
-        .client(p)
-        .refresh_token(&s.refresh_token)
+    h.post("/api/v1/auth/sessions/current/refresh").client(p).refresh_token(&s.refresh_token)
 }
 
 fn oauth_refresh(h: &Host, p: &Project, s: &UserSession) -> api_tests::Call {
@@ -28,18 +26,11 @@ fn oauth_refresh(h: &Host, p: &Project, s: &UserSession) -> api_tests::Call {
 }
 
 fn sign_out(h: &Host, p: &Project, s: &UserSession) -> api_tests::Call {
-    h.delete("/api/v1/auth/sessions/current")
-        .client(p)
-        .access_token(&s.access_token)
+    h.delete("/api/v1/auth/sessions/current").client(p).access_token(&s.access_token)
 }
 
 fn check(res: &Res, what: &str, tally: &mut [usize; 2]) {
-    assert!(
-        res.status == 200 || res.status == 401,
-        "{what}: {} {}",
-        res.status,
-        res.text
-    );
+    assert!(res.status == 200 || res.status == 401, "{what}: {} {}", res.status, res.text);
     assert!(!res.text.contains("P2025"));
     if res.status == 401 {
         assert_eq!(
@@ -55,15 +46,8 @@ fn check(res: &Res, what: &str, tally: &mut [usize; 2]) {
 }
 
 async fn assert_gone(h: &Host, p: &Project, s: &UserSession) {
-    refresh(h, p, s)
-        .send()
-        .await
-        .assert_known_error(401, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
-    let list = h
-        .get(&format!("/api/v1/auth/sessions?user_id={}", s.user_id))
-        .server(p)
-        .send()
-        .await;
+    refresh(h, p, s).send().await.assert_known_error(401, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
+    let list = h.get(&format!("/api/v1/auth/sessions?user_id={}", s.user_id)).server(p).send().await;
     assert_eq!(list.json()["items"], json!([]), "no session left");
 }
 
@@ -77,11 +61,7 @@ async fn refresh_racing_sign_out_never_fails_with_5xx() {
         let (r, o) = tokio::join!(refresh(h, &p, &s).send(), sign_out(h, &p, &s).send());
         check(&r, "refresh", &mut refreshes);
         check(&o, "sign-out", &mut sign_outs);
-        assert_eq!(
-            o.status, 200,
-            "nothing else deletes the session, so the sign-out wins: {}",
-            o.text
-        );
+        assert_eq!(o.status, 200, "nothing else deletes the session, so the sign-out wins: {}", o.text);
         assert_gone(h, &p, &s).await;
     }
     eprintln!("refresh 200/401: {refreshes:?}, sign-out 200/401: {sign_outs:?}");
@@ -108,11 +88,7 @@ async fn concurrent_double_sign_out_gives_one_200_and_one_401() {
     let p = h.create_project(false).await;
     for _ in 0..iterations() {
         let s = h.user_with_session(&p, json!({})).await;
-        let (a, b, r) = tokio::join!(
-            sign_out(h, &p, &s).send(),
-            sign_out(h, &p, &s).send(),
-            refresh(h, &p, &s).send()
-        );
+        let (a, b, r) = tokio::join!(sign_out(h, &p, &s).send(), sign_out(h, &p, &s).send(), refresh(h, &p, &s).send());
         let mut tally = [0; 2];
         check(&a, "first sign-out", &mut tally);
         check(&b, "second sign-out", &mut tally);

@@ -15,9 +15,7 @@ pub async fn jwks(ctx: &Context, req: &Request, project_id: &str) -> ApiResult<R
         None | Some("false") => false,
         Some("true") => true,
         Some(_) => {
-            v.fail(format!(
-                "query.{name} must be one of the following values: true, false"
-            ));
+            v.fail(format!("query.{name} must be one of the following values: true, false"));
             false
         }
     };
@@ -27,34 +25,22 @@ pub async fn jwks(ctx: &Context, req: &Request, project_id: &str) -> ApiResult<R
 
     let exists = !ctx
         .store
-        .query(
-            "SELECT id FROM projects WHERE id = ?",
-            &[SqlValue::from(project_id)],
-        )
+        .query("SELECT id FROM projects WHERE id = ?", &[SqlValue::from(project_id)])
         .await
         .map_err(store_error)?
         .is_empty();
     if !exists {
         return Err(ApiError::status(404, "Project not found"));
     }
-    let mut response = json(&tokens::jwks(
-        &ctx.keys,
-        project_id,
-        include_restricted,
-        include_anonymous,
-    ));
-    response.headers_mut().insert(
-        "cache-control",
-        http::HeaderValue::from_static("public, max-age=3600"),
-    );
+    let mut response = json(&tokens::jwks(&ctx.keys, project_id, include_restricted, include_anonymous));
+    response.headers_mut().insert("cache-control", http::HeaderValue::from_static("public, max-age=3600"));
     Ok(response)
 }
 
 /// `/projects-anonymous-users/{project_id}/.well-known/...` (any method): the anonymous issuer
 /// cannot carry a query string, so it redirects to the project JWKS with anonymous keys.
 pub fn anonymous_redirect(project_id: &str, rest: &str) -> Response {
-    let location =
-        format!("/api/v1/projects/{project_id}/.well-known/{rest}?include_anonymous=true");
+    let location = format!("/api/v1/projects/{project_id}/.well-known/{rest}?include_anonymous=true");
     http::Response::builder()
         .status(307)
         .header("location", location)

@@ -5,7 +5,9 @@
 
 #[cfg(feature = "cloudflare")]
 shared::cloudflare_fetch!(crate::handle);
-#[cfg(feature = "spin-wasi")]
+#[cfg(feature = "cloudflare")]
+shared::cloudflare_scheduled!(crate::scheduled);
+#[cfg(any(feature = "spin-wasi", feature = "spin"))]
 shared::spin_http!(crate::handle);
 
 mod jwks;
@@ -41,27 +43,15 @@ fn router() -> &'static matchit::Router<Route> {
         let routes = [
             ("/api/v1/auth/sessions", Route::Sessions),
             ("/api/v1/auth/sessions/current", Route::CurrentSession),
-            (
-                "/api/v1/auth/sessions/current/refresh",
-                Route::CurrentSessionRefresh,
-            ),
+            ("/api/v1/auth/sessions/current/refresh", Route::CurrentSessionRefresh),
             ("/api/v1/auth/sessions/{id}", Route::Session),
             ("/api/v1/auth/oauth/token", Route::OAuthToken),
-            (
-                "/api/v1/projects/{project_id}/.well-known/jwks.json",
-                Route::Jwks,
-            ),
-            (
-                "/api/v1/projects-anonymous-users/{project_id}/.well-known/{*rest}",
-                Route::AnonymousJwks,
-            ),
+            ("/api/v1/projects/{project_id}/.well-known/jwks.json", Route::Jwks),
+            ("/api/v1/projects-anonymous-users/{project_id}/.well-known/{*rest}", Route::AnonymousJwks),
             ("/api/v1/users", Route::Users),
             ("/api/v1/users/{id}", Route::User),
             ("/api/v1/internal/projects", Route::InternalProjects),
-            (
-                "/api/v1/internal/projects/{project_id}/key-sets",
-                Route::InternalProjectKeySets,
-            ),
+            ("/api/v1/internal/projects/{project_id}/key-sets", Route::InternalProjectKeySets),
         ];
         for (path, route) in routes {
             r.insert(path, route).expect("routes do not overlap");
@@ -73,6 +63,22 @@ fn router() -> &'static matchit::Router<Route> {
 /// Whether this function serves `path` (used by hosts that bundle several functions).
 pub fn serves(path: &str) -> bool {
     router().at(&shared::http::canonicalize(path)).is_ok()
+}
+
+/// The cron triggers of this function (also in its `wrangler.toml`; a test keeps them equal).
+pub const CRONS: &[&str] = &["17 * * * *"];
+
+/// Runs the scheduled work of `cron`: removes expired sessions (each recorded in
+/// `deleted_rows`). Fired by Cloudflare's cron triggers and by the companion's scheduler.
+pub async fn scheduled(cron: &str, ctx: &Context) {
+    if !CRONS.contains(&cron) {
+        tracing::warn!(cron, "no scheduled work for this cron");
+        return;
+    }
+    match shared::sessions::purge_expired(ctx).await {
+        Ok(purged) => tracing::info!(purged, "expired sessions removed"),
+        Err(e) => tracing::error!(error = %e, "removing expired sessions failed"),
+    }
 }
 
 /// Handles one request.
@@ -99,18 +105,24 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::Session, M::DELETE) => sessions::delete(ctx, req, &param("id")).await,
         (Route::OAuthToken, M::POST) => oauth::token(ctx, req).await,
         (Route::Jwks, M::GET) => jwks::jwks(ctx, req, &param("project_id")).await,
-        (Route::AnonymousJwks, _) => Ok(jwks::anonymous_redirect(
-            &param("project_id"),
-            &param("rest"),
-        )),
+        (Route::AnonymousJwks, _) => Ok(jwks::anonymous_redirect(&param("project_id"), &param("rest"))),
         (Route::Users, M::POST) => users::create(ctx, req).await,
         (Route::User, M::GET) => users::get(ctx, req, &param("id")).await,
         (Route::User, M::PATCH) => users::update(ctx, req, &param("id")).await,
         (Route::User, M::DELETE) => users::delete(ctx, req, &param("id")).await,
         (Route::InternalProjects, M::POST) => projects::create(ctx, req).await,
-        (Route::InternalProjectKeySets, M::POST) => {
-            projects::create_keys(ctx, req, &param("project_id")).await
-        }
+        (Route::InternalProjectKeySets, M::POST) => projects::create_keys(ctx, req, &param("project_id")).await,
         _ => Err(ApiError::status(405, "Method not allowed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrangler_cron_triggers_match_crons() {
+        let config: toml::Table = include_str!("../wrangler.toml").parse().unwrap();
+        let crons: Vec<&str> =
+            config["triggers"]["crons"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        assert_eq!(crons, super::CRONS);
     }
 }

@@ -7,9 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{
-    key_is_valid, store_error, AccessType, RequestAuth, Tenancy, PUBLIC_CLIENT_SENTINEL,
-};
+use shared::auth::{key_is_valid, store_error, AccessType, RequestAuth, Tenancy, PUBLIC_CLIENT_SENTINEL};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json_with_status, Request, Response};
 use shared::ports::SqlValue;
@@ -18,16 +16,8 @@ use shared::Context;
 
 use crate::sessions::refresh_session;
 
-const FIELDS: &[&str] = &[
-    "grant_type",
-    "client_id",
-    "client_secret",
-    "refresh_token",
-    "scope",
-    "code",
-    "redirect_uri",
-    "code_verifier",
-];
+const FIELDS: &[&str] =
+    &["grant_type", "client_id", "client_secret", "refresh_token", "scope", "code", "redirect_uri", "code_verifier"];
 
 pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let body = parse_body(req)?;
@@ -68,10 +58,7 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
     body.insert("access_token".into(), Value::String(access_token));
     body.insert("token_type".into(), json!("Bearer"));
     // The real remaining lifetime of the token (upstream reports the OAuth library's 3599 s).
-    body.insert(
-        "expires_in".into(),
-        json!(ctx.config.access_token_lifetime_ms / 1000),
-    );
+    body.insert("expires_in".into(), json!(ctx.config.access_token_lifetime_ms / 1000));
     body.insert("scope".into(), json!("legacy"));
     body.insert("afterCallbackRedirectUrl".into(), Value::Null);
     body.insert("after_callback_redirect_url".into(), Value::Null);
@@ -104,9 +91,7 @@ async fn authenticate_client(
     let row = rows.first().ok_or_else(invalid)?;
     let require_key = row.bool("require_key").map_err(store_error)?;
     match client_secret.filter(|s| !s.is_empty()) {
-        None if require_key => {
-            return Err(KnownError::publishable_client_key_required_for_project(project_id).into())
-        }
+        None if require_key => return Err(KnownError::publishable_client_key_required_for_project(project_id).into()),
         // The OAuth flow needs client authentication, so clients must send the sentinel.
         None => return Err(invalid()),
         Some(PUBLIC_CLIENT_SENTINEL) if require_key => {

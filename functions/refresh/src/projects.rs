@@ -28,16 +28,10 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let display_name = v.string(obj, "display_name", "body.display_name", true);
     if let Some(name) = &display_name {
         if name.trim().is_empty() || name.chars().count() > MAX_NAME {
-            v.fail(format!(
-                "body.display_name must be between 1 and {MAX_NAME} characters"
-            ));
+            v.fail(format!("body.display_name must be between 1 and {MAX_NAME} characters"));
         }
     }
-    let require_key = v.boolean(
-        obj,
-        "require_publishable_client_key",
-        "body.require_publishable_client_key",
-    );
+    let require_key = v.boolean(obj, "require_publishable_client_key", "body.require_publishable_client_key");
     v.finish()?;
     let created = create_project(
         ctx,
@@ -55,28 +49,15 @@ pub async fn create_keys(ctx: &Context, req: &Request, project_id: &str) -> ApiR
     authenticate_internal_admin(ctx, req).await?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
-    let obj = if body.is_some() {
-        v.body_object(&body, &["description"])
-    } else {
-        None
-    };
+    let obj = if body.is_some() { v.body_object(&body, &["description"]) } else { None };
     let description = v.string(obj, "description", "body.description", false);
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_NAME)
-    {
-        v.fail(format!(
-            "body.description must be at most {MAX_NAME} characters"
-        ));
+    if description.as_ref().is_some_and(|d| d.chars().count() > MAX_NAME) {
+        v.fail(format!("body.description must be at most {MAX_NAME} characters"));
     }
     v.finish()?;
-    let created = create_key_set(
-        ctx,
-        project_id,
-        description.as_deref().unwrap_or("Created through the API"),
-    )
-    .await
-    .map_err(store_error)?
-    .ok_or_else(|| ApiError::status(404, "Project not found"))?;
+    let created = create_key_set(ctx, project_id, description.as_deref().unwrap_or("Created through the API"))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::status(404, "Project not found"))?;
     Ok(json_with_status(201, &created))
 }

@@ -2,9 +2,7 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{
-    authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN,
-};
+use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{header, json, query_param, success, Request, Response};
 use shared::sessions::{self, DEFAULT_SESSION_LIFETIME_MS, MAX_SESSION_LIFETIME_MS};
@@ -13,10 +11,7 @@ use shared::validate::{parse_body, Validator};
 use shared::Context;
 
 /// The refresh endpoint ignores an expired access token sent beside the refresh token.
-const REFRESH_RULE: AuthRule = AuthRule {
-    allowed: ANY_ACCESS,
-    ignore_expired_access_token: true,
-};
+const REFRESH_RULE: AuthRule = AuthRule { allowed: ANY_ACCESS, ignore_expired_access_token: true };
 
 /// `POST /auth/sessions` (server or admin): a new session for an existing user.
 pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
@@ -25,13 +20,7 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let mut v = Validator::new(req);
     let obj = v.body_object(&body, &["user_id", "expires_in_millis", "is_impersonation"]);
     let user_id = v.uuid(obj, "user_id", "body.user_id", true);
-    let expires_in = v.integer(
-        obj,
-        "expires_in_millis",
-        "body.expires_in_millis",
-        1,
-        MAX_SESSION_LIFETIME_MS,
-    );
+    let expires_in = v.integer(obj, "expires_in_millis", "body.expires_in_millis", 1, MAX_SESSION_LIFETIME_MS);
     let is_impersonation = v.boolean(obj, "is_impersonation", "body.is_impersonation");
     v.finish()?;
     let user_id = user_id.expect("validated");
@@ -42,19 +31,12 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         .map_err(store_error)?
         .ok_or_else(|| KnownError::user_id_does_not_exist(&user_id))?;
     let expires_at = ctx.now() + expires_in.unwrap_or(DEFAULT_SESSION_LIFETIME_MS);
-    let created = sessions::create_session(
-        ctx,
-        &tenancy.id,
-        &user.id,
-        Some(expires_at),
-        is_impersonation.unwrap_or(false),
-    )
-    .await
-    .map_err(store_error)?;
+    let created =
+        sessions::create_session(ctx, &tenancy.id, &user.id, Some(expires_at), is_impersonation.unwrap_or(false))
+            .await
+            .map_err(store_error)?;
     let access_token = sessions::mint_access_token(ctx, tenancy, &user, &created.id);
-    Ok(json(
-        &json!({ "refresh_token": created.refresh_token, "access_token": access_token }),
-    ))
+    Ok(json(&json!({ "refresh_token": created.refresh_token, "access_token": access_token })))
 }
 
 /// `POST /auth/sessions/current/refresh`: a new access token for the session the
@@ -63,12 +45,7 @@ pub async fn refresh(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, REFRESH_RULE).await?;
     let refresh_token = match header(req, "x-stack-refresh-token") {
         Some(t) if !t.is_empty() => t,
-        _ => {
-            return Err(Validator::single(
-                req,
-                "headers.x-stack-refresh-token must be defined",
-            ))
-        }
+        _ => return Err(Validator::single(req, "headers.x-stack-refresh-token must be defined")),
     };
     let access_token = refresh_session(ctx, &auth, refresh_token).await?;
     Ok(json(&json!({ "access_token": access_token })))
@@ -79,28 +56,16 @@ pub async fn refresh(ctx: &Context, req: &Request) -> ApiResult<Response> {
 ///
 /// Losing a race against a sign-out, a revoke or a user deletion is not an error of ours:
 /// the conditional touch changes 0 rows and the caller gets REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED.
-pub async fn refresh_session(
-    ctx: &Context,
-    auth: &RequestAuth,
-    refresh_token: &str,
-) -> ApiResult<String> {
+pub async fn refresh_session(ctx: &Context, auth: &RequestAuth, refresh_token: &str) -> ApiResult<String> {
     let tenancy = &auth.tenancy;
     let (session, user) = sessions::find_by_refresh_token(ctx, &tenancy.id, refresh_token)
         .await
         .map_err(store_error)?
         .ok_or_else(KnownError::refresh_token_not_found_or_expired)?;
-    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, None)
-        .await
-        .map_err(store_error)?
-    {
+    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, None).await.map_err(store_error)? {
         return Err(KnownError::refresh_token_not_found_or_expired().into());
     }
-    Ok(sessions::mint_access_token(
-        ctx,
-        tenancy,
-        &user,
-        &session.id,
-    ))
+    Ok(sessions::mint_access_token(ctx, tenancy, &user, &session.id))
 }
 
 /// `DELETE /auth/sessions/current`: signs out the session named by the access token's
@@ -111,10 +76,7 @@ pub async fn sign_out(ctx: &Context, req: &Request) -> ApiResult<Response> {
         // Upstream's deliberate stop-gap for tokens without a session id.
         return Err(KnownError::access_token_expired(Some(ctx.now()), None).into());
     };
-    if !sessions::delete(ctx, &auth.tenancy.id, &session_id)
-        .await
-        .map_err(store_error)?
-    {
+    if !sessions::delete(ctx, &auth.tenancy.id, &session_id).await.map_err(store_error)? {
         return Err(KnownError::refresh_token_not_found_or_expired().into());
     }
     Ok(success())
@@ -122,26 +84,17 @@ pub async fn sign_out(ctx: &Context, req: &Request) -> ApiResult<Response> {
 
 /// Resolves a `user_id` query value (`me` or a UUID) for the session endpoints, with the
 /// client rule that a client may only name its own user.
-fn resolve_user_id(
-    req: &Request,
-    auth: &RequestAuth,
-    client_denied: ApiError,
-) -> ApiResult<String> {
+fn resolve_user_id(req: &Request, auth: &RequestAuth, client_denied: ApiError) -> ApiResult<String> {
     let Some(raw) = query_param(req, "user_id").filter(|s| !s.is_empty()) else {
         return Err(Validator::single(req, "query.user_id must be defined"));
     };
     let current = auth.user.as_ref().map(|u| u.user_id.as_str());
     let user_id = if raw == "me" {
-        current
-            .ok_or_else(KnownError::cannot_get_own_user_without_user)?
-            .to_string()
+        current.ok_or_else(KnownError::cannot_get_own_user_without_user)?.to_string()
     } else if shared::crypto::is_uuid(&raw) {
         raw.to_ascii_lowercase()
     } else {
-        return Err(Validator::single(
-            req,
-            "query.user_id must be a valid UUID or \"me\"",
-        ));
+        return Err(Validator::single(req, "query.user_id must be a valid UUID or \"me\""));
     };
     if auth.access_type == AccessType::Client && current != Some(user_id.as_str()) {
         return Err(client_denied);
@@ -152,11 +105,8 @@ fn resolve_user_id(
 /// `GET /auth/sessions?user_id=`: a user's sessions, newest first.
 pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
-    let user_id = resolve_user_id(
-        req,
-        &auth,
-        ApiError::status(403, "Client can only list sessions for their own user."),
-    )?;
+    let user_id =
+        resolve_user_id(req, &auth, ApiError::status(403, "Client can only list sessions for their own user."))?;
     let current_session = auth.user.as_ref().and_then(|u| u.refresh_token_id.clone());
     let items: Vec<Value> = sessions::list_for_user(ctx, &auth.tenancy.id, &user_id)
         .await
@@ -186,24 +136,14 @@ pub async fn delete(ctx: &Context, req: &Request, session_id: &str) -> ApiResult
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
     let not_found = || ApiError::status(404, "Session not found.");
     let user_id = resolve_user_id(req, &auth, not_found())?;
-    let session = sessions::get(ctx, &auth.tenancy.id, session_id)
-        .await
-        .map_err(store_error)?;
+    let session = sessions::get(ctx, &auth.tenancy.id, session_id).await.map_err(store_error)?;
     let Some(session) = session.filter(|s| s.user_id == user_id) else {
         return Err(not_found());
     };
-    if auth
-        .user
-        .as_ref()
-        .and_then(|u| u.refresh_token_id.as_deref())
-        == Some(session.id.as_str())
-    {
+    if auth.user.as_ref().and_then(|u| u.refresh_token_id.as_deref()) == Some(session.id.as_str()) {
         return Err(KnownError::cannot_delete_current_session().into());
     }
-    if !sessions::delete(ctx, &auth.tenancy.id, &session.id)
-        .await
-        .map_err(store_error)?
-    {
+    if !sessions::delete(ctx, &auth.tenancy.id, &session.id).await.map_err(store_error)? {
         return Err(not_found());
     }
     Ok(success())

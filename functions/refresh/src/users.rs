@@ -1,9 +1,7 @@
 //! Minimal users endpoints, enough to test sessions end to end: create and update (server),
 //! read, delete. Deleting a user ends all of its sessions; an update shows in the next token.
 
-use shared::auth::{
-    authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN,
-};
+use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
 use shared::error::{ApiResult, KnownError};
 use shared::http::{json, json_with_status, success, Request, Response};
 use shared::users::{self, NewUser, UserPatch};
@@ -20,22 +18,11 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let mut v = Validator::new(req);
     let obj = v.body_object(
         &body,
-        &[
-            "display_name",
-            "primary_email",
-            "primary_email_verified",
-            "is_anonymous",
-            "restricted_by_admin",
-        ],
+        &["display_name", "primary_email", "primary_email_verified", "is_anonymous", "restricted_by_admin"],
     );
     let display_name = v.string(obj, "display_name", "body.display_name", false);
-    if display_name
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME)
-    {
-        v.fail(format!(
-            "body.display_name must be at most {MAX_DISPLAY_NAME} characters"
-        ));
+    if display_name.as_ref().is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME) {
+        v.fail(format!("body.display_name must be at most {MAX_DISPLAY_NAME} characters"));
     }
     let primary_email = v.string(obj, "primary_email", "body.primary_email", false);
     if primary_email.as_deref().is_some_and(|e| !is_email(e)) {
@@ -47,17 +34,11 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         primary_email_verified: v
             .boolean(obj, "primary_email_verified", "body.primary_email_verified")
             .unwrap_or(false),
-        is_anonymous: v
-            .boolean(obj, "is_anonymous", "body.is_anonymous")
-            .unwrap_or(false),
-        restricted_by_admin: v
-            .boolean(obj, "restricted_by_admin", "body.restricted_by_admin")
-            .unwrap_or(false),
+        is_anonymous: v.boolean(obj, "is_anonymous", "body.is_anonymous").unwrap_or(false),
+        restricted_by_admin: v.boolean(obj, "restricted_by_admin", "body.restricted_by_admin").unwrap_or(false),
     };
     v.finish()?;
-    let user = users::create_user(ctx, &auth.tenancy, new)
-        .await
-        .map_err(store_error)?;
+    let user = users::create_user(ctx, &auth.tenancy, new).await.map_err(store_error)?;
     Ok(json_with_status(201, &user.to_json()))
 }
 
@@ -86,34 +67,18 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     let mut v = Validator::new(req);
     let obj = v.body_object(
         &body,
-        &[
-            "display_name",
-            "primary_email",
-            "primary_email_verified",
-            "is_anonymous",
-            "restricted_by_admin",
-        ],
+        &["display_name", "primary_email", "primary_email_verified", "is_anonymous", "restricted_by_admin"],
     );
     let nullable = |v: &mut Validator, key: &str| -> Option<Option<String>> {
         let present = obj.is_some_and(|o| o.contains_key(key));
         present.then(|| v.string(obj, key, &format!("body.{key}"), false))
     };
     let display_name = nullable(&mut v, "display_name");
-    if display_name
-        .as_ref()
-        .and_then(|d| d.as_ref())
-        .is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME)
-    {
-        v.fail(format!(
-            "body.display_name must be at most {MAX_DISPLAY_NAME} characters"
-        ));
+    if display_name.as_ref().and_then(|d| d.as_ref()).is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME) {
+        v.fail(format!("body.display_name must be at most {MAX_DISPLAY_NAME} characters"));
     }
     let primary_email = nullable(&mut v, "primary_email");
-    if primary_email
-        .as_ref()
-        .and_then(|e| e.as_deref())
-        .is_some_and(|e| !is_email(e))
-    {
+    if primary_email.as_ref().and_then(|e| e.as_deref()).is_some_and(|e| !is_email(e)) {
         v.fail("body.primary_email must be a valid email".into());
     }
     let is_anonymous = v.boolean(obj, "is_anonymous", "body.is_anonymous");
@@ -123,11 +88,7 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     let patch = UserPatch {
         display_name,
         primary_email,
-        primary_email_verified: v.boolean(
-            obj,
-            "primary_email_verified",
-            "body.primary_email_verified",
-        ),
+        primary_email_verified: v.boolean(obj, "primary_email_verified", "body.primary_email_verified"),
         is_anonymous,
         restricted_by_admin: v.boolean(obj, "restricted_by_admin", "body.restricted_by_admin"),
     };
@@ -143,10 +104,7 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
 pub async fn delete(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     let user_id = resolve(&auth, id)?;
-    if !users::delete_user(ctx, &auth.tenancy.id, &user_id)
-        .await
-        .map_err(store_error)?
-    {
+    if !users::delete_user(ctx, &auth.tenancy.id, &user_id).await.map_err(store_error)? {
         return Err(KnownError::user_not_found().into());
     }
     Ok(success())
@@ -187,9 +145,7 @@ mod tests {
     #[test]
     fn email_check() {
         assert!(super::is_email("a@b.co"));
-        for bad in [
-            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b.co.",
-        ] {
+        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@b.co."] {
             assert!(!super::is_email(bad), "{bad}");
         }
     }

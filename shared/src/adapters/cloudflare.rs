@@ -12,8 +12,8 @@ use worker::wasm_bindgen::JsValue;
 use crate::context::{Config, Context};
 use crate::http::{Request, Response};
 use crate::ports::{
-    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore,
-    SqlValue, Statement, StoreError,
+    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore, SqlValue, Statement,
+    StoreError,
 };
 use crate::tokens::KeyCache;
 
@@ -28,11 +28,7 @@ impl D1Store {
         D1Store { db }
     }
 
-    fn prepare(
-        &self,
-        sql: &str,
-        params: &[SqlValue],
-    ) -> Result<worker::D1PreparedStatement, StoreError> {
+    fn prepare(&self, sql: &str, params: &[SqlValue]) -> Result<worker::D1PreparedStatement, StoreError> {
         let values: Vec<JsValue> = params
             .iter()
             .map(|p| match p {
@@ -68,18 +64,10 @@ fn to_row(map: Map<String, Value>) -> Result<SqlRow, StoreError> {
                     Some(i) => SqlValue::Integer(i),
                     None => match n.as_f64() {
                         Some(f) if f.fract() == 0.0 => SqlValue::Integer(f as i64),
-                        _ => {
-                            return Err(StoreError::Decode(format!(
-                                "column {name}: unexpected real {n}"
-                            )))
-                        }
+                        _ => return Err(StoreError::Decode(format!("column {name}: unexpected real {n}"))),
                     },
                 },
-                other => {
-                    return Err(StoreError::Decode(format!(
-                        "column {name}: unexpected {other}"
-                    )))
-                }
+                other => return Err(StoreError::Decode(format!("column {name}: unexpected {other}"))),
             };
             Ok((name, value))
         })
@@ -97,10 +85,7 @@ impl SqlStore for D1Store {
 
     /// D1's `batch` runs the statements in one implicit transaction: all or nothing.
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
-        let prepared = statements
-            .iter()
-            .map(|s| self.prepare(s.sql, &s.params))
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared = statements.iter().map(|s| self.prepare(s.sql, &s.params)).collect::<Result<Vec<_>, _>>()?;
         let results = self.db.batch(prepared).await.map_err(d1_error)?;
         results
             .iter()
@@ -147,9 +132,17 @@ impl ConfigSource for WorkerEnv {
     }
 }
 
-pub struct WaitUntil(pub Rc<worker::Context>);
+pub struct WaitUntil(pub worker::Context);
 
 impl Background for WaitUntil {
+    fn spawn(&self, work: LocalFuture) {
+        self.0.wait_until(work);
+    }
+}
+
+pub struct ScheduleWaitUntil(pub worker::ScheduleContext);
+
+impl Background for ScheduleWaitUntil {
     fn spawn(&self, work: LocalFuture) {
         self.0.wait_until(work);
     }
@@ -166,20 +159,12 @@ impl HttpClient for WorkerFetch {
         let (parts, body) = request.into_parts();
         let headers = worker::Headers::new();
         for (name, value) in &parts.headers {
-            headers
-                .append(
-                    name.as_str(),
-                    value.to_str().map_err(|e| HttpError(e.to_string()))?,
-                )
-                .map_err(err)?;
+            headers.append(name.as_str(), value.to_str().map_err(|e| HttpError(e.to_string()))?).map_err(err)?;
         }
         let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::from(parts.method.to_string()))
-            .with_headers(headers);
+        init.with_method(worker::Method::from(parts.method.to_string())).with_headers(headers);
         if !body.is_empty() {
-            init.with_body(Some(
-                worker::js_sys::Uint8Array::from(body.as_slice()).into(),
-            ));
+            init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
         }
         let request = worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(err)?;
         let mut response = worker::Fetch::Request(request).send().await.map_err(err)?;
@@ -193,9 +178,7 @@ async fn from_worker_response(response: &mut worker::Response) -> worker::Result
         builder = builder.header(name, value);
     }
     let body = response.bytes().await?;
-    builder
-        .body(body)
-        .map_err(|e| worker::Error::RustError(e.to_string()))
+    builder.body(body).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
 // --- the fetch entry ------------------------------------------------------------------------
@@ -209,11 +192,14 @@ thread_local! {
 
 /// The [`Context`] of one request. The D1 binding is named `DB`.
 pub fn context(env: &worker::Env, ctx: worker::Context) -> worker::Result<Context> {
+    context_with(env, Rc::new(WaitUntil(ctx)))
+}
+
+fn context_with(env: &worker::Env, background: Rc<dyn Background>) -> worker::Result<Context> {
     let (config, keys) = ISOLATE.with(|cell| -> worker::Result<_> {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
-            let config = Config::load(&WorkerEnv(env.clone()))
-                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let config = Config::load(&WorkerEnv(env.clone())).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
             *cell = Some((Rc::new(config), keys));
         }
@@ -224,10 +210,15 @@ pub fn context(env: &worker::Env, ctx: worker::Context) -> worker::Result<Contex
         http: Rc::new(WorkerFetch),
         clock: Rc::new(WorkerClock),
         random: Rc::new(WorkerRandom),
-        background: Rc::new(WaitUntil(Rc::new(ctx))),
+        background,
         config,
         keys,
     })
+}
+
+/// The [`Context`] of a cron run.
+pub fn scheduled_context(env: &worker::Env, ctx: worker::ScheduleContext) -> worker::Result<Context> {
+    context_with(env, Rc::new(ScheduleWaitUntil(ctx)))
 }
 
 /// Once per isolate: when `STACK_INTERNAL_ADMIN_KEY` is configured, make sure the internal
@@ -247,16 +238,12 @@ pub async fn bootstrap(env: &worker::Env, ctx: &Context) -> worker::Result<()> {
 
 /// A buffered request from a Worker request.
 pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Request> {
-    let mut builder = http::Request::builder()
-        .method(req.method().as_ref())
-        .uri(req.url()?.as_str());
+    let mut builder = http::Request::builder().method(req.method().as_ref()).uri(req.url()?.as_str());
     for (name, value) in req.headers().entries() {
         builder = builder.header(name, value);
     }
     let body = req.bytes().await?;
-    builder
-        .body(body)
-        .map_err(|e| worker::Error::RustError(e.to_string()))
+    builder.body(body).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
 /// A Worker response from ours.
@@ -266,13 +253,12 @@ pub fn response_to_worker(response: Response) -> worker::Result<worker::Response
     for (name, value) in &parts.headers {
         headers.append(name.as_str(), value.to_str().unwrap_or_default())?;
     }
-    Ok(worker::Response::from_bytes(body)?
-        .with_status(parts.status.as_u16())
-        .with_headers(headers))
+    Ok(worker::Response::from_bytes(body)?.with_status(parts.status.as_u16()).with_headers(headers))
 }
 
 /// Defines a Worker's `fetch` entry that serves `$handler` (a function's
-/// `async fn handle(Request, &Context) -> Response`) with the Cloudflare adapters.
+/// `async fn handle(Request, &Context) -> Response`) with the Cloudflare adapters; `/health` is
+/// answered by the entry itself.
 #[macro_export]
 macro_rules! cloudflare_fetch {
     ($handler:path) => {
@@ -282,11 +268,34 @@ macro_rules! cloudflare_fetch {
             env: ::worker::Env,
             ctx: ::worker::Context,
         ) -> ::worker::Result<::worker::Response> {
+            if req.path() == "/health" {
+                return ::worker::Response::from_json(&$crate::__private::serde_json::json!({ "status": "ok" }));
+            }
             let context = $crate::adapters::cloudflare::context(&env, ctx)?;
             $crate::adapters::cloudflare::bootstrap(&env, &context).await?;
             let request = $crate::adapters::cloudflare::request_from_worker(req).await?;
             let response = $handler(request, &context).await;
             $crate::adapters::cloudflare::response_to_worker(response)
+        }
+    };
+}
+
+/// Defines a Worker's `scheduled` entry that runs `$handler` (a function's
+/// `async fn scheduled(cron: &str, &Context)`) for each cron trigger, with background work
+/// kept alive by `wait_until`.
+#[macro_export]
+macro_rules! cloudflare_scheduled {
+    ($handler:path) => {
+        #[::worker::event(scheduled)]
+        async fn scheduled(event: ::worker::ScheduledEvent, env: ::worker::Env, ctx: ::worker::ScheduleContext) {
+            let context = match $crate::adapters::cloudflare::scheduled_context(&env, ctx) {
+                Ok(c) => c,
+                Err(e) => {
+                    ::worker::console_error!("scheduled {}: {}", event.cron(), e);
+                    return;
+                }
+            };
+            $handler(&event.cron(), &context).await;
         }
     };
 }

@@ -1,9 +1,17 @@
 //! Adapters: one module per runtime, each implementing the ports of [`crate::ports`].
 //!
-//! - `native` (feature `native`): rusqlite, reqwest, tokio. Used by the companion and tests.
+//! - `sqlite` (feature `sqlite`): rusqlite, the embedded store (native host, WASI component).
+//! - `system` (native and WASI builds): system clock, OS randomness, environment variables.
+//! - `native` (feature `native`): reqwest, tokio. Used by the companion and tests.
 //! - `cloudflare` (feature `cloudflare`, wasm32-unknown-unknown): D1, fetch, vars, wait_until.
-//! - `spin` (features `spin-wasi` / `spin`, wasm32-wasip2): wasi:http, env or spin:variables,
-//!   spin:sqlite.
+//! - `spin` (features `spin-wasi` / `spin`, wasm32-wasip2): wasi:http entry; the embedded
+//!   store on a preopened folder (`spin-wasi`), or spin:sqlite and spin:variables (`spin`).
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(any(feature = "native", feature = "spin-component"))]
+pub mod system;
 
 #[cfg(feature = "native")]
 pub mod native;
@@ -11,5 +19,5 @@ pub mod native;
 #[cfg(feature = "cloudflare")]
 pub mod cloudflare;
 
-#[cfg(feature = "spin-wasi")]
+#[cfg(feature = "spin-component")]
 pub mod spin;

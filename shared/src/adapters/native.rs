@@ -1,205 +1,13 @@
-//! Native adapters: SQLite through rusqlite (WAL), outbound HTTP through reqwest, background
-//! work as tokio local tasks, the system clock and the OS random source.
-//!
-//! SQLite allows one writer at a time. Rather than let two connections race for the write
-//! lock (SQLite's busy handler then sleeps in whole milliseconds), all writes go through one
-//! shared writer connection behind a mutex; each worker thread reads through its own
-//! connection, which WAL lets run beside the writer.
+//! Native adapters: outbound HTTP through reqwest and background work as tokio local tasks.
+//! The native host also uses [`super::sqlite`] and [`super::system`].
 
-use std::cell::{Cell, RefCell};
-use std::path::{Path, PathBuf};
+use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rusqlite::types::{Value as RusqliteValue, ValueRef};
-use rusqlite::{Connection, OpenFlags};
 
 use crate::http::{Request, Response};
-use crate::ports::{
-    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore,
-    SqlValue, Statement, StoreError,
-};
-
-// --- SQLite -------------------------------------------------------------------------------
-
-/// The writer connection shared by every worker of one process.
-#[derive(Clone)]
-pub struct SqliteWriter {
-    path: PathBuf,
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl SqliteWriter {
-    /// Opens (creating if needed) the database file in WAL mode.
-    pub fn open(path: &Path) -> Result<SqliteWriter, StoreError> {
-        let conn = Connection::open(path).map_err(to_store_error)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-        )
-        .map_err(to_store_error)?;
-        conn.set_prepared_statement_cache_capacity(64);
-        Ok(SqliteWriter {
-            path: path.to_path_buf(),
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-}
-
-/// A store for one worker thread: its own read connection plus the shared writer.
-pub struct SqliteStore {
-    writer: SqliteWriter,
-    reader: RefCell<Connection>,
-}
-
-impl SqliteStore {
-    pub fn new(writer: &SqliteWriter) -> Result<SqliteStore, StoreError> {
-        let reader = Connection::open_with_flags(
-            &writer.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(to_store_error)?;
-        reader
-            .execute_batch("PRAGMA busy_timeout = 5000;")
-            .map_err(to_store_error)?;
-        reader.set_prepared_statement_cache_capacity(64);
-        Ok(SqliteStore {
-            writer: writer.clone(),
-            reader: RefCell::new(reader),
-        })
-    }
-
-    fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite itself consistent (the transaction is
-        // rolled back when the guard's statement drops), so a poisoned lock is still usable.
-        self.writer.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn to_sql(v: &SqlValue) -> RusqliteValue {
-    match v {
-        SqlValue::Null => RusqliteValue::Null,
-        SqlValue::Integer(i) => RusqliteValue::Integer(*i),
-        SqlValue::Text(s) => RusqliteValue::Text(s.clone()),
-    }
-}
-
-fn from_sql(v: ValueRef<'_>) -> Result<SqlValue, StoreError> {
-    match v {
-        ValueRef::Null => Ok(SqlValue::Null),
-        ValueRef::Integer(i) => Ok(SqlValue::Integer(i)),
-        ValueRef::Text(t) => Ok(SqlValue::Text(String::from_utf8_lossy(t).into_owned())),
-        ValueRef::Real(r) => Err(StoreError::Decode(format!("unexpected real {r}"))),
-        ValueRef::Blob(_) => Err(StoreError::Decode("unexpected blob".into())),
-    }
-}
-
-fn to_store_error(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            StoreError::Constraint(e.to_string())
-        }
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        _ => StoreError::Other(e.to_string()),
-    }
-}
-
-fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
-    let mut stmt = conn.prepare_cached(sql).map_err(to_store_error)?;
-    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
-    let params: Vec<RusqliteValue> = params.iter().map(to_sql).collect();
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params))
-        .map_err(to_store_error)?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().map_err(to_store_error)? {
-        let mut columns = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
-            columns.push((
-                name.clone(),
-                from_sql(row.get_ref(i).map_err(to_store_error)?)?,
-            ));
-        }
-        out.push(SqlRow { columns });
-    }
-    Ok(out)
-}
-
-#[async_trait(?Send)]
-impl SqlStore for SqliteStore {
-    async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
-        run_query(&self.reader.borrow(), sql, params)
-    }
-
-    async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
-        let mut conn = self.writer();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(to_store_error)?;
-        let mut changed = Vec::with_capacity(statements.len());
-        for s in statements {
-            let mut stmt = tx.prepare_cached(s.sql).map_err(to_store_error)?;
-            let params: Vec<RusqliteValue> = s.params.iter().map(to_sql).collect();
-            changed.push(
-                stmt.execute(rusqlite::params_from_iter(params))
-                    .map_err(to_store_error)? as u64,
-            );
-        }
-        tx.commit().map_err(to_store_error)?;
-        Ok(changed)
-    }
-
-    async fn execute_script(&self, sql: &str) -> Result<(), StoreError> {
-        let conn = self.writer();
-        let result = conn.execute_batch(sql).map_err(to_store_error);
-        if result.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        result
-    }
-}
-
-// --- clock, randomness, configuration -----------------------------------------------------
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_millis(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis() as i64
-    }
-}
-
-pub struct OsRandom;
-
-impl Random for OsRandom {
-    fn fill(&self, buf: &mut [u8]) {
-        getrandom::fill(buf).expect("the OS random source is available");
-    }
-}
-
-/// Configuration from the process environment.
-pub struct EnvConfig;
-
-impl ConfigSource for EnvConfig {
-    fn get(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.is_empty())
-    }
-}
+use crate::ports::{Background, HttpClient, HttpError, LocalFuture};
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
@@ -209,9 +17,7 @@ pub struct ReqwestClient {
 
 impl ReqwestClient {
     pub fn new() -> ReqwestClient {
-        ReqwestClient {
-            client: reqwest::Client::new(),
-        }
+        ReqwestClient { client: reqwest::Client::new() }
     }
 }
 
@@ -237,13 +43,8 @@ impl HttpClient for ReqwestClient {
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| HttpError(e.to_string()))?;
-        builder
-            .body(body.to_vec())
-            .map_err(|e| HttpError(e.to_string()))
+        let body = response.bytes().await.map_err(|e| HttpError(e.to_string()))?;
+        builder.body(body.to_vec()).map_err(|e| HttpError(e.to_string()))
     }
 }
 
@@ -288,6 +89,8 @@ impl Background for LocalBackground {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::sqlite::{SqliteStore, SqliteWriter};
+    use crate::ports::{SqlStore, Statement, StoreError};
 
     fn store() -> (tempdir::Dir, SqliteStore) {
         let dir = tempdir::Dir::new();
@@ -303,8 +106,7 @@ mod tests {
             pub fn new() -> Dir {
                 let mut bytes = [0u8; 8];
                 getrandom::fill(&mut bytes).unwrap();
-                let path = std::env::temp_dir()
-                    .join(format!("stack-edge-test-{}", crate::crypto::hex(&bytes)));
+                let path = std::env::temp_dir().join(format!("stack-edge-test-{}", crate::crypto::hex(&bytes)));
                 std::fs::create_dir_all(&path).unwrap();
                 Dir(path)
             }
@@ -317,21 +119,14 @@ mod tests {
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
     }
 
     #[test]
     fn batches_are_atomic_and_report_changes() {
         let (_dir, store) = store();
         block_on(async {
-            store
-                .execute_script("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
-                .await
-                .unwrap();
+            store.execute_script("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)").await.unwrap();
             let changed = store
                 .batch(&[
                     Statement::new("INSERT INTO t VALUES (?, ?)", vec!["a".into(), 1.into()]),
@@ -348,10 +143,7 @@ mod tests {
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::Constraint(_)));
-            let rows = store
-                .query("SELECT k FROM t ORDER BY k", &[])
-                .await
-                .unwrap();
+            let rows = store.query("SELECT k FROM t ORDER BY k", &[]).await.unwrap();
             assert_eq!(rows.len(), 1, "the failed batch left nothing behind");
         });
     }
@@ -371,7 +163,9 @@ mod tests {
                     seen.extend_from_slice(&buf[..n]);
                 }
                 socket
-                    .write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 4\r\nx-echo: yes\r\nconnection: close\r\n\r\npong")
+                    .write_all(
+                        b"HTTP/1.1 201 Created\r\ncontent-length: 4\r\nx-echo: yes\r\nconnection: close\r\n\r\npong",
+                    )
                     .await
                     .unwrap();
                 String::from_utf8(seen).unwrap()
@@ -392,10 +186,7 @@ mod tests {
 
     #[test]
     fn background_work_is_drained() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, async {
             let background = LocalBackground::new();
@@ -416,10 +207,7 @@ mod tests {
     fn migrations_apply_once() {
         let (_dir, store) = store();
         block_on(async {
-            assert_eq!(
-                crate::migrations::migrate(&store).await.unwrap(),
-                vec!["0001_init.sql"]
-            );
+            assert_eq!(crate::migrations::migrate(&store).await.unwrap(), vec!["0001_init.sql"]);
             assert!(crate::migrations::migrate(&store).await.unwrap().is_empty());
         });
     }

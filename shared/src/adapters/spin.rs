@@ -1,10 +1,14 @@
 //! Spin / WASI HTTP adapters (wasm32-wasip2, spin-sdk 7, WASI P3).
 //!
 //! Feature `spin-wasi`: a component that imports only `wasi:*` interfaces, so `wasmtime serve`
-//! runs it. Configuration comes from the environment; the store is [`NoStore`], which answers
-//! every query with "unavailable" (routes that need no store still work).
-//! Feature `spin`: adds `spin:sqlite` as the store and `spin:variables` as configuration, for
+//! runs it. Configuration comes from the environment; the store is the embedded SQLite on the
+//! file `STACK_SQLITE_PATH` (default `/data/stack-edge.sqlite`) in a folder the host preopens.
+//! WASI has no file locks, so that build is for one local process at a time.
+//! Feature `spin`: `spin:sqlite` as the store and `spin:variables` after the environment, for
 //! the Spin runtime.
+//!
+//! A component instance lives for one request, so each request migrates (a no-op once done)
+//! and makes sure the internal project exists, as the native host does once at start-up.
 //!
 //! [`crate::spin_http!`] turns a function's `handle` into the component's HTTP entry.
 
@@ -13,12 +17,10 @@ use std::rc::Rc;
 
 use async_trait::async_trait;
 
+use crate::adapters::system::{EnvConfig, OsRandom, SystemClock};
 use crate::context::{Config, Context};
 use crate::http::{Request, Response};
-use crate::ports::{
-    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore,
-    SqlValue, Statement, StoreError,
-};
+use crate::ports::{Background, ConfigSource, HttpClient, HttpError, LocalFuture, SqlStore};
 
 /// Configuration keys a function reads. Spin variables are lowercase (`stack_server_secret`).
 pub const CONFIG_KEYS: &[&str] = &[
@@ -27,26 +29,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "NEXT_PUBLIC_STACK_API_URL",
     "STACK_ENVIRONMENT",
     "STACK_INTERNAL_ADMIN_KEY",
+    "STACK_SQLITE_PATH",
 ];
-
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_millis(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis() as i64
-    }
-}
-
-pub struct WasiRandom;
-
-impl Random for WasiRandom {
-    fn fill(&self, buf: &mut [u8]) {
-        getrandom::fill(buf).expect("wasi:random is available");
-    }
-}
 
 /// Configuration read once per request into a map (Spin variables are async to read).
 pub struct MapConfig(pub HashMap<String, String>);
@@ -61,7 +45,7 @@ impl ConfigSource for MapConfig {
 pub async fn load_config() -> MapConfig {
     let mut map = HashMap::new();
     for key in CONFIG_KEYS {
-        if let Ok(value) = std::env::var(key) {
+        if let Some(value) = EnvConfig.get(key) {
             map.insert(key.to_string(), value);
             continue;
         }
@@ -100,28 +84,6 @@ impl Background for Deferred {
     }
 }
 
-/// The store of the WASI-only build: there is no SQL engine among the `wasi:*` imports.
-pub struct NoStore;
-
-#[async_trait(?Send)]
-impl SqlStore for NoStore {
-    async fn query(&self, _sql: &str, _params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
-        Err(StoreError::Unavailable(
-            "this build has no store (use the `spin` build)".into(),
-        ))
-    }
-    async fn batch(&self, _statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
-        Err(StoreError::Unavailable(
-            "this build has no store (use the `spin` build)".into(),
-        ))
-    }
-    async fn execute_script(&self, _sql: &str) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable(
-            "this build has no store (use the `spin` build)".into(),
-        ))
-    }
-}
-
 /// Outbound HTTP through wasi:http.
 pub struct WasiHttp;
 
@@ -133,12 +95,7 @@ impl HttpClient for WasiHttp {
         let request = request.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)));
         let response = spin_sdk::http::send(request).await.map_err(|e| err(&e))?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| err(&e))?
-            .to_bytes()
-            .to_vec();
+        let body = body.collect().await.map_err(|e| err(&e))?.to_bytes().to_vec();
         Ok(http::Response::from_parts(parts, body))
     }
 }
@@ -149,6 +106,7 @@ pub use sqlite::SpinSqlite;
 #[cfg(feature = "spin")]
 mod sqlite {
     use super::*;
+    use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
     use spin_sdk::sqlite::{Connection, Value};
 
     /// `spin:sqlite` (the component's `default` database).
@@ -158,17 +116,11 @@ mod sqlite {
 
     impl SpinSqlite {
         pub async fn open_default() -> Result<SpinSqlite, StoreError> {
-            let conn = Connection::open_default()
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
+            let conn = Connection::open_default().await.map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
             Ok(SpinSqlite { conn })
         }
 
-        async fn run(
-            &self,
-            sql: &str,
-            params: &[SqlValue],
-        ) -> Result<(Vec<String>, Vec<Vec<Value>>), StoreError> {
+        async fn run(&self, sql: &str, params: &[SqlValue]) -> Result<(Vec<String>, Vec<Vec<Value>>), StoreError> {
             let values = params.iter().map(|p| match p {
                 SqlValue::Null => Value::Null,
                 SqlValue::Integer(i) => Value::Integer(*i),
@@ -206,9 +158,7 @@ mod sqlite {
                                 Value::Integer(i) => SqlValue::Integer(i),
                                 Value::Text(s) => SqlValue::Text(s),
                                 other => {
-                                    return Err(StoreError::Decode(format!(
-                                        "column {name}: unexpected {other:?}"
-                                    )))
+                                    return Err(StoreError::Decode(format!("column {name}: unexpected {other:?}")))
                                 }
                             };
                             Ok((name, v))
@@ -245,37 +195,36 @@ mod sqlite {
 
 /// The [`Context`] of one request, and its background work to await before responding.
 pub async fn context() -> Result<(Context, Rc<Deferred>), String> {
-    let config = Config::load(&load_config().await).map_err(|e| e.to_string())?;
-    #[cfg(feature = "spin")]
-    let store: Rc<dyn SqlStore> = Rc::new(
-        SpinSqlite::open_default()
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    #[cfg(not(feature = "spin"))]
-    let store: Rc<dyn SqlStore> = Rc::new(NoStore);
+    let source = load_config().await;
+    let config = Config::load(&source).map_err(|e| e.to_string())?;
+    let store = open_store(&source).await?;
+    crate::migrations::migrate(store.as_ref()).await.map_err(|e| e.to_string())?;
     let deferred = Rc::new(Deferred::default());
-    let ctx = Context::new(
-        store,
-        Rc::new(WasiHttp),
-        Rc::new(SystemClock),
-        Rc::new(WasiRandom),
-        deferred.clone(),
-        config,
-    );
+    let ctx = Context::new(store, Rc::new(WasiHttp), Rc::new(SystemClock), Rc::new(OsRandom), deferred.clone(), config);
+    if let Some(key) = source.get("STACK_INTERNAL_ADMIN_KEY") {
+        crate::projects::ensure_internal_project(&ctx, &key).await.map_err(|e| e.to_string())?;
+    }
     Ok((ctx, deferred))
+}
+
+#[cfg(feature = "spin")]
+async fn open_store(_source: &MapConfig) -> Result<Rc<dyn SqlStore>, String> {
+    Ok(Rc::new(SpinSqlite::open_default().await.map_err(|e| e.to_string())?))
+}
+
+#[cfg(not(feature = "spin"))]
+async fn open_store(source: &MapConfig) -> Result<Rc<dyn SqlStore>, String> {
+    use crate::adapters::sqlite::{Journal, SqliteStore, SqliteWriter};
+    let path = source.get("STACK_SQLITE_PATH").unwrap_or_else(|| "/data/stack-edge.sqlite".into());
+    let writer = SqliteWriter::open_with(std::path::Path::new(&path), Journal::Delete).map_err(|e| e.to_string())?;
+    Ok(Rc::new(SqliteStore::new(&writer).map_err(|e| e.to_string())?))
 }
 
 /// A buffered request from the component's incoming request.
 pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, String> {
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
     Ok(http::Request::from_parts(parts, body))
 }
 

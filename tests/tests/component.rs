@@ -1,0 +1,48 @@
+//! The sessions function as a WASI HTTP component on `wasmtime serve` (the `spin-wasi` build):
+//! the health route, then a real flow over its embedded SQLite store. The `spin` build (which
+//! needs spin:sqlite and spin:variables, not available outside Spin) is checked for its imports.
+
+use api_tests::Host;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_component_serves_health_and_a_real_session_flow() {
+    let h = Host::start_component("refresh");
+    let res = h.get("/health").send().await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json(), json!({ "status": "ok" }));
+
+    let p = h.create_project(false).await;
+    let s = h.user_with_session(&p, json!({ "display_name": "Wasi" })).await;
+    let res = h.post("/api/v1/auth/sessions/current/refresh").client(&p).refresh_token(&s.refresh_token).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let token = res.json()["access_token"].as_str().unwrap().to_string();
+    let me = h.get("/api/v1/users/me").client(&p).access_token(&token).send().await;
+    assert_eq!(me.json()["display_name"], "Wasi");
+    let jwks = h.get(&format!("/api/v1/projects/{}/.well-known/jwks.json", p.id)).send().await;
+    assert_eq!(jwks.json()["keys"].as_array().unwrap().len(), 2);
+    h.post("/api/v1/auth/sessions/current/refresh")
+        .client(&p)
+        .refresh_token("nope")
+        .send()
+        .await
+        .assert_known_error(401, "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED");
+    // The data is in the SQLite file of the preopened folder.
+    let rows = h.db_query("SELECT count(*) FROM refresh_tokens WHERE user_id = ?", &[&s.user_id]);
+    assert_eq!(rows, vec![vec!["1".to_string()]]);
+}
+
+#[test]
+fn the_spin_build_imports_spin_sqlite_and_variables_and_the_wasi_build_does_not() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/refresh/component");
+    let spin = std::fs::read(dir.join("refresh.spin.wasm")).expect("scripts/build-component functions/refresh spin");
+    let wasi =
+        std::fs::read(dir.join("refresh.spin-wasi.wasm")).expect("scripts/build-component functions/refresh spin-wasi");
+    let has = |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for import in ["spin:sqlite/sqlite", "spin:variables/variables"] {
+        assert!(has(&spin, import), "the spin build imports {import}");
+        assert!(!has(&wasi, import), "the wasi build does not import {import}");
+    }
+    assert!(has(&wasi, "wasi:http/handler"), "both export the WASI HTTP handler");
+    assert!(has(&spin, "wasi:http/handler"));
+}
