@@ -8,10 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use api_tests::{Host, Project, UserSession};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use api_tests::Host;
+use bench::{load, refresh_requests};
 use serde_json::json;
 use shared::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
 
@@ -39,7 +37,8 @@ fn main() {
         println!("\n| concurrency | refreshes/s | p50 ms | p99 ms | errors | ratio to raw sign rate |");
         println!("|---|---|---|---|---|---|");
         for &c in &concurrencies {
-            let r = load(&host, &project, &sessions, c, Duration::from_secs(seconds)).await;
+            let r =
+                load(&host.base_url, c, Duration::from_secs(seconds), refresh_requests(&project, &sessions, c)).await;
             println!(
                 "| {c} | {:.0} | {:.2} | {:.2} | {} | {:.0}% |",
                 r.rate,
@@ -82,74 +81,4 @@ fn raw_sign_rate(duration: Duration) -> f64 {
         n += 1;
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-struct LoadResult {
-    rate: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
-
-async fn load(
-    host: &Host,
-    project: &Project,
-    sessions: &[UserSession],
-    clients: usize,
-    duration: Duration,
-) -> LoadResult {
-    let authority = host.base_url.trim_start_matches("http://").to_string();
-    let deadline = Instant::now() + duration;
-    let local = tokio::task::LocalSet::new();
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..clients {
-        let authority = authority.clone();
-        let project = project.id.clone();
-        let tokens: Vec<String> = sessions.iter().skip(i).step_by(clients).map(|s| s.refresh_token.clone()).collect();
-        let tokens = if tokens.is_empty() { vec![sessions[i % sessions.len()].refresh_token.clone()] } else { tokens };
-        tasks.push(local.spawn_local(async move {
-            let stream = tokio::net::TcpStream::connect(&authority).await.expect("connect");
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
-            tokio::task::spawn_local(conn);
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            let mut n = 0;
-            while Instant::now() < deadline {
-                let request = http::Request::post("/api/v1/auth/sessions/current/refresh")
-                    .header("host", &authority)
-                    .header("x-stack-access-type", "client")
-                    .header("x-stack-project-id", &project)
-                    .header("x-stack-refresh-token", &tokens[n % tokens.len()])
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                n += 1;
-                let sent = Instant::now();
-                let response = sender.send_request(request).await.expect("response");
-                let status = response.status();
-                let _ = response.into_body().collect().await.expect("body");
-                latencies.push(sent.elapsed().as_micros() as u32);
-                if status != 200 {
-                    errors += 1;
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let (mut all, mut errors) = (Vec::new(), 0);
-    local
-        .run_until(async {
-            for t in tasks {
-                let (l, e) = t.await.unwrap();
-                all.extend(l);
-                errors += e;
-            }
-        })
-        .await;
-    let elapsed = start.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
-    LoadResult { rate: all.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors }
 }

@@ -21,6 +21,8 @@ pub struct Host {
     pub data_dir: Option<PathBuf>,
     output: Arc<Mutex<Vec<String>>>,
     child: Option<Child>,
+    /// From starting the server process to its first 200 on `/health`.
+    pub startup: std::time::Duration,
 }
 
 /// The host shared by the tests of one test binary (started on first use).
@@ -152,6 +154,7 @@ impl Host {
         if test_scheduled {
             args.push("--test-scheduled".into());
         }
+        let started = std::time::Instant::now();
         let child = stop_with_stdin("wrangler", &args, &repo);
         let mut host = Host {
             base_url: format!("http://127.0.0.1:{port}"),
@@ -159,9 +162,11 @@ impl Host {
             data_dir: Some(state),
             output: Arc::default(),
             child: Some(child),
+            startup: std::time::Duration::ZERO,
         };
         host.collect_output();
         host.wait_until_healthy(std::time::Duration::from_secs(180));
+        host.startup = started.elapsed();
         host
     }
 
@@ -198,6 +203,7 @@ impl Host {
             format!("NEXT_PUBLIC_STACK_API_URL=http://127.0.0.1:{port}"),
             component.display().to_string(),
         ];
+        let started = std::time::Instant::now();
         let child = stop_with_stdin("wasmtime", &args, &repo);
         let mut host = Host {
             base_url: format!("http://127.0.0.1:{port}"),
@@ -205,9 +211,11 @@ impl Host {
             data_dir: Some(state),
             output: Arc::default(),
             child: Some(child),
+            startup: std::time::Duration::ZERO,
         };
         host.collect_output();
         host.wait_until_healthy(std::time::Duration::from_secs(60));
+        host.startup = started.elapsed();
         host
     }
 
@@ -274,6 +282,7 @@ impl Host {
         } else {
             command.env_remove("STACK_SERVER_SECRET").env_remove("STACK_INTERNAL_ADMIN_KEY");
         }
+        let started = std::time::Instant::now();
         let mut child = command
             .env("STACK_ENVIRONMENT", "test")
             .env("RUST_LOG", "warn")
@@ -306,7 +315,14 @@ impl Host {
             .expect("credentials JSON");
             creds["internal_admin_key"].as_str().expect("internal_admin_key").to_string()
         });
-        Host { base_url, internal_admin_key, data_dir: Some(data_dir), output, child: Some(child) }
+        Host {
+            base_url,
+            internal_admin_key,
+            data_dir: Some(data_dir),
+            output,
+            child: Some(child),
+            startup: started.elapsed(),
+        }
     }
 
     /// What the host printed on standard output after its `listening on` line.
