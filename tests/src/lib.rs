@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -105,13 +106,8 @@ impl Host {
 
     /// `wrangler dev --local` with `configs` (the first receives requests), local D1 migrated.
     fn start_cloudflare(env: &[(&str, &str)], configs: &[&str], test_scheduled: bool) -> Host {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf();
-        let root = std::env::temp_dir().join("stack-edge-tests");
-        remove_stale_dirs(&root);
-        let state = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
-        std::fs::create_dir_all(&state).expect("create state dir");
-        let internal_admin_key = format!("sak_test_{}", random_hex(20));
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32));
+        let repo = repo_root();
+        let Fresh { state, secret, internal_admin_key } = Fresh::new();
         let port = free_port();
         let mut vars = vec![
             ("STACK_SERVER_SECRET".to_string(), secret),
@@ -154,20 +150,7 @@ impl Host {
         if test_scheduled {
             args.push("--test-scheduled".into());
         }
-        let started = std::time::Instant::now();
-        let child = stop_with_stdin("wrangler", &args, &repo);
-        let mut host = Host {
-            base_url: format!("http://127.0.0.1:{port}"),
-            internal_admin_key,
-            data_dir: Some(state),
-            output: Arc::default(),
-            child: Some(child),
-            startup: std::time::Duration::ZERO,
-        };
-        host.collect_output();
-        host.wait_until_healthy(std::time::Duration::from_secs(180));
-        host.startup = started.elapsed();
-        host
+        Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(180))
     }
 
     /// `wasmtime serve` running a function's WASI component (`<crate>/component/<crate>.spin-wasi.wasm`,
@@ -203,18 +186,30 @@ impl Host {
             format!("NEXT_PUBLIC_STACK_API_URL=http://127.0.0.1:{port}"),
             component.display().to_string(),
         ];
+        Host::run_until_healthy("wasmtime", &args, port, internal_admin_key, state, Duration::from_secs(60))
+    }
+
+    /// Runs `program` (until the test process ends) and waits until its `/health` answers.
+    fn run_until_healthy(
+        program: &str,
+        args: &[String],
+        port: u16,
+        internal_admin_key: String,
+        state: PathBuf,
+        limit: Duration,
+    ) -> Host {
         let started = std::time::Instant::now();
-        let child = stop_with_stdin("wasmtime", &args, &repo);
+        let child = stop_with_stdin(program, args, &repo_root());
         let mut host = Host {
             base_url: format!("http://127.0.0.1:{port}"),
             internal_admin_key,
             data_dir: Some(state),
             output: Arc::default(),
             child: Some(child),
-            startup: std::time::Duration::ZERO,
+            startup: Duration::ZERO,
         };
         host.collect_output();
-        host.wait_until_healthy(std::time::Duration::from_secs(60));
+        host.wait_until_healthy(limit);
         host.startup = started.elapsed();
         host
     }
@@ -256,11 +251,9 @@ impl Host {
     }
 
     pub fn launch(launch: Launch<'_>) -> Host {
-        let root = std::env::temp_dir().join("stack-edge-tests");
-        remove_stale_dirs(&root);
-        let fresh = launch.data_dir.is_none();
-        let data_dir =
-            launch.data_dir.unwrap_or_else(|| root.join(format!("host-{}-{}", std::process::id(), random_hex(4))));
+        // A given folder brings its own credentials (dev-credentials.json); otherwise a fresh one.
+        let fresh = launch.data_dir.is_none().then(Fresh::new);
+        let data_dir = launch.data_dir.or_else(|| fresh.as_ref().map(|f| f.state.clone())).expect("a data folder");
         std::fs::create_dir_all(&data_dir).expect("create data dir");
         let mut command = Command::new(companion_bin());
         command
@@ -273,14 +266,16 @@ impl Host {
             command.arg("--test-scheduled");
         }
         let mut internal_admin_key = None;
-        if fresh {
-            let key = format!("sak_test_{}", random_hex(20));
-            command
-                .env("STACK_SERVER_SECRET", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32)))
-                .env("STACK_INTERNAL_ADMIN_KEY", &key);
-            internal_admin_key = Some(key);
-        } else {
-            command.env_remove("STACK_SERVER_SECRET").env_remove("STACK_INTERNAL_ADMIN_KEY");
+        match fresh {
+            Some(fresh) => {
+                command
+                    .env("STACK_SERVER_SECRET", fresh.secret)
+                    .env("STACK_INTERNAL_ADMIN_KEY", &fresh.internal_admin_key);
+                internal_admin_key = Some(fresh.internal_admin_key);
+            }
+            None => {
+                command.env_remove("STACK_SERVER_SECRET").env_remove("STACK_INTERNAL_ADMIN_KEY");
+            }
         }
         let started = std::time::Instant::now();
         let mut child = command
@@ -488,6 +483,31 @@ impl Host {
             }
         }
     }
+}
+
+/// Fresh state for one host: a data folder of its own, a server secret, an internal admin key.
+struct Fresh {
+    state: PathBuf,
+    secret: String,
+    internal_admin_key: String,
+}
+
+impl Fresh {
+    fn new() -> Fresh {
+        let root = std::env::temp_dir().join("stack-edge-tests");
+        remove_stale_dirs(&root);
+        let state = root.join(format!("host-{}-{}", std::process::id(), random_hex(4)));
+        std::fs::create_dir_all(&state).expect("create state dir");
+        Fresh {
+            state,
+            secret: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32)),
+            internal_admin_key: format!("sak_test_{}", random_hex(20)),
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
 }
 
 /// The Wrangler configs of the router (first: it receives every request) and each function.
