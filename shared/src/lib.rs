@@ -10,6 +10,7 @@
 
 pub mod adapters;
 pub mod auth;
+pub mod clickhouse;
 pub mod context;
 pub mod crypto;
 pub mod error;

@@ -665,3 +665,38 @@ impl Res {
         body
     }
 }
+
+/// The local ClickHouse engine: chdb behind `scripts/clickhouse/front.py`, on a free port with
+/// a fresh data folder; it stops when the test process ends.
+pub struct ClickHouseFront {
+    pub url: String,
+    _child: Child,
+}
+
+impl ClickHouseFront {
+    pub fn start() -> ClickHouseFront {
+        let cache = std::env::var("STACK_EDGE_CACHE").unwrap_or_else(|_| "/var/cache/stack-edge".into());
+        let python = PathBuf::from(cache).join("venv/bin/python");
+        assert!(python.exists(), "{} is missing: run scripts/setup", python.display());
+        let Fresh { state, .. } = Fresh::new();
+        let mut child = Command::new(python)
+            .arg(repo_root().join("scripts/clickhouse/front.py"))
+            .args(["--port", "0", "--exit-on-stdin-close", "--path"])
+            .arg(state.join("clickhouse"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the ClickHouse front");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("the front exited before listening").expect("read stdout");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        ClickHouseFront { url, _child: child }
+    }
+}

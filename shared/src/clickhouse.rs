@@ -1,0 +1,200 @@
+//! The ClickHouse port: queries over ClickHouse's HTTP interface, built on the outbound-HTTP
+//! port so it works on every runtime (native, Workers, Spin).
+//!
+//! Requests carry the SQL in the body and everything else in the URL: `param_<name>` query
+//! parameters (for `{name:Type}` placeholders), settings, `query_id`, `database`,
+//! `default_format`. Results are decoded from `JSONEachRow`; errors are parsed from the
+//! server's `Code: N. DB::Exception: <message> (<NAME>)` text.
+
+use serde_json::{Map, Value};
+
+use crate::ports::HttpClient;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ClickHouse {
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// One query: SQL with `{name:Type}` placeholders, their values, and per-query settings.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub sql: String,
+    pub params: Vec<(String, Value)>,
+    pub settings: Vec<(String, String)>,
+    pub query_id: Option<String>,
+}
+
+impl Query {
+    pub fn new(sql: impl Into<String>) -> Query {
+        Query { sql: sql.into(), ..Query::default() }
+    }
+    pub fn param(mut self, name: &str, value: impl Into<Value>) -> Query {
+        self.params.push((name.to_string(), value.into()));
+        self
+    }
+    pub fn setting(mut self, name: &str, value: impl ToString) -> Query {
+        self.settings.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn query_id(mut self, id: impl Into<String>) -> Query {
+        self.query_id = Some(id.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClickHouseError {
+    /// The server refused or failed the query.
+    #[error("ClickHouse error {code} ({name}): {message}")]
+    Server { code: u32, name: String, message: String },
+    /// The server could not be reached, or answered something that is not ClickHouse.
+    #[error("ClickHouse unreachable: {0}")]
+    Transport(String),
+    #[error("ClickHouse answer not decodable: {0}")]
+    Decode(String),
+}
+
+impl ClickHouse {
+    /// Runs a query and decodes its `JSONEachRow` rows.
+    pub async fn rows(&self, http: &dyn HttpClient, query: &Query) -> Result<Vec<Map<String, Value>>, ClickHouseError> {
+        let body = self.send(http, query, Some("JSONEachRow"), None).await?;
+        let text = std::str::from_utf8(&body).map_err(|e| ClickHouseError::Decode(e.to_string()))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| match serde_json::from_str(line) {
+                Ok(Value::Object(row)) => Ok(row),
+                Ok(other) => Err(ClickHouseError::Decode(format!("row is not an object: {other}"))),
+                Err(e) => Err(ClickHouseError::Decode(e.to_string())),
+            })
+            .collect()
+    }
+
+    /// Runs a statement that returns nothing of interest (DDL, mutations).
+    pub async fn execute(&self, http: &dyn HttpClient, query: &Query) -> Result<(), ClickHouseError> {
+        self.send(http, query, None, None).await.map(|_| ())
+    }
+
+    /// Inserts rows given as JSON objects (`INSERT INTO table FORMAT JSONEachRow`).
+    pub async fn insert(&self, http: &dyn HttpClient, table: &str, rows: &[Value]) -> Result<(), ClickHouseError> {
+        let mut body = Vec::new();
+        for row in rows {
+            serde_json::to_writer(&mut body, row).map_err(|e| ClickHouseError::Decode(e.to_string()))?;
+            body.push(b'\n');
+        }
+        let query = Query::new(format!("INSERT INTO {table} FORMAT JSONEachRow"));
+        self.send(http, &query, None, Some(body)).await.map(|_| ())
+    }
+
+    /// Sends `query`: its SQL as the body, or, when `data` is given (an INSERT's rows), its SQL
+    /// in the URL and the data as the body.
+    async fn send(
+        &self,
+        http: &dyn HttpClient,
+        query: &Query,
+        format: Option<&str>,
+        data: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, ClickHouseError> {
+        let mut url = url::Url::parse(&self.url).map_err(|e| ClickHouseError::Transport(e.to_string()))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("database", &self.database);
+            if let Some(format) = format {
+                pairs.append_pair("default_format", format);
+            }
+            if let Some(id) = &query.query_id {
+                pairs.append_pair("query_id", id);
+            }
+            for (name, value) in &query.params {
+                pairs.append_pair(&format!("param_{name}"), &param_text(value));
+            }
+            for (name, value) in &query.settings {
+                pairs.append_pair(name, value);
+            }
+            if data.is_some() {
+                pairs.append_pair("query", &query.sql);
+            }
+        }
+        let body = data.unwrap_or_else(|| query.sql.as_bytes().to_vec());
+        let mut request = http::Request::post(url.as_str());
+        if let Some(user) = &self.user {
+            request = request.header("x-clickhouse-user", user);
+        }
+        if let Some(password) = &self.password {
+            request = request.header("x-clickhouse-key", password);
+        }
+        let request = request.body(body).map_err(|e| ClickHouseError::Transport(e.to_string()))?;
+        let response = http.send(request).await.map_err(|e| ClickHouseError::Transport(e.to_string()))?;
+        if response.status().is_success() {
+            return Ok(response.into_body());
+        }
+        let text = String::from_utf8_lossy(response.body()).to_string();
+        Err(parse_error(&text).unwrap_or(ClickHouseError::Transport(format!("HTTP {}: {text}", response.status()))))
+    }
+}
+
+/// A parameter value in the text form ClickHouse's HTTP interface expects.
+fn param_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "\\N".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses `Code: N. DB::Exception: <message> (<NAME>) (version ...)`. The message is the text
+/// between `Exception: ` and `(<NAME>)`, trailing space included, as upstream's client has it.
+pub fn parse_error(text: &str) -> Option<ClickHouseError> {
+    let text = text.trim_end();
+    let rest = text.strip_prefix("Code: ")?;
+    let (code, rest) = rest.split_once(". ")?;
+    let code: u32 = code.parse().ok()?;
+    let message = rest.split_once("Exception: ").map(|(_, m)| m).unwrap_or(rest);
+    // Drop a trailing "(version ...)", then take the last "(NAME)".
+    let message = match message.rfind(" (version ") {
+        Some(i) if message.ends_with(')') => &message[..i],
+        _ => message,
+    };
+    let open = message.rfind('(')?;
+    let name = message[open + 1..].strip_suffix(')')?.to_string();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()) {
+        return None;
+    }
+    Some(ClickHouseError::Server { code, name, message: message[..open].to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_server_errors_like_upstreams_client() {
+        let e = parse_error(
+            "Code: 47. DB::Exception: Unknown expression identifier `x`. (UNKNOWN_IDENTIFIER) (version 26.9.0)\n",
+        );
+        assert_eq!(
+            e,
+            Some(ClickHouseError::Server {
+                code: 47,
+                name: "UNKNOWN_IDENTIFIER".into(),
+                message: "Unknown expression identifier `x`. ".into()
+            })
+        );
+        let e = parse_error(
+            "Code: 159. DB::Exception: Timeout exceeded: elapsed 1.2 s, maximum: 1000 ms. (TIMEOUT_EXCEEDED)",
+        );
+        assert!(matches!(e, Some(ClickHouseError::Server { code: 159, .. })));
+        assert_eq!(parse_error("502 Bad Gateway"), None);
+    }
+
+    #[test]
+    fn parameters_use_clickhouse_text_form() {
+        assert_eq!(param_text(&Value::from("a'b")), "a'b");
+        assert_eq!(param_text(&Value::from(5)), "5");
+        assert_eq!(param_text(&Value::Null), "\\N");
+        assert_eq!(param_text(&serde_json::json!([1, 2])), "[1,2]");
+    }
+}
