@@ -18,6 +18,7 @@ pub mod http;
 pub mod migrations;
 pub mod ports;
 pub mod projects;
+pub mod query_guard;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

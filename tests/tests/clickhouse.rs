@@ -70,3 +70,75 @@ async fn queries_inserts_parameters_settings_and_errors() {
     let gone = ClickHouse { url: "http://127.0.0.1:9".into(), ..client(&front) };
     assert!(matches!(gone.rows(&http, &Query::new("SELECT 1")).await, Err(ClickHouseError::Transport(_))));
 }
+
+/// The query guard's scoped SQL runs on the real engine and sees one project only, while
+/// valid analytics SQL keeps working. (The full attack and usability corpora come with the
+/// analytics endpoint.)
+#[tokio::test]
+async fn guarded_queries_see_only_their_own_project() {
+    use shared::query_guard::{scope, BRANCH_PARAM, PROJECT_PARAM};
+    let front = ClickHouseFront::start();
+    let ch = client(&front);
+    let http = ReqwestClient::new();
+    ch.execute(
+        &http,
+        &Query::new(
+            "CREATE TABLE events (event_type LowCardinality(String), event_at DateTime64(3, 'UTC'), data JSON, \
+             project_id String, branch_id String, user_id Nullable(String)) ENGINE = MergeTree ORDER BY (project_id, branch_id, event_at)",
+        ),
+    )
+    .await
+    .unwrap();
+    let mut rows = Vec::new();
+    for (project, branch, n) in [("a", "main", 3), ("b", "main", 5), ("a", "dev", 7)] {
+        for i in 0..n {
+            rows.push(json!({
+                "event_type": if i % 2 == 0 { "$token-refresh" } else { "$click" },
+                "event_at": format!("2026-11-2{} 10:00:00.000", i % 5),
+                "data": { "is_anonymous": i % 3 == 0 },
+                "project_id": project, "branch_id": branch, "user_id": format!("u{i}"),
+            }));
+        }
+    }
+    ch.insert(&http, "events", &rows).await.unwrap();
+
+    let run = |sql: &str| {
+        let scoped = scope(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let query = Query::new(scoped).param(PROJECT_PARAM, "a").param(BRANCH_PARAM, "main");
+        let (ch, http) = (ch.clone(), &http);
+        async move { ch.rows(http, &query).await }
+    };
+    let count =
+        |rows: Vec<serde_json::Map<String, serde_json::Value>>| rows[0]["c"].as_str().unwrap().parse::<u64>().unwrap();
+
+    // Attempts to read another project or branch see rows of project a, branch main only.
+    for sql in [
+        "SELECT project_id, branch_id FROM events",
+        "SELECT project_id, branch_id FROM events WHERE project_id = 'b'",
+        "SELECT project_id, branch_id FROM events WHERE 1 = 1 OR project_id = 'b'",
+        "SELECT project_id, branch_id FROM (SELECT * FROM events UNION ALL SELECT * FROM default.events)",
+        "SELECT e.project_id, e.branch_id FROM events AS e WHERE e.branch_id = 'dev'",
+        "SELECT project_id, branch_id FROM `events`",
+        "WITH x AS (SELECT * FROM events) SELECT project_id, branch_id FROM x",
+        "SELECT project_id, branch_id FROM events WHERE user_id IN (SELECT user_id FROM events)",
+    ] {
+        for row in run(sql).await.unwrap() {
+            assert_eq!((row["project_id"].as_str(), row["branch_id"].as_str()), (Some("a"), Some("main")), "{sql}");
+        }
+    }
+    assert_eq!(count(run("SELECT count() AS c FROM events").await.unwrap()), 3);
+    // Valid analytics SQL still works on the scoped text.
+    let rows =
+        run("SELECT event_type, count() AS c FROM events GROUP BY event_type ORDER BY event_type").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let rows = run("SELECT countIf(data.is_anonymous = true) AS c FROM events").await.unwrap();
+    assert_eq!(count(rows), 1);
+    let rows = run("SELECT uniqExact(sipHash64(lower(trim(assumeNotNull(user_id))))) AS c FROM events").await.unwrap();
+    assert_eq!(count(rows), 3);
+    let rows =
+        run("SELECT user_id, row_number() OVER (ORDER BY event_at) AS rn FROM events ORDER BY rn").await.unwrap();
+    assert_eq!(rows.len(), 3);
+    let rows =
+        run("SELECT arrayMap(x -> x * 2, [1, 2]) AS a, toStartOfDay(max(event_at)) AS d FROM events").await.unwrap();
+    assert_eq!(rows[0]["a"], json!([2, 4]));
+}
