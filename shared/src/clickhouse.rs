@@ -198,3 +198,83 @@ mod tests {
         assert_eq!(param_text(&serde_json::json!([1, 2])), "[1,2]");
     }
 }
+
+/// What users see instead of an error that could leak another tenant's schema or data.
+pub const GENERIC_QUERY_ERROR: &str = "Error during execution of this query.";
+
+/// Error codes whose ClickHouse message is safe to show verbatim (contract part 2, §1.3).
+const SAFE_CODES: &[u32] = &[
+    62,  // SYNTAX_ERROR
+    158, // TOO_MANY_ROWS
+    159, // TIMEOUT_EXCEEDED
+    164, // READONLY
+    396, // TOO_MANY_ROWS_OR_BYTES
+    636, // CANNOT_EXTRACT_TABLE_STRUCTURE
+];
+
+/// Known codes whose message may leak (column names, types of unreadable tables, grants).
+const UNSAFE_CODES: &[u32] = &[
+    36,  // BAD_ARGUMENTS
+    43,  // ILLEGAL_TYPE_OF_ARGUMENT: types resolve before access checks
+    47,  // UNKNOWN_IDENTIFIER: "Maybe you meant ..." lists column names
+    60,  // UNKNOWN_TABLE
+    386, // NO_COMMON_TYPE: types resolve before access checks
+    497, // ACCESS_DENIED: reveals grants and column lists
+];
+
+/// The message a user gets for a failed query. Safe codes pass through; anything else is the
+/// generic message, plus, outside production (`show_details`), the full error for the developer.
+/// Unknown codes are logged so they can be classified here.
+pub fn user_message(error: &ClickHouseError, show_details: bool) -> String {
+    let ClickHouseError::Server { code, message, .. } = error else {
+        tracing::warn!(error = %error, "analytics query failed outside ClickHouse");
+        return GENERIC_QUERY_ERROR.to_string();
+    };
+    if SAFE_CODES.contains(code) {
+        return message.clone();
+    }
+    let known = UNSAFE_CODES.contains(code);
+    if !known {
+        tracing::warn!(code, "ClickHouse error code not classified as safe or unsafe");
+    }
+    if !show_details {
+        return GENERIC_QUERY_ERROR.to_string();
+    }
+    let hint = if known {
+        String::new()
+    } else {
+        format!("\n\nError code {code} is not classified yet: add it to SAFE_CODES or UNSAFE_CODES in shared/src/clickhouse.rs.")
+    };
+    format!(
+        "{GENERIC_QUERY_ERROR}{hint}\n\nAs you are in development mode, you can see the full error: {code} {message}"
+    )
+}
+
+#[cfg(test)]
+mod sanitizing_tests {
+    use super::*;
+
+    fn server(code: u32, message: &str) -> ClickHouseError {
+        ClickHouseError::Server { code, name: "X".into(), message: message.into() }
+    }
+
+    #[test]
+    fn safe_codes_pass_through_unsafe_ones_are_hidden_in_production() {
+        assert_eq!(
+            user_message(&server(62, "Syntax error: failed at position 1 "), false),
+            "Syntax error: failed at position 1 "
+        );
+        assert_eq!(user_message(&server(47, "Missing columns: 'secret_col'"), false), GENERIC_QUERY_ERROR);
+        assert_eq!(user_message(&server(386, "There is no supertype"), false), GENERIC_QUERY_ERROR);
+        assert_eq!(user_message(&server(999, "anything"), false), GENERIC_QUERY_ERROR);
+        assert_eq!(user_message(&ClickHouseError::Transport("refused".into()), true), GENERIC_QUERY_ERROR);
+    }
+
+    #[test]
+    fn development_shows_the_full_error_and_flags_unknown_codes() {
+        let known = user_message(&server(47, "Missing columns "), true);
+        assert_eq!(known, format!("{GENERIC_QUERY_ERROR}\n\nAs you are in development mode, you can see the full error: 47 Missing columns "));
+        let unknown = user_message(&server(999, "odd "), true);
+        assert!(unknown.contains("not classified yet") && unknown.ends_with("999 odd "), "{unknown}");
+    }
+}
