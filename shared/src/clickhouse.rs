@@ -278,3 +278,59 @@ mod sanitizing_tests {
         assert!(unknown.contains("not classified yet") && unknown.ends_with("999 odd "), "{unknown}");
     }
 }
+
+/// The analytics schema (`shared/clickhouse/schema.sql`): the `analytics_internal` tables,
+/// the 12 exposed views in `default`, and the access model of a real server.
+const SCHEMA: &str = include_str!("../clickhouse/schema.sql");
+
+/// One statement of the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaStatement {
+    pub sql: String,
+    /// Users, row policies and grants: run on a real server, skipped on the local engine.
+    pub access_control: bool,
+}
+
+/// The schema's statements in order. Statements end with `;` at the end of a line; a
+/// `-- access:` line marks the next statement as access control.
+pub fn schema_statements() -> Vec<SchemaStatement> {
+    let mut statements = Vec::new();
+    let (mut sql, mut access_control) = (String::new(), false);
+    for line in SCHEMA.lines() {
+        let trimmed = line.trim();
+        if trimmed == "-- access:" {
+            access_control = true;
+            continue;
+        }
+        if trimmed.starts_with("--") || (trimmed.is_empty() && sql.is_empty()) {
+            continue;
+        }
+        sql.push_str(line);
+        sql.push('\n');
+        if trimmed.ends_with(';') {
+            let text = sql.trim().trim_end_matches(';').to_string();
+            statements.push(SchemaStatement { sql: text, access_control });
+            sql.clear();
+            access_control = false;
+        }
+    }
+    statements
+}
+
+/// Applies the schema. `external_password` is `limited_user`'s password on a real server;
+/// `None` is the local engine, which has no users, policies or grants to create.
+pub async fn apply_schema(
+    clickhouse: &ClickHouse,
+    http: &dyn HttpClient,
+    external_password: Option<&str>,
+) -> Result<(), ClickHouseError> {
+    for statement in schema_statements() {
+        let query = match (statement.access_control, external_password) {
+            (true, None) => continue,
+            (true, Some(password)) => Query::new(statement.sql).param("external_password", password),
+            (false, _) => Query::new(statement.sql),
+        };
+        clickhouse.execute(http, &query).await?;
+    }
+    Ok(())
+}

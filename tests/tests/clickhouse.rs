@@ -142,3 +142,47 @@ async fn guarded_queries_see_only_their_own_project() {
         run("SELECT arrayMap(x -> x * 2, [1, 2]) AS a, toStartOfDay(max(event_at)) AS d FROM events").await.unwrap();
     assert_eq!(rows[0]["a"], json!([2, 4]));
 }
+
+/// The schema applies to the local engine (twice: it is idempotent) and its views show what
+/// the tables hold: events as inserted, sync tables without deleted rows.
+#[tokio::test]
+async fn the_schema_applies_and_the_views_work() {
+    use shared::clickhouse::{apply_schema, schema_statements};
+    let statements = schema_statements();
+    assert_eq!(statements.iter().filter(|s| s.sql.starts_with("CREATE OR REPLACE VIEW")).count(), 12);
+    assert!(statements.iter().any(|s| s.access_control && s.sql.starts_with("CREATE ROW POLICY")));
+    let front = ClickHouseFront::start();
+    let ch = client(&front);
+    let http = ReqwestClient::new();
+    apply_schema(&ch, &http, None).await.unwrap();
+    apply_schema(&ch, &http, None).await.unwrap();
+
+    ch.insert(
+        &http,
+        "analytics_internal.events",
+        &[json!({ "event_type": "$token-refresh", "event_at": "2026-11-26 10:00:00.000", "data": { "refresh_token_id": "r1", "is_anonymous": false },
+                  "project_id": "p", "branch_id": "main", "user_id": "u1", "refresh_token_id": "r1" })],
+    )
+    .await
+    .unwrap();
+    let rows =
+        ch.rows(&http, &Query::new("SELECT event_type, data.refresh_token_id AS r FROM default.events")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["r"], "r1");
+
+    let user = |deleted: u8, seq: i64| {
+        json!({ "project_id": "p", "branch_id": "main", "id": "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f", "display_name": "Ada",
+                "primary_email_verified": 0, "signed_up_at": "2026-11-26 10:00:00.000", "client_metadata": "{}",
+                "client_read_only_metadata": "{}", "server_metadata": "{}", "is_anonymous": 0, "restricted_by_admin": 0,
+                "sync_sequence_id": seq, "sync_is_deleted": deleted })
+    };
+    ch.insert(&http, "analytics_internal.users", &[user(0, 1)]).await.unwrap();
+    let count = |rows: Vec<serde_json::Map<String, serde_json::Value>>| rows[0]["c"].as_str().unwrap().to_string();
+    assert_eq!(count(ch.rows(&http, &Query::new("SELECT count() AS c FROM default.users")).await.unwrap()), "1");
+    ch.insert(&http, "analytics_internal.users", &[user(1, 2)]).await.unwrap();
+    assert_eq!(
+        count(ch.rows(&http, &Query::new("SELECT count() AS c FROM default.users")).await.unwrap()),
+        "0",
+        "deleted by the newer sync row"
+    );
+}

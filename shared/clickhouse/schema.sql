@@ -1,0 +1,308 @@
+-- Stack Edge analytics schema (ClickHouse), per the upstream contract part 2 section 1.5.
+-- Statements are separated by ";" at the end of a line. Lines starting "-- access:" mark the
+-- statements a real server runs and the local engine (chdb) skips: users, row policies, grants.
+-- {external_password} is bound as a query parameter by the migration runner.
+-- A real server also needs custom_settings_prefixes = SQL_ (scripts/clickhouse/server-config.xml).
+
+CREATE DATABASE IF NOT EXISTS analytics_internal;
+
+CREATE TABLE IF NOT EXISTS analytics_internal.events (
+  event_type LowCardinality(String),
+  event_at DateTime64(3, 'UTC'),
+  data JSON,
+  project_id String,
+  branch_id String,
+  user_id Nullable(String),
+  team_id Nullable(String),
+  refresh_token_id Nullable(String),
+  session_replay_id Nullable(String),
+  session_replay_segment_id Nullable(String),
+  created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree PARTITION BY toYYYYMM(event_at) ORDER BY (project_id, branch_id, event_at);
+
+CREATE TABLE IF NOT EXISTS analytics_internal._stack_sync_metadata (
+  tenancy_id UUID,
+  mapping_name String,
+  last_synced_sequence_id Int64,
+  updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (tenancy_id, mapping_name);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.users (
+  project_id String,
+  branch_id String,
+  id UUID,
+  display_name Nullable(String),
+  profile_image_url Nullable(String),
+  primary_email Nullable(String),
+  primary_email_verified UInt8,
+  signed_up_at DateTime64(3, 'UTC'),
+  client_metadata String,
+  client_read_only_metadata String,
+  server_metadata String,
+  is_anonymous UInt8,
+  restricted_by_admin UInt8,
+  restricted_by_admin_reason Nullable(String),
+  restricted_by_admin_private_details Nullable(String),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(signed_up_at) ORDER BY (project_id, branch_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.contact_channels (
+  project_id String,
+  branch_id String,
+  id UUID,
+  user_id UUID,
+  type LowCardinality(String),
+  value String,
+  is_primary UInt8,
+  is_verified UInt8,
+  used_for_auth UInt8,
+  created_at DateTime64(3, 'UTC'),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.teams (
+  project_id String,
+  branch_id String,
+  id UUID,
+  display_name String,
+  profile_image_url Nullable(String),
+  created_at DateTime64(3, 'UTC'),
+  client_metadata String,
+  client_read_only_metadata String,
+  server_metadata String,
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.team_member_profiles (
+  project_id String,
+  branch_id String,
+  team_id UUID,
+  user_id UUID,
+  display_name Nullable(String),
+  profile_image_url Nullable(String),
+  created_at DateTime64(3, 'UTC'),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, team_id, user_id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.team_permissions (
+  project_id String,
+  branch_id String,
+  team_id UUID,
+  user_id UUID,
+  id String,
+  created_at DateTime64(3, 'UTC'),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, team_id, user_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.team_invitations (
+  project_id String,
+  branch_id String,
+  id UUID,
+  team_id UUID,
+  team_display_name String,
+  recipient_email String,
+  expires_at_millis Int64,
+  created_at DateTime64(3, 'UTC'),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.email_outboxes (
+  project_id String,
+  branch_id String,
+  id UUID,
+  status LowCardinality(String),
+  simple_status LowCardinality(String),
+  created_with LowCardinality(String),
+  email_draft_id Nullable(String),
+  email_programmatic_call_template_id Nullable(String),
+  theme_id Nullable(String),
+  is_high_priority UInt8,
+  is_transactional Nullable(UInt8),
+  subject Nullable(String),
+  notification_category_id Nullable(String),
+  started_rendering_at Nullable(DateTime64(3, 'UTC')),
+  rendered_at Nullable(DateTime64(3, 'UTC')),
+  render_error Nullable(String),
+  scheduled_at DateTime64(3, 'UTC'),
+  created_at DateTime64(3, 'UTC'),
+  updated_at DateTime64(3, 'UTC'),
+  started_sending_at Nullable(DateTime64(3, 'UTC')),
+  server_error Nullable(String),
+  delivered_at Nullable(DateTime64(3, 'UTC')),
+  opened_at Nullable(DateTime64(3, 'UTC')),
+  clicked_at Nullable(DateTime64(3, 'UTC')),
+  unsubscribed_at Nullable(DateTime64(3, 'UTC')),
+  marked_as_spam_at Nullable(DateTime64(3, 'UTC')),
+  bounced_at Nullable(DateTime64(3, 'UTC')),
+  delivery_delayed_at Nullable(DateTime64(3, 'UTC')),
+  can_have_delivery_info Nullable(UInt8),
+  skipped_reason LowCardinality(Nullable(String)),
+  skipped_details Nullable(String),
+  send_retries Int32,
+  is_paused UInt8,
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.project_permissions (
+  project_id String,
+  branch_id String,
+  user_id UUID,
+  id String,
+  created_at DateTime64(3, 'UTC'),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, user_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.notification_preferences (
+  project_id String,
+  branch_id String,
+  user_id UUID,
+  notification_category_id String,
+  enabled UInt8,
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) ORDER BY (project_id, branch_id, user_id, notification_category_id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.refresh_tokens (
+  project_id String,
+  branch_id String,
+  id UUID,
+  user_id UUID,
+  created_at DateTime64(3, 'UTC'),
+  last_used_at DateTime64(3, 'UTC'),
+  is_impersonation UInt8,
+  expires_at Nullable(DateTime64(3, 'UTC')),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, id);
+
+CREATE TABLE IF NOT EXISTS analytics_internal.connected_accounts (
+  project_id String,
+  branch_id String,
+  user_id UUID,
+  provider String,
+  provider_account_id String,
+  created_at DateTime64(3, 'UTC'),
+  sync_sequence_id Int64,
+  sync_is_deleted UInt8,
+  sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, user_id, provider, provider_account_id);
+
+CREATE OR REPLACE VIEW default.events SQL SECURITY DEFINER AS SELECT * FROM analytics_internal.events;
+
+CREATE OR REPLACE VIEW default.users SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, display_name, profile_image_url, primary_email, primary_email_verified, signed_up_at, client_metadata, client_read_only_metadata, server_metadata, is_anonymous, restricted_by_admin, restricted_by_admin_reason, restricted_by_admin_private_details FROM analytics_internal.users FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.contact_channels SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, user_id, type, value, is_primary, is_verified, used_for_auth, created_at FROM analytics_internal.contact_channels FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.teams SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, display_name, profile_image_url, created_at, client_metadata, client_read_only_metadata, server_metadata FROM analytics_internal.teams FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.team_member_profiles SQL SECURITY DEFINER AS SELECT project_id, branch_id, team_id, user_id, display_name, profile_image_url, created_at FROM analytics_internal.team_member_profiles FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.team_permissions SQL SECURITY DEFINER AS SELECT project_id, branch_id, team_id, user_id, id, created_at FROM analytics_internal.team_permissions FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.team_invitations SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, team_id, team_display_name, recipient_email, expires_at_millis, created_at FROM analytics_internal.team_invitations FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.email_outboxes SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, status, simple_status, created_with, email_draft_id, email_programmatic_call_template_id, theme_id, is_high_priority, is_transactional, subject, notification_category_id, started_rendering_at, rendered_at, render_error, scheduled_at, created_at, updated_at, started_sending_at, server_error, delivered_at, opened_at, clicked_at, unsubscribed_at, marked_as_spam_at, bounced_at, delivery_delayed_at, can_have_delivery_info, skipped_reason, skipped_details, send_retries, is_paused FROM analytics_internal.email_outboxes FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.project_permissions SQL SECURITY DEFINER AS SELECT project_id, branch_id, user_id, id, created_at FROM analytics_internal.project_permissions FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.notification_preferences SQL SECURITY DEFINER AS SELECT project_id, branch_id, user_id, notification_category_id, enabled FROM analytics_internal.notification_preferences FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.refresh_tokens SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, user_id, created_at, last_used_at, is_impersonation, expires_at FROM analytics_internal.refresh_tokens FINAL WHERE sync_is_deleted = 0;
+
+CREATE OR REPLACE VIEW default.connected_accounts SQL SECURITY DEFINER AS SELECT project_id, branch_id, user_id, provider, provider_account_id, created_at FROM analytics_internal.connected_accounts FINAL WHERE sync_is_deleted = 0;
+
+-- access:
+CREATE USER IF NOT EXISTS limited_user IDENTIFIED WITH sha256_password BY {external_password:String};
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS events_project_isolation ON default.events FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS users_project_isolation ON default.users FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS contact_channels_project_isolation ON default.contact_channels FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS teams_project_isolation ON default.teams FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS team_member_profiles_project_isolation ON default.team_member_profiles FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS team_permissions_project_isolation ON default.team_permissions FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS team_invitations_project_isolation ON default.team_invitations FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS email_outboxes_project_isolation ON default.email_outboxes FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS project_permissions_project_isolation ON default.project_permissions FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS notification_preferences_project_isolation ON default.notification_preferences FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS refresh_tokens_project_isolation ON default.refresh_tokens FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+CREATE ROW POLICY IF NOT EXISTS connected_accounts_project_isolation ON default.connected_accounts FOR SELECT USING project_id = getSetting('SQL_project_id') AND branch_id = getSetting('SQL_branch_id') TO limited_user;
+
+-- access:
+REVOKE ALL PRIVILEGES ON *.* FROM limited_user;
+
+-- access:
+GRANT SELECT ON default.events TO limited_user;
+
+-- access:
+GRANT SELECT ON default.users TO limited_user;
+
+-- access:
+GRANT SELECT ON default.contact_channels TO limited_user;
+
+-- access:
+GRANT SELECT ON default.teams TO limited_user;
+
+-- access:
+GRANT SELECT ON default.team_member_profiles TO limited_user;
+
+-- access:
+GRANT SELECT ON default.team_permissions TO limited_user;
+
+-- access:
+GRANT SELECT ON default.team_invitations TO limited_user;
+
+-- access:
+GRANT SELECT ON default.email_outboxes TO limited_user;
+
+-- access:
+GRANT SELECT ON default.project_permissions TO limited_user;
+
+-- access:
+GRANT SELECT ON default.notification_preferences TO limited_user;
+
+-- access:
+GRANT SELECT ON default.refresh_tokens TO limited_user;
+
+-- access:
+GRANT SELECT ON default.connected_accounts TO limited_user;
