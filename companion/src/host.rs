@@ -207,6 +207,9 @@ pub async fn dispatch(req: Request, ctx: &Context) -> Response {
     if refresh::serves(path) {
         return refresh::handle(req, ctx).await;
     }
+    if analytics_query::serves(path) {
+        return analytics_query::handle(req, ctx).await;
+    }
     shared::http::text(404, "Not found")
 }
 

@@ -125,6 +125,16 @@ fn dev(args: DevArgs) -> AnyResult<()> {
             tracing::info!(?applied, "migrations applied");
         }
         ensure_internal_project(&ctx, &dev.internal_admin_key()).await?;
+        // The local analytics engine has no users: apply the schema without access control.
+        if let Some(store) = &config.clickhouse {
+            let admin = shared::clickhouse::ClickHouse {
+                url: store.url.clone(),
+                database: store.database.clone(),
+                user: None,
+                password: None,
+            };
+            shared::clickhouse::apply_schema(&admin, ctx.http.as_ref(), None).await?;
+        }
         let demo = if no_demo { None } else { Some(dev.demo_project(&ctx).await?) };
         AnyResult::Ok(demo)
     }))?;

@@ -26,6 +26,32 @@ pub struct Config {
     pub api_url: String,
     /// `STACK_ENVIRONMENT`: `development`, `test` or `production` (default).
     pub environment: Environment,
+    /// The analytics store, when `STACK_CLICKHOUSE_URL` is set.
+    pub clickhouse: Option<ClickHouseConfig>,
+}
+
+/// Connection settings of the analytics store (upstream's variable names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClickHouseConfig {
+    /// `STACK_CLICKHOUSE_URL`
+    pub url: String,
+    /// `STACK_CLICKHOUSE_DATABASE` (default `default`)
+    pub database: String,
+    /// `STACK_CLICKHOUSE_EXTERNAL_PASSWORD`: the password of `limited_user`, which runs user SQL.
+    /// Unset locally, where the engine has no users.
+    pub external_password: Option<String>,
+}
+
+impl ClickHouseConfig {
+    /// The client that runs user SQL (as `limited_user` on a real server).
+    pub fn limited_client(&self) -> crate::clickhouse::ClickHouse {
+        crate::clickhouse::ClickHouse {
+            url: self.url.clone(),
+            database: self.database.clone(),
+            user: self.external_password.as_ref().map(|_| "limited_user".to_string()),
+            password: self.external_password.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -60,7 +86,12 @@ impl Config {
                 return Err(ConfigError(format!("STACK_ENVIRONMENT {other:?} is not development, test or production")))
             }
         };
-        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment })
+        let clickhouse = source.get("STACK_CLICKHOUSE_URL").map(|url| ClickHouseConfig {
+            url,
+            database: source.get("STACK_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".into()),
+            external_password: source.get("STACK_CLICKHOUSE_EXTERNAL_PASSWORD"),
+        });
+        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment, clickhouse })
     }
 
     pub fn shows_internal_errors(&self) -> bool {

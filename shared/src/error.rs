@@ -348,6 +348,11 @@ impl KnownError {
         Self::new("EXPECTED_INTERNAL_PROJECT", 401, "The project ID is expected to be internal.", None)
     }
 
+    /// A failed analytics query; `message` is already what users may see.
+    pub fn analytics_query_error(message: &str) -> Self {
+        Self::new("ANALYTICS_QUERY_ERROR", 400, message, Some(json!({ "error": message })))
+    }
+
     pub fn invalid_scope(scope: &str) -> Self {
         Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
     }

@@ -30,6 +30,9 @@ pub const CONFIG_KEYS: &[&str] = &[
     "STACK_ENVIRONMENT",
     "STACK_INTERNAL_ADMIN_KEY",
     "STACK_SQLITE_PATH",
+    "STACK_CLICKHOUSE_URL",
+    "STACK_CLICKHOUSE_DATABASE",
+    "STACK_CLICKHOUSE_EXTERNAL_PASSWORD",
 ];
 
 /// Configuration read once per request into a map (Spin variables are async to read).

@@ -1,0 +1,105 @@
+//! `POST /api/v1/internal/analytics/query` on the native host with the local engine: results,
+//! query ids, validation, errors users may see, the guard, and isolation between projects.
+
+use api_tests::{ClickHouseFront, Host, Project};
+use serde_json::{json, Value};
+use shared::adapters::native::ReqwestClient;
+use shared::clickhouse::ClickHouse;
+
+async fn setup() -> (ClickHouseFront, Host, Project, Project) {
+    let front = ClickHouseFront::start();
+    let host = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
+    let (a, b) = (host.create_project(false).await, host.create_project(false).await);
+    let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+    let mut rows = Vec::new();
+    for (project, n) in [(&a, 2), (&b, 5)] {
+        for i in 0..n {
+            rows.push(json!({ "event_type": "$token-refresh", "event_at": "2026-11-26 10:00:00.000",
+                              "data": { "is_anonymous": i == 0 }, "project_id": project.id, "branch_id": "main",
+                              "user_id": format!("user-{i}") }));
+        }
+    }
+    ch.insert(&ReqwestClient::new(), "analytics_internal.events", &rows).await.unwrap();
+    (front, host, a, b)
+}
+
+fn query(h: &Host, p: &Project, body: Value) -> api_tests::Call {
+    h.post("/api/v1/internal/analytics/query").admin(p).json(&body)
+}
+
+#[tokio::test]
+async fn runs_scoped_queries_and_reports_errors_as_the_contract_says() {
+    let (_front, h, a, b) = setup().await;
+
+    let res = query(&h, &a, json!({ "query": "SELECT 1 AS value" })).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let body = res.json();
+    assert_eq!(body["result"], json!([{ "value": 1 }]));
+    let query_id = body["query_id"].as_str().unwrap();
+    let parts: Vec<&str> = query_id.split(':').collect();
+    assert_eq!((parts[0], parts[1], parts[2].len()), (a.id.as_str(), "main", 36));
+
+    // Each project sees its own events only, whatever the query says.
+    for (p, n) in [(&a, "2"), (&b, "5")] {
+        let body = query(&h, p, json!({ "query": "SELECT count() AS c FROM events WHERE project_id != ''" }))
+            .send()
+            .await
+            .json();
+        assert_eq!(body["result"][0]["c"], n, "{body}");
+    }
+    let body =
+        query(&h, &a, json!({ "query": format!("SELECT count() AS c FROM events WHERE project_id = '{}'", b.id) }))
+            .send()
+            .await
+            .json();
+    assert_eq!(body["result"][0]["c"], "0");
+
+    // Parameters and JSON subcolumns.
+    let body = query(
+        &h,
+        &a,
+        json!({ "query": "SELECT countIf(data.is_anonymous = true) AS anon, {x:UInt8} AS x FROM events", "params": { "x": 7 } }),
+    )
+    .send()
+    .await
+    .json();
+    assert_eq!(body["result"], json!([{ "anon": "1", "x": 7 }]));
+
+    // Errors: a safe message verbatim, a guard refusal, an unsafe one with the test-mode detail.
+    let res = query(&h, &a, json!({ "query": "SELEC 1" })).send().await;
+    let body = res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
+    assert_eq!(body["details"]["error"], body["error"]);
+    let res = query(&h, &a, json!({ "query": "SELECT * FROM system.tables" })).send().await;
+    let body = res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
+    assert!(body["error"].as_str().unwrap().starts_with("Unknown table system.tables"), "{body}");
+    let res = query(&h, &a, json!({ "query": "SELECT nosuch FROM events" })).send().await;
+    let body = res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
+    let text = body["error"].as_str().unwrap();
+    assert!(text.starts_with("Error during execution of this query."), "{text}");
+    assert!(text.contains("As you are in development mode, you can see the full error: 47 "), "{text}");
+    let res = query(&h, &a, json!({ "query": "SELECT 1", "params": { "__stack_project_id": "x" } })).send().await;
+    res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
+}
+
+#[tokio::test]
+async fn validates_the_body_and_the_caller() {
+    let (_front, h, a, _b) = setup().await;
+    let res = query(&h, &a, json!({})).send().await;
+    let body = res.assert_known_error(400, "SCHEMA_ERROR");
+    assert_eq!(
+        body["error"],
+        "Request validation failed on POST /api/v1/internal/analytics/query:\n  - body.query must be defined"
+    );
+    let res = query(&h, &a, json!({ "query": "SELECT 1", "timeout_ms": 120001 })).send().await;
+    let body = res.assert_known_error(400, "SCHEMA_ERROR");
+    assert!(body["error"].as_str().unwrap().ends_with("  - body.timeout_ms must be less than or equal to 120000"));
+    for call in
+        [h.post("/api/v1/internal/analytics/query").client(&a), h.post("/api/v1/internal/analytics/query").server(&a)]
+    {
+        let body =
+            call.json(&json!({ "query": "SELECT 1" })).send().await.assert_known_error(401, "INSUFFICIENT_ACCESS_TYPE");
+        assert_eq!(body["details"]["allowed_access_types"], json!(["admin"]));
+    }
+    let res = query(&h, &a, json!({ "query": "SELECT 1", "include_all_branches": true })).send().await;
+    assert_eq!(res.status, 400);
+}
