@@ -202,7 +202,9 @@ async fn fire_scheduled(req: &Request, ctx: &Context) -> Response {
 pub async fn dispatch(req: Request, ctx: &Context) -> Response {
     let path = req.uri().path();
     if path == "/health" {
-        return shared::http::json(&serde_json::json!({ "status": "ok" }));
+        return shared::http::json(
+            &serde_json::json!({ "status": "ok", "analytics_events_lost": shared::events::lost_events() }),
+        );
     }
     if refresh::serves(path) {
         return refresh::handle(req, ctx).await;

@@ -125,15 +125,18 @@ fn dev(args: DevArgs) -> AnyResult<()> {
             tracing::info!(?applied, "migrations applied");
         }
         ensure_internal_project(&ctx, &dev.internal_admin_key()).await?;
-        // The local analytics engine has no users: apply the schema without access control.
+        // The analytics schema. An unreachable store is not fatal: sessions work without it,
+        // and events that cannot be written are logged and counted.
         if let Some(store) = &config.clickhouse {
-            let admin = shared::clickhouse::ClickHouse {
-                url: store.url.clone(),
-                database: store.database.clone(),
-                user: None,
-                password: None,
-            };
-            shared::clickhouse::apply_schema(&admin, ctx.http.as_ref(), None).await?;
+            let applied = shared::clickhouse::apply_schema(
+                &store.admin_client(),
+                ctx.http.as_ref(),
+                store.external_password.as_deref(),
+            )
+            .await;
+            if let Err(e) = applied {
+                tracing::warn!(error = %e, "could not apply the analytics schema; continuing without it");
+            }
         }
         let demo = if no_demo { None } else { Some(dev.demo_project(&ctx).await?) };
         AnyResult::Ok(demo)

@@ -40,6 +40,10 @@ pub struct ClickHouseConfig {
     /// `STACK_CLICKHOUSE_EXTERNAL_PASSWORD`: the password of `limited_user`, which runs user SQL.
     /// Unset locally, where the engine has no users.
     pub external_password: Option<String>,
+    /// `STACK_CLICKHOUSE_ADMIN_USER` (default `stackframe`) and `STACK_CLICKHOUSE_ADMIN_PASSWORD`:
+    /// the identity that writes events. Unset password: no user (the local engine).
+    pub admin_user: String,
+    pub admin_password: Option<String>,
 }
 
 impl ClickHouseConfig {
@@ -50,6 +54,16 @@ impl ClickHouseConfig {
             database: self.database.clone(),
             user: self.external_password.as_ref().map(|_| "limited_user".to_string()),
             password: self.external_password.clone(),
+        }
+    }
+
+    /// The client that writes events and applies the schema.
+    pub fn admin_client(&self) -> crate::clickhouse::ClickHouse {
+        crate::clickhouse::ClickHouse {
+            url: self.url.clone(),
+            database: self.database.clone(),
+            user: self.admin_password.as_ref().map(|_| self.admin_user.clone()),
+            password: self.admin_password.clone(),
         }
     }
 }
@@ -90,6 +104,8 @@ impl Config {
             url,
             database: source.get("STACK_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".into()),
             external_password: source.get("STACK_CLICKHOUSE_EXTERNAL_PASSWORD"),
+            admin_user: source.get("STACK_CLICKHOUSE_ADMIN_USER").unwrap_or_else(|| "stackframe".into()),
+            admin_password: source.get("STACK_CLICKHOUSE_ADMIN_PASSWORD"),
         });
         Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment, clickhouse })
     }

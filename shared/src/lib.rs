@@ -14,6 +14,7 @@ pub mod clickhouse;
 pub mod context;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod migrations;
 pub mod ports;

@@ -103,3 +103,64 @@ async fn validates_the_body_and_the_caller() {
     let res = query(&h, &a, json!({ "query": "SELECT 1", "include_all_branches": true })).send().await;
     assert_eq!(res.status, 400);
 }
+
+async fn count_refresh_events(h: &Host, p: &Project, expected: &str) -> String {
+    let sql = json!({ "query": "SELECT count() AS c FROM events WHERE event_type = '$token-refresh'" });
+    let mut last = String::new();
+    // Events are written in the background after the response: poll briefly.
+    for _ in 0..50 {
+        let body = query(h, p, sql.clone()).send().await.json();
+        last = body["result"][0]["c"].as_str().unwrap_or_default().to_string();
+        if last == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn every_mint_logs_a_token_refresh_event_visible_to_its_own_project_only() {
+    let front = ClickHouseFront::start();
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
+    let (a, b) = (h.create_project(false).await, h.create_project(false).await);
+    let s = h.user_with_session(&a, json!({})).await; // session creation mints: 1
+    for _ in 0..2 {
+        let res =
+            h.post("/api/v1/auth/sessions/current/refresh").client(&a).refresh_token(&s.refresh_token).send().await;
+        assert_eq!(res.status, 200);
+    }
+    let grant = json!({ "grant_type": "refresh_token", "client_id": a.id, "client_secret": "__stack_public_client__", "refresh_token": s.refresh_token });
+    assert_eq!(h.post("/api/v1/auth/oauth/token").json(&grant).send().await.status, 200);
+    assert_eq!(count_refresh_events(&h, &a, "4").await, "4");
+    assert_eq!(count_refresh_events(&h, &b, "0").await, "0");
+
+    let body = query(&h, &a, json!({ "query": "SELECT user_id, refresh_token_id, data.is_anonymous AS anon, branch_id FROM events LIMIT 1" }))
+        .send()
+        .await
+        .json();
+    let row = &body["result"][0];
+    assert_eq!(row["user_id"], s.user_id);
+    assert_eq!(row["branch_id"], "main");
+    assert_eq!(row["anon"], false);
+    assert!(row["refresh_token_id"].as_str().is_some_and(|r| r.len() == 36));
+}
+
+#[tokio::test]
+async fn an_analytics_outage_never_fails_a_refresh_and_the_loss_is_counted() {
+    // Nothing listens on port 9 (discard) here: every event write fails.
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", "http://127.0.0.1:9")]);
+    let p = h.create_project(false).await;
+    let s = h.user_with_session(&p, json!({})).await;
+    let res = h.post("/api/v1/auth/sessions/current/refresh").client(&p).refresh_token(&s.refresh_token).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let mut lost = 0;
+    for _ in 0..50 {
+        lost = h.get("/health").send().await.json()["analytics_events_lost"].as_u64().unwrap();
+        if lost >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(lost >= 2, "both mints' events are counted as lost: {lost}");
+}

@@ -17,7 +17,13 @@ pub struct ReqwestClient {
 
 impl ReqwestClient {
     pub fn new() -> ReqwestClient {
-        ReqwestClient { client: reqwest::Client::new() }
+        // A bound on every outbound call, so background work (event writes) cannot hang a
+        // worker's shutdown when a peer stops answering.
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("a reqwest client with default TLS");
+        ReqwestClient { client }
     }
 }
 

@@ -33,6 +33,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "STACK_CLICKHOUSE_URL",
     "STACK_CLICKHOUSE_DATABASE",
     "STACK_CLICKHOUSE_EXTERNAL_PASSWORD",
+    "STACK_CLICKHOUSE_ADMIN_USER",
+    "STACK_CLICKHOUSE_ADMIN_PASSWORD",
 ];
 
 /// Configuration read once per request into a map (Spin variables are async to read).
