@@ -287,22 +287,7 @@ impl Host {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start companion dev");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let base_url = loop {
-            let line = lines.next().expect("companion exited before listening").expect("read stdout");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.trim().to_string();
-            }
-        };
-        // Keep reading stdout (so the host never blocks on a full pipe) and keep what it says.
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let sink = output.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (base_url, output) = listening_url(&mut child, "companion dev");
         let internal_admin_key = internal_admin_key.unwrap_or_else(|| {
             let creds: Value = serde_json::from_slice(
                 &std::fs::read(data_dir.join("dev-credentials.json")).expect("credentials file"),
@@ -543,6 +528,27 @@ fn host_config(repo: &Path, config: &str, state: &Path, vars: &[(String, String)
     path
 }
 
+/// Waits for the server's `listening on <url>` line, then keeps reading its standard output in
+/// the background (so it never blocks on a full pipe), collecting what it says.
+fn listening_url(child: &mut Child, what: &str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("{what} exited before listening")).expect("read stdout");
+        if let Some(url) = line.strip_prefix("listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let sink = output.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (url, output)
+}
+
 /// Starts `program` so that it stops when our end of its standard input closes (when the test
 /// process ends): a small shell runs it, waits for end of input, then sends it SIGTERM.
 fn stop_with_stdin(program: &str, args: &[String], dir: &Path) -> Child {
@@ -688,15 +694,7 @@ impl ClickHouseFront {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the ClickHouse front");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines.next().expect("the front exited before listening").expect("read stdout");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (url, _output) = listening_url(&mut child, "the ClickHouse front");
         ClickHouseFront { url, _child: child }
     }
 }

@@ -16,30 +16,53 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
-    let obj = v.body_object(
-        &body,
-        &["display_name", "primary_email", "primary_email_verified", "is_anonymous", "restricted_by_admin"],
-    );
-    let display_name = v.string(obj, "display_name", "body.display_name", false);
-    if display_name.as_ref().is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME) {
-        v.fail(format!("body.display_name must be at most {MAX_DISPLAY_NAME} characters"));
-    }
-    let primary_email = v.string(obj, "primary_email", "body.primary_email", false);
-    if primary_email.as_deref().is_some_and(|e| !is_email(e)) {
-        v.fail("body.primary_email must be a valid email".into());
-    }
-    let new = NewUser {
-        display_name,
-        primary_email,
-        primary_email_verified: v
-            .boolean(obj, "primary_email_verified", "body.primary_email_verified")
-            .unwrap_or(false),
-        is_anonymous: v.boolean(obj, "is_anonymous", "body.is_anonymous").unwrap_or(false),
-        restricted_by_admin: v.boolean(obj, "restricted_by_admin", "body.restricted_by_admin").unwrap_or(false),
-    };
+    let fields = user_fields(&mut v, &body);
     v.finish()?;
+    let new = NewUser {
+        display_name: fields.display_name.flatten(),
+        primary_email: fields.primary_email.flatten(),
+        primary_email_verified: fields.primary_email_verified.unwrap_or(false),
+        is_anonymous: fields.is_anonymous.unwrap_or(false),
+        restricted_by_admin: fields.restricted_by_admin.unwrap_or(false),
+    };
     let user = users::create_user(ctx, &auth.tenancy, new).await.map_err(store_error)?;
     Ok(json_with_status(201, &user.to_json()))
+}
+
+/// The user fields of a create or update body, validated: `None` when absent, `Some(None)` for
+/// an explicit null.
+struct UserFields {
+    display_name: Option<Option<String>>,
+    primary_email: Option<Option<String>>,
+    primary_email_verified: Option<bool>,
+    is_anonymous: Option<bool>,
+    restricted_by_admin: Option<bool>,
+}
+
+fn user_fields(v: &mut Validator, body: &Option<serde_json::Value>) -> UserFields {
+    let obj = v.body_object(
+        body,
+        &["display_name", "primary_email", "primary_email_verified", "is_anonymous", "restricted_by_admin"],
+    );
+    let nullable = |v: &mut Validator, key: &str| -> Option<Option<String>> {
+        let present = obj.is_some_and(|o| o.contains_key(key));
+        present.then(|| v.string(obj, key, &format!("body.{key}"), false))
+    };
+    let display_name = nullable(v, "display_name");
+    if display_name.as_ref().and_then(|d| d.as_ref()).is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME) {
+        v.fail(format!("body.display_name must be at most {MAX_DISPLAY_NAME} characters"));
+    }
+    let primary_email = nullable(v, "primary_email");
+    if primary_email.as_ref().and_then(|e| e.as_deref()).is_some_and(|e| !is_email(e)) {
+        v.fail("body.primary_email must be a valid email".into());
+    }
+    UserFields {
+        display_name,
+        primary_email,
+        primary_email_verified: v.boolean(obj, "primary_email_verified", "body.primary_email_verified"),
+        is_anonymous: v.boolean(obj, "is_anonymous", "body.is_anonymous"),
+        restricted_by_admin: v.boolean(obj, "restricted_by_admin", "body.restricted_by_admin"),
+    }
 }
 
 /// `GET /users/{id}`: server and admin read any user; a client reads only `me`.
@@ -65,32 +88,16 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     let user_id = resolve(&auth, id)?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
-    let obj = v.body_object(
-        &body,
-        &["display_name", "primary_email", "primary_email_verified", "is_anonymous", "restricted_by_admin"],
-    );
-    let nullable = |v: &mut Validator, key: &str| -> Option<Option<String>> {
-        let present = obj.is_some_and(|o| o.contains_key(key));
-        present.then(|| v.string(obj, key, &format!("body.{key}"), false))
-    };
-    let display_name = nullable(&mut v, "display_name");
-    if display_name.as_ref().and_then(|d| d.as_ref()).is_some_and(|d| d.chars().count() > MAX_DISPLAY_NAME) {
-        v.fail(format!("body.display_name must be at most {MAX_DISPLAY_NAME} characters"));
-    }
-    let primary_email = nullable(&mut v, "primary_email");
-    if primary_email.as_ref().and_then(|e| e.as_deref()).is_some_and(|e| !is_email(e)) {
-        v.fail("body.primary_email must be a valid email".into());
-    }
-    let is_anonymous = v.boolean(obj, "is_anonymous", "body.is_anonymous");
-    if is_anonymous == Some(true) {
+    let fields = user_fields(&mut v, &body);
+    if fields.is_anonymous == Some(true) {
         v.fail("body.is_anonymous can only be set to false (an anonymous user can be upgraded, not back)".into());
     }
     let patch = UserPatch {
-        display_name,
-        primary_email,
-        primary_email_verified: v.boolean(obj, "primary_email_verified", "body.primary_email_verified"),
-        is_anonymous,
-        restricted_by_admin: v.boolean(obj, "restricted_by_admin", "body.restricted_by_admin"),
+        display_name: fields.display_name,
+        primary_email: fields.primary_email,
+        primary_email_verified: fields.primary_email_verified,
+        is_anonymous: fields.is_anonymous,
+        restricted_by_admin: fields.restricted_by_admin,
     };
     v.finish()?;
     let user = users::update_user(ctx, &auth.tenancy.id, &user_id, patch)
