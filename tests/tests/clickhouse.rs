@@ -10,6 +10,13 @@ fn client(front: &ClickHouseFront) -> ClickHouse {
     ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None }
 }
 
+/// A fresh local engine, a client for it and the outbound HTTP adapter.
+fn engine() -> (ClickHouseFront, ClickHouse, ReqwestClient) {
+    let front = ClickHouseFront::start();
+    let ch = client(&front);
+    (front, ch, ReqwestClient::new())
+}
+
 fn server_code(e: ClickHouseError) -> (u32, String) {
     match e {
         ClickHouseError::Server { code, name, .. } => (code, name),
@@ -19,9 +26,7 @@ fn server_code(e: ClickHouseError) -> (u32, String) {
 
 #[tokio::test]
 async fn queries_inserts_parameters_settings_and_errors() {
-    let front = ClickHouseFront::start();
-    let ch = client(&front);
-    let http = ReqwestClient::new();
+    let (front, ch, http) = engine();
 
     ch.execute(
         &http,
@@ -77,9 +82,7 @@ async fn queries_inserts_parameters_settings_and_errors() {
 #[tokio::test]
 async fn guarded_queries_see_only_their_own_project() {
     use shared::query_guard::{scope, BRANCH_PARAM, PROJECT_PARAM};
-    let front = ClickHouseFront::start();
-    let ch = client(&front);
-    let http = ReqwestClient::new();
+    let (_front, ch, http) = engine();
     ch.execute(
         &http,
         &Query::new(
@@ -151,9 +154,7 @@ async fn the_schema_applies_and_the_views_work() {
     let statements = schema_statements();
     assert_eq!(statements.iter().filter(|s| s.sql.starts_with("CREATE OR REPLACE VIEW")).count(), 12);
     assert!(statements.iter().any(|s| s.access_control && s.sql.starts_with("CREATE ROW POLICY")));
-    let front = ClickHouseFront::start();
-    let ch = client(&front);
-    let http = ReqwestClient::new();
+    let (_front, ch, http) = engine();
     apply_schema(&ch, &http, None).await.unwrap();
     apply_schema(&ch, &http, None).await.unwrap();
 
