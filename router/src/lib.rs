@@ -8,6 +8,9 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
     if refresh::serves(path) {
         return Some("REFRESH");
     }
+    if analytics_query::serves(path) {
+        return Some("ANALYTICS_QUERY");
+    }
     None
 }
 
@@ -36,6 +39,7 @@ mod tests {
     fn routes_by_path() {
         assert_eq!(super::binding_for("/api/v1/auth/sessions/current/refresh"), Some("REFRESH"));
         assert_eq!(super::binding_for("/api/latest/users/me"), Some("REFRESH"));
+        assert_eq!(super::binding_for("/api/v1/internal/analytics/query"), Some("ANALYTICS_QUERY"));
         assert_eq!(super::binding_for("/api/v1/nothing"), None);
     }
 }

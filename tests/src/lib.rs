@@ -496,7 +496,8 @@ fn repo_root() -> PathBuf {
 }
 
 /// The Wrangler configs of the router (first: it receives every request) and each function.
-const WORKER_CONFIGS: &[&str] = &["wrangler.toml", "functions/refresh/wrangler.toml"];
+const WORKER_CONFIGS: &[&str] =
+    &["wrangler.toml", "functions/refresh/wrangler.toml", "functions/analytics-query/wrangler.toml"];
 
 /// A copy of a repository Wrangler config for one test host: paths made absolute, the build
 /// step dropped (scripts/test builds every Worker first), and the host's vars added.

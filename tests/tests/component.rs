@@ -1,5 +1,5 @@
-//! The sessions function as a WASI HTTP component on `wasmtime serve` (the `spin-wasi` build):
-//! the health route, then a real flow over its embedded SQLite store. The `spin` build (which
+//! Functions as WASI HTTP components on `wasmtime serve` (the `spin-wasi` build): the health
+//! route, then real routes over the embedded SQLite store (a full session flow for refresh). The `spin` build (which
 //! needs spin:sqlite and spin:variables, not available outside Spin) is checked for its imports.
 
 use api_tests::Host;
@@ -45,4 +45,22 @@ fn the_spin_build_imports_spin_sqlite_and_variables_and_the_wasi_build_does_not(
     }
     assert!(has(&wasi, "wasi:http/handler"), "both export the WASI HTTP handler");
     assert!(has(&spin, "wasi:http/handler"));
+}
+
+#[tokio::test]
+async fn the_analytics_component_serves_health_and_authenticates_against_its_store() {
+    let h = Host::start_component("analytics-query");
+    assert_eq!(h.get("/health").send().await.status, 200);
+    let res = h.post("/api/v1/internal/analytics/query").json(&json!({ "query": "SELECT 1" })).send().await;
+    res.assert_known_error(400, "ACCESS_TYPE_REQUIRED");
+    // The project lookup runs on the component's own (migrated, empty) SQLite store.
+    let res = h
+        .post("/api/v1/internal/analytics/query")
+        .header("x-stack-access-type", "admin")
+        .header("x-stack-project-id", "7d1a0c2e-0000-4000-8000-000000000000")
+        .header("x-stack-super-secret-admin-key", "sak_nope")
+        .json(&json!({ "query": "SELECT 1" }))
+        .send()
+        .await;
+    res.assert_known_error(400, "CURRENT_PROJECT_NOT_FOUND");
 }

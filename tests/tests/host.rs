@@ -161,3 +161,23 @@ async fn an_oversized_body_is_refused_before_any_handler_and_writes_nothing() {
     assert_eq!(res.status, 413);
     assert_eq!(host.db_snapshot(), before);
 }
+
+/// The native host counts analytics events it could not write (shown on `/health`).
+#[tokio::test]
+async fn an_analytics_outage_never_fails_a_refresh_and_the_loss_is_counted() {
+    // Nothing listens on port 9 (discard) here: every event write fails.
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", "http://127.0.0.1:9")]);
+    let p = h.create_project(false).await;
+    let s = h.user_with_session(&p, json!({})).await;
+    let res = h.post("/api/v1/auth/sessions/current/refresh").client(&p).refresh_token(&s.refresh_token).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let mut lost = 0;
+    for _ in 0..50 {
+        lost = h.get("/health").send().await.json()["analytics_events_lost"].as_u64().unwrap();
+        if lost >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(lost >= 2, "both mints' events are counted as lost: {lost}");
+}

@@ -3,6 +3,11 @@
 //! every table to the caller's project and branch. On a real server the `SQL_project_id` /
 //! `SQL_branch_id` settings also drive row policies: two independent locks.
 
+#[cfg(feature = "cloudflare")]
+shared::cloudflare_fetch!(crate::handle);
+#[cfg(any(feature = "spin-wasi", feature = "spin"))]
+shared::spin_http!(crate::handle);
+
 use serde_json::{json, Value};
 
 use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
