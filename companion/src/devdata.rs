@@ -105,7 +105,7 @@ pub fn print_instructions(base_url: &str, demo: &CreatedProject, data_dir: &Path
     println!(
         "\nDemo project {id} (development keys in {creds}).\nCreate a user:\n\n  curl -s -X POST {base_url}/api/v1/users \\\n    -H 'x-stack-access-type: server' -H 'x-stack-project-id: {id}' \\\n    -H 'x-stack-secret-server-key: {key}' \\\n    -H 'content-type: application/json' -d '{{\"display_name\":\"Ada\"}}'\n\nJWKS: {base_url}/api/v1/projects/{id}/.well-known/jwks.json\n",
         id = demo.project_id,
-        key = demo.secret_server_key,
+        key = demo.keys.secret_server_key,
         creds = data_dir.join(CREDENTIALS).display(),
     );
 }

@@ -14,14 +14,31 @@ pub const INTERNAL_PROJECT_ID: &str = "internal";
 /// Key sets created without an explicit expiry last this long (100 years).
 const DEFAULT_KEY_LIFETIME_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 
+/// The three keys of a key set, in plaintext: returned once at creation, stored only hashed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApiKeys {
+    pub publishable_client_key: String,
+    pub secret_server_key: String,
+    pub super_secret_admin_key: String,
+}
+
+impl ApiKeys {
+    fn generate(random: &dyn crate::ports::Random) -> ApiKeys {
+        ApiKeys {
+            publishable_client_key: new_api_key(random, "pck"),
+            secret_server_key: new_api_key(random, "ssk"),
+            super_secret_admin_key: new_api_key(random, "sak"),
+        }
+    }
+}
+
 /// A new project and its first key set, with the keys in plaintext (shown once).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CreatedProject {
     pub project_id: String,
     pub display_name: String,
-    pub publishable_client_key: String,
-    pub secret_server_key: String,
-    pub super_secret_admin_key: String,
+    #[serde(flatten)]
+    pub keys: ApiKeys,
 }
 
 pub struct NewProject<'a> {
@@ -32,23 +49,21 @@ pub struct NewProject<'a> {
 /// Creates a project with a `main` branch and one key set holding all three keys.
 pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<CreatedProject, StoreError> {
     let random = ctx.random.as_ref();
-    let project_id = new_uuid(random);
     let now = ctx.now();
     let created = CreatedProject {
-        project_id: project_id.clone(),
+        project_id: new_uuid(random),
         display_name: new.display_name.to_string(),
-        publishable_client_key: new_api_key(random, "pck"),
-        secret_server_key: new_api_key(random, "ssk"),
-        super_secret_admin_key: new_api_key(random, "sak"),
-    };
-    let key_set = KeySetHashes {
-        publishable_client_key: Some(hash_secret(&created.publishable_client_key)),
-        secret_server_key: Some(hash_secret(&created.secret_server_key)),
-        super_secret_admin_key: Some(hash_secret(&created.super_secret_admin_key)),
+        keys: ApiKeys::generate(random),
     };
     let mut statements =
-        project_statements(ctx, &project_id, new.display_name, new.require_publishable_client_key, now);
-    statements.push(key_set_statement(ctx, &project_id, "Created with the project", &key_set, now));
+        project_statements(ctx, &created.project_id, new.display_name, new.require_publishable_client_key, now);
+    statements.push(key_set_statement(
+        &new_uuid(random),
+        &created.project_id,
+        "Created with the project",
+        &created.keys,
+        now,
+    ));
     ctx.store.batch(&statements).await?;
     Ok(created)
 }
@@ -58,9 +73,8 @@ pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<Create
 pub struct CreatedKeySet {
     pub id: String,
     pub project_id: String,
-    pub publishable_client_key: String,
-    pub secret_server_key: String,
-    pub super_secret_admin_key: String,
+    #[serde(flatten)]
+    pub keys: ApiKeys,
 }
 
 /// Adds a key set with all three keys to an existing project (for example to rotate keys).
@@ -76,21 +90,9 @@ pub async fn create_key_set(
         return Ok(None);
     }
     let random = ctx.random.as_ref();
-    let created = CreatedKeySet {
-        id: new_uuid(random),
-        project_id: project_id.to_string(),
-        publishable_client_key: new_api_key(random, "pck"),
-        secret_server_key: new_api_key(random, "ssk"),
-        super_secret_admin_key: new_api_key(random, "sak"),
-    };
-    let hashes = KeySetHashes {
-        publishable_client_key: Some(hash_secret(&created.publishable_client_key)),
-        secret_server_key: Some(hash_secret(&created.secret_server_key)),
-        super_secret_admin_key: Some(hash_secret(&created.super_secret_admin_key)),
-    };
-    let mut statement = key_set_statement(ctx, project_id, description, &hashes, ctx.now());
-    statement.params[0] = created.id.clone().into();
-    ctx.store.batch(&[statement]).await?;
+    let created =
+        CreatedKeySet { id: new_uuid(random), project_id: project_id.to_string(), keys: ApiKeys::generate(random) };
+    ctx.store.batch(&[key_set_statement(&created.id, project_id, description, &created.keys, ctx.now())]).await?;
     Ok(Some(created))
 }
 
@@ -130,12 +132,6 @@ pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(
     Ok(())
 }
 
-struct KeySetHashes {
-    publishable_client_key: Option<String>,
-    secret_server_key: Option<String>,
-    super_secret_admin_key: Option<String>,
-}
-
 fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, now: i64) -> Vec<Statement> {
     vec![
         Statement::new(
@@ -149,17 +145,18 @@ fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, no
     ]
 }
 
-fn key_set_statement(ctx: &Context, project_id: &str, description: &str, keys: &KeySetHashes, now: i64) -> Statement {
+/// Inserts a key set; only the keys' hashes are stored.
+fn key_set_statement(id: &str, project_id: &str, description: &str, keys: &ApiKeys, now: i64) -> Statement {
     Statement::new(
         "INSERT INTO api_key_sets (id, project_id, description, publishable_client_key_hash, secret_server_key_hash, \
          super_secret_admin_key_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
-            new_uuid(ctx.random.as_ref()).into(),
+            id.into(),
             project_id.into(),
             description.into(),
-            keys.publishable_client_key.clone().into(),
-            keys.secret_server_key.clone().into(),
-            keys.super_secret_admin_key.clone().into(),
+            hash_secret(&keys.publishable_client_key).into(),
+            hash_secret(&keys.secret_server_key).into(),
+            hash_secret(&keys.super_secret_admin_key).into(),
             now.into(),
             (now + DEFAULT_KEY_LIFETIME_MS).into(),
         ],
