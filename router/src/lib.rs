@@ -40,6 +40,52 @@ mod tests {
         assert_eq!(super::binding_for("/api/v1/auth/sessions/current/refresh"), Some("REFRESH"));
         assert_eq!(super::binding_for("/api/latest/users/me"), Some("REFRESH"));
         assert_eq!(super::binding_for("/api/v1/internal/analytics/query"), Some("ANALYTICS_QUERY"));
+        assert_eq!(super::binding_for("/api/v1/internal/analytics/query/timing"), Some("ANALYTICS_QUERY"));
         assert_eq!(super::binding_for("/api/v1/nothing"), None);
+    }
+
+    /// One path of every route of every function, by its Spin component name.
+    const SAMPLE_PATHS: &[(&str, &str)] = &[
+        ("refresh", "/api/v1/auth/sessions"),
+        ("refresh", "/api/v1/auth/sessions/current"),
+        ("refresh", "/api/v1/auth/sessions/current/refresh"),
+        ("refresh", "/api/v1/auth/sessions/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f"),
+        ("refresh", "/api/v1/auth/oauth/token"),
+        ("refresh", "/api/v1/projects/p/.well-known/jwks.json"),
+        ("refresh", "/api/v1/projects-anonymous-users/p/.well-known/jwks.json"),
+        ("refresh", "/api/v1/users"),
+        ("refresh", "/api/v1/users/me"),
+        ("refresh", "/api/v1/internal/projects"),
+        ("refresh", "/api/v1/internal/projects/p/key-sets"),
+        ("analytics-query", "/api/v1/internal/analytics/query"),
+        ("analytics-query", "/api/v1/internal/analytics/query/timing"),
+    ];
+
+    /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the
+    /// bare prefix).
+    fn spin_route_matches(route: &str, path: &str) -> bool {
+        match route.strip_suffix("/...") {
+            Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+            None => route == path,
+        }
+    }
+
+    /// The Spin manifest must send each path (and its `/api/latest` twin) to the component of
+    /// the function that serves it here, and to no other.
+    #[test]
+    fn spin_manifest_routes_every_path_to_its_function() {
+        let manifest: toml::Table = include_str!("../../spin.toml").parse().unwrap();
+        let triggers = manifest["trigger"]["http"].as_array().unwrap();
+        let routes: Vec<(&str, &str)> =
+            triggers.iter().map(|t| (t["component"].as_str().unwrap(), t["route"].as_str().unwrap())).collect();
+        for (component, path) in SAMPLE_PATHS {
+            let binding = component.to_uppercase().replace('-', "_");
+            assert_eq!(super::binding_for(path), Some(binding.as_str()), "{path} is served by {component}");
+            for path in [path.to_string(), path.replace("/api/v1/", "/api/latest/")] {
+                let serving: Vec<&str> =
+                    routes.iter().filter(|(_, r)| spin_route_matches(r, &path)).map(|(c, _)| *c).collect();
+                assert_eq!(serving, [*component], "spin.toml routes {path}");
+            }
+        }
     }
 }

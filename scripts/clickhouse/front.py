@@ -14,8 +14,10 @@ speaks enough of ClickHouse's HTTP interface for our ClickHouse port and the `cl
   `Code: N. DB::Exception: ... (NAME) (version ...)`, as the server sends them.
 
 Not emulated (a real server has them; see README): users and passwords (ignored), grants, row
-policies, and custom settings such as `SQL_project_id` (dropped: chdb rejects them). One
-engine session serves every request, one query at a time.
+policies, and custom settings such as `SQL_project_id` (dropped: chdb rejects them); and the
+`query_id` is only echoed, because chdb gives every query its own id (`system.query_log`, on
+through local-engine-config.xml, records ours when the caller also sends it as `log_comment`).
+One engine session serves every request, one query at a time.
 
 Usage: front.py --port N --path DATA_DIR [--exit-on-stdin-close]
 """
@@ -47,7 +49,8 @@ class Engine:
     """The chdb session, used by one request at a time."""
 
     def __init__(self, path):
-        self.session = chdb_session.Session(path)
+        config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "local-engine-config.xml")
+        self.session = chdb_session.Session(f"{path}?config-file={config}")
         self.lock = threading.Lock()
 
     def run(self, sql, fmt, params, database=None):
@@ -88,7 +91,7 @@ def build_query(sql, url, default_format):
         if not SETTING_NAME.match(key):
             raise ValueError(f"Code: 115. DB::Exception: Unknown setting '{key}'. (UNKNOWN_SETTING)")
         settings.append(f"{key} = {setting_literal(value)}")
-    if settings:
+    if settings and not sql[:6].upper() == "SYSTEM":  # SYSTEM statements take no SETTINGS clause
         # A newline first, so a trailing `-- comment` in the query cannot swallow the clause.
         sql = sql + "\nSETTINGS " + ", ".join(settings)
     return sql + input_format, fmt

@@ -353,6 +353,15 @@ impl KnownError {
         Self::new("ANALYTICS_QUERY_ERROR", 400, message, Some(json!({ "error": message })))
     }
 
+    pub fn item_not_found(item_id: &str) -> Self {
+        Self::new(
+            "ITEM_NOT_FOUND",
+            404,
+            format!("Item with ID \"{item_id}\" not found."),
+            Some(json!({ "item_id": item_id })),
+        )
+    }
+
     pub fn invalid_scope(scope: &str) -> Self {
         Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
     }

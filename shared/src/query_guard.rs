@@ -15,8 +15,9 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{Expr, Query, Spanned, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::ClickHouseDialect;
-use sqlparser::parser::Parser;
-use sqlparser::tokenizer::Location;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Token, Tokenizer};
 
 /// The tables user SQL may read (views in the `default` database on a real server).
 pub const EXPOSED_TABLES: [&str; 12] = [
@@ -38,6 +39,11 @@ pub const EXPOSED_TABLES: [&str; 12] = [
 pub const SCOPE_PARAM_PREFIX: &str = "__stack_";
 pub const PROJECT_PARAM: &str = "__stack_project_id";
 pub const BRANCH_PARAM: &str = "__stack_branch_id";
+
+/// Table functions that only generate values and read nothing, so need no scope (their
+/// arguments are still checked like the rest of the query). Compared in lower case.
+const GENERATOR_TABLE_FUNCTIONS: &[&str] =
+    &["numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries"];
 
 /// Functions that read data or files outside the query's own tables. Compared in lower case.
 const FORBIDDEN_FUNCTIONS: &[&str] = &[
@@ -66,7 +72,7 @@ pub enum GuardError {
     Unparsable(String),
     #[error("Only one statement can be run at a time.")]
     MultipleStatements,
-    #[error("Only SELECT queries are allowed.")]
+    #[error("Only SELECT queries are allowed. Available tables: {tables}.", tables = EXPOSED_TABLES.join(", "))]
     NotASelect,
     #[error("Unknown table {0}. Available tables: {tables}.", tables = EXPOSED_TABLES.join(", "))]
     UnknownTable(String),
@@ -89,8 +95,7 @@ pub enum GuardError {
 /// Checks `sql` and returns it with every exposed-table reference scoped to the caller's
 /// project and branch (bound as the query parameters [`PROJECT_PARAM`] and [`BRANCH_PARAM`]).
 pub fn scope(sql: &str) -> Result<String, GuardError> {
-    let statements =
-        Parser::parse_sql(&ClickHouseDialect {}, sql).map_err(|e| GuardError::Unparsable(e.to_string()))?;
+    let statements = Parser::parse_sql(&ClickHouseDialect {}, sql).map_err(|e| unparsable(sql, e))?;
     let statement = match statements.as_slice() {
         [one] => one,
         [] => return Err(GuardError::NotASelect),
@@ -104,6 +109,53 @@ pub fn scope(sql: &str) -> Result<String, GuardError> {
         return Err(error);
     }
     Ok(rewrite(sql, &check.references))
+}
+
+/// Statement keywords the parser may not know in ClickHouse's spelling: a query that starts with
+/// one is not a SELECT, whatever follows.
+const OTHER_STATEMENTS: &[Keyword] = &[
+    Keyword::ALTER,
+    Keyword::ATTACH,
+    Keyword::CREATE,
+    Keyword::DELETE,
+    Keyword::DETACH,
+    Keyword::DROP,
+    Keyword::GRANT,
+    Keyword::INSERT,
+    Keyword::KILL,
+    Keyword::OPTIMIZE,
+    Keyword::RENAME,
+    Keyword::REVOKE,
+    Keyword::SET,
+    Keyword::SHOW,
+    Keyword::SYSTEM,
+    Keyword::TRUNCATE,
+    Keyword::UPDATE,
+    Keyword::USE,
+];
+
+/// Why `sql` could not be parsed, said as usefully as the tokens allow: a statement that is not
+/// a SELECT is told so, and a `SETTINGS` or `FORMAT` clause (which the parser reads as an alias
+/// and then fails on) is named; anything else gets the parser's own message.
+fn unparsable(sql: &str, error: ParserError) -> GuardError {
+    let tokens = Tokenizer::new(&ClickHouseDialect {}, sql).tokenize().unwrap_or_default();
+    let mut words = tokens.iter().filter_map(|t| match t {
+        Token::Word(word) if word.quote_style.is_none() => Some(word.keyword),
+        _ => None,
+    });
+    if words.next().is_some_and(|first| OTHER_STATEMENTS.contains(&first)) {
+        return GuardError::NotASelect;
+    }
+    for token in tokens {
+        if let Token::Word(word) = token {
+            match word.keyword {
+                Keyword::SETTINGS if word.quote_style.is_none() => return GuardError::Clause("SETTINGS"),
+                Keyword::FORMAT if word.quote_style.is_none() => return GuardError::Clause("FORMAT"),
+                _ => {}
+            }
+        }
+    }
+    GuardError::Unparsable(error.to_string())
 }
 
 /// Rejects user query parameters that could stand in for the scope parameters.
@@ -164,6 +216,10 @@ impl Visitor for Check {
         match factor {
             TableFactor::Table { name, alias, args, sample, version, .. } => {
                 if args.is_some() {
+                    let function = name.to_string().to_ascii_lowercase();
+                    if GENERATOR_TABLE_FUNCTIONS.contains(&function.as_str()) {
+                        return ControlFlow::Continue(());
+                    }
                     return self.fail(GuardError::TableFunction(name.to_string()));
                 }
                 if sample.is_some() || version.is_some() {
@@ -277,6 +333,17 @@ mod tests {
     }
 
     #[test]
+    fn generator_table_functions_need_no_scope() {
+        for sql in
+            ["SELECT number FROM numbers(10)", "SELECT * FROM zeros(3) AS z", "SELECT * FROM generate_series(1, 5)"]
+        {
+            assert_eq!(scope(sql).unwrap(), sql);
+        }
+        let out = scope("SELECT number FROM numbers((SELECT count() FROM events))").unwrap();
+        assert!(out.contains(&scoped("events")), "{out}");
+    }
+
+    #[test]
     fn handles_multibyte_text_before_a_reference() {
         let out = scope("SELECT 'héllo ✓' AS greeting FROM events").unwrap();
         assert_eq!(out, format!("SELECT 'héllo ✓' AS greeting FROM {} AS events", scoped("events")));
@@ -292,7 +359,9 @@ mod tests {
             ("SELECT * FROM information_schema.tables", |e| matches!(e, GuardError::UnknownTable(_))),
             ("SELECT * FROM analytics_internal.events", |e| matches!(e, GuardError::UnknownTable(_))),
             ("SELECT * FROM url('http://x', CSV, 'a String')", |e| matches!(e, GuardError::TableFunction(_))),
-            ("SELECT * FROM numbers(10)", |e| matches!(e, GuardError::TableFunction(_))),
+            ("SELECT * FROM system.numbers", |e| matches!(e, GuardError::UnknownTable(_))),
+            ("SELECT * FROM numbers((SELECT count() FROM system.users))", |e| matches!(e, GuardError::UnknownTable(_))),
+            ("SELECT * FROM remote('h', system.one)", |e| matches!(e, GuardError::TableFunction(_))),
             ("SELECT * FROM Events", |e| matches!(e, GuardError::UnknownTable(_))),
             ("SELECT 1; SELECT 2", |e| *e == GuardError::MultipleStatements),
             ("DROP TABLE events", |e| *e == GuardError::NotASelect),
@@ -302,9 +371,12 @@ mod tests {
             ("SELECT joinGet('t', 'x', 1)", |e| matches!(e, GuardError::ForbiddenFunction(_))),
             ("SELECT dictGetString('d', 'a', 1)", |e| matches!(e, GuardError::ForbiddenFunction(_))),
             ("SELECT file('/etc/passwd')", |e| matches!(e, GuardError::ForbiddenFunction(_))),
-            ("SELECT 1 SETTINGS readonly=0", |e| matches!(e, GuardError::Unparsable(_))),
-            ("SELECT 1 FORMAT JSON", |e| matches!(e, GuardError::Unparsable(_))),
+            ("SELECT 1 SETTINGS readonly=0", |e| *e == GuardError::Clause("SETTINGS")),
+            ("SELECT 1 FORMAT JSON", |e| *e == GuardError::Clause("FORMAT")),
+            ("SELECT count() FROM events SETTINGS max_threads = 1", |e| *e == GuardError::Clause("SETTINGS")),
             ("SELEC 1", |e| matches!(e, GuardError::Unparsable(_))),
+            ("CREATE FUNCTION f AS (x) -> x", |e| *e == GuardError::NotASelect),
+            ("KILL QUERY WHERE 1", |e| *e == GuardError::NotASelect),
         ];
         for (sql, expected) in cases {
             let err = scope(sql).unwrap_err();

@@ -1,7 +1,9 @@
-//! The analytics function (contract part 2, §1.1): `POST /api/v1/internal/analytics/query`
+//! The analytics function (contract part 2, §1.1-§1.2): `POST /api/v1/internal/analytics/query`
 //! runs an admin's SQL on the analytics store, after the query guard has checked it and scoped
 //! every table to the caller's project and branch. On a real server the `SQL_project_id` /
 //! `SQL_branch_id` settings also drive row policies: two independent locks.
+//! `POST .../query/timing` reports a finished query's CPU and wall-clock time from the
+//! engine's query log.
 
 #[cfg(feature = "cloudflare")]
 shared::cloudflare_fetch!(crate::handle);
@@ -10,7 +12,7 @@ shared::spin_http!(crate::handle);
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, ADMIN_ONLY, SERVER_OR_ADMIN};
 use shared::clickhouse::{user_message, Query};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{canonicalize, json, Request, Response};
@@ -19,21 +21,33 @@ use shared::validate::{parse_body, Validator};
 use shared::Context;
 
 const QUERY_PATH: &str = "/api/v1/internal/analytics/query";
+const TIMING_PATH: &str = "/api/v1/internal/analytics/query/timing";
 const DEFAULT_TIMEOUT_MS: i64 = 10_000;
 
 /// Whether this function serves `path`.
 pub fn serves(path: &str) -> bool {
-    canonicalize(path) == QUERY_PATH
+    let path = canonicalize(path);
+    path == QUERY_PATH || path == TIMING_PATH
 }
 
 /// Handles one request.
 pub async fn handle(req: Request, ctx: &Context) -> Response {
     let show_internal = ctx.config.shows_internal_errors();
-    let result = match *req.method() {
-        http::Method::POST => query(ctx, &req).await,
-        _ => Err(ApiError::status(405, "Method not allowed")),
+    let path = canonicalize(req.uri().path());
+    let result = match (req.method().clone(), path.as_str()) {
+        (http::Method::POST, QUERY_PATH) => query(ctx, &req).await,
+        (http::Method::POST, TIMING_PATH) => timing(ctx, &req).await,
+        (_, QUERY_PATH | TIMING_PATH) => Err(ApiError::status(405, "Method not allowed")),
+        _ => Err(ApiError::status(404, "Not found")),
     };
     result.unwrap_or_else(|e| e.into_response(show_internal))
+}
+
+fn analytics_store(ctx: &Context) -> ApiResult<&shared::context::ClickHouseConfig> {
+    ctx.config
+        .clickhouse
+        .as_ref()
+        .ok_or_else(|| ApiError::status(503, "The analytics store is not configured (STACK_CLICKHOUSE_URL)."))
 }
 
 async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
@@ -60,9 +74,7 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
         // Upstream fails with an internal assertion here; refusing clearly is the honest answer.
         return Err(ApiError::status(400, "include_all_branches is not supported"));
     }
-    let Some(store) = &ctx.config.clickhouse else {
-        return Err(ApiError::status(503, "The analytics store is not configured (STACK_CLICKHOUSE_URL)."));
-    };
+    let store = analytics_store(ctx)?;
 
     let analytics_error = |message: String| ApiError::from(KnownError::analytics_query_error(&message));
     check_param_names(params.keys().map(String::as_str)).map_err(|e| analytics_error(e.to_string()))?;
@@ -73,6 +85,9 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
         format!("{}:{}:{}", tenancy.project_id, tenancy.branch_id, shared::crypto::new_uuid(ctx.random.as_ref()));
     let mut query = Query::new(scoped)
         .query_id(query_id.clone())
+        // The timing endpoint finds the query by this tag: it is the one query-log column both a
+        // real server and the local engine (which cannot take a query id) fill with our id.
+        .setting("log_comment", &query_id)
         .param(PROJECT_PARAM, tenancy.project_id.as_str())
         .param(BRANCH_PARAM, tenancy.branch_id.as_str())
         .setting("SQL_project_id", &tenancy.project_id)
@@ -90,4 +105,49 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
         Ok(rows) => Ok(json(&json!({ "result": rows, "query_id": query_id }))),
         Err(e) => Err(analytics_error(user_message(&e, ctx.config.shows_internal_errors()))),
     }
+}
+
+/// The query log's row for a finished query: CPU time (user + system, summed over the query's
+/// threads) and wall-clock time (start to finish), in milliseconds.
+const TIMING_SQL: &str = "SELECT \
+    (ProfileEvents['UserTimeMicroseconds'] + ProfileEvents['SystemTimeMicroseconds']) / 1000 AS cpu_time, \
+    (toUnixTimestamp64Micro(event_time_microseconds) - toUnixTimestamp64Micro(query_start_time_microseconds)) / 1000 \
+        AS wall_clock_time \
+    FROM system.query_log \
+    WHERE log_comment = {query_id:String} AND type = 'QueryFinish' \
+    ORDER BY event_time_microseconds DESC LIMIT 1";
+
+async fn timing(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(&body, &["query_id"]);
+    let query_id = v.string(obj, "query_id", "body.query_id", true);
+    if query_id.as_deref().is_some_and(str::is_empty) {
+        v.fail("body.query_id must not be empty".into());
+    }
+    v.finish()?;
+    let query_id = query_id.expect("validated");
+    // Another tenancy's query ids are simply not found: the id's prefix says whose it is.
+    let prefix = format!("{}:{}:", auth.tenancy.project_id, auth.tenancy.branch_id);
+    if !query_id.starts_with(&prefix) {
+        return Err(KnownError::item_not_found(&query_id).into());
+    }
+    let admin = analytics_store(ctx)?.admin_client();
+    let lookup = Query::new(TIMING_SQL).param("query_id", query_id.as_str());
+    let store_error = |e: shared::clickhouse::ClickHouseError| ApiError::internal(format!("query log lookup: {e}"));
+    let rows = match admin.rows(ctx.http.as_ref(), &lookup).await {
+        Ok(rows) if !rows.is_empty() => rows,
+        // The log is flushed periodically (and the table created at the first flush): a query
+        // that just finished may still be in memory. One flush is cheaper and surer than
+        // polling for seconds as upstream does.
+        _ => {
+            admin.execute(ctx.http.as_ref(), &Query::new("SYSTEM FLUSH LOGS query_log")).await.map_err(store_error)?;
+            admin.rows(ctx.http.as_ref(), &lookup).await.map_err(store_error)?
+        }
+    };
+    let Some(row) = rows.into_iter().next() else {
+        return Err(KnownError::item_not_found(&query_id).into());
+    };
+    Ok(json(&json!({ "stats": { "cpu_time": row["cpu_time"], "wall_clock_time": row["wall_clock_time"] } })))
 }

@@ -118,47 +118,6 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
 
 #[cfg(test)]
 mod tests {
-    /// One path of every route, with `/api/latest` twins.
-    const SAMPLE_PATHS: &[&str] = &[
-        "/api/v1/auth/sessions",
-        "/api/v1/auth/sessions/current",
-        "/api/v1/auth/sessions/current/refresh",
-        "/api/v1/auth/sessions/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f",
-        "/api/v1/auth/oauth/token",
-        "/api/v1/projects/p/.well-known/jwks.json",
-        "/api/v1/projects-anonymous-users/p/.well-known/jwks.json",
-        "/api/v1/users",
-        "/api/v1/users/me",
-        "/api/v1/internal/projects",
-        "/api/v1/internal/projects/p/key-sets",
-    ];
-
-    /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the
-    /// bare prefix).
-    fn spin_route_matches(route: &str, path: &str) -> bool {
-        match route.strip_suffix("/...") {
-            Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
-            None => route == path,
-        }
-    }
-
-    #[test]
-    fn spin_manifest_routes_every_path_to_this_component() {
-        let manifest: toml::Table = include_str!("../../../spin.toml").parse().unwrap();
-        let triggers = manifest["trigger"]["http"].as_array().unwrap();
-        let ours: Vec<&str> = triggers
-            .iter()
-            .filter(|t| t["component"].as_str() == Some("refresh"))
-            .map(|t| t["route"].as_str().unwrap())
-            .collect();
-        for path in SAMPLE_PATHS {
-            assert!(super::serves(path), "{path} is a route of this function");
-            for path in [path.to_string(), path.replace("/api/v1/", "/api/latest/")] {
-                assert!(ours.iter().any(|r| spin_route_matches(r, &path)), "spin.toml routes {path}");
-            }
-        }
-    }
-
     #[test]
     fn wrangler_cron_triggers_match_crons() {
         let config: toml::Table = include_str!("../wrangler.toml").parse().unwrap();
