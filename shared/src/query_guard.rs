@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, Query, Spanned, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{Expr, JoinOperator, Query, Select, SetExpr, Spanned, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -181,6 +181,23 @@ struct Check {
     error: Option<GuardError>,
     cte_names: HashSet<String>,
     references: Vec<Reference>,
+    /// Where the array columns of `ARRAY JOIN` clauses start.
+    array_join_columns: Vec<Location>,
+}
+
+/// The SELECTs a query body is made of (through parentheses and UNION/EXCEPT/INTERSECT).
+/// Any other body (`VALUES`, `TABLE t`, a DML statement) is not a SELECT.
+fn selects_of<'a>(body: &'a SetExpr, out: &mut Vec<&'a Select>) -> Result<(), GuardError> {
+    match body {
+        SetExpr::Select(select) => out.push(select),
+        SetExpr::Query(_) => {} // visited as a query of its own
+        SetExpr::SetOperation { left, right, .. } => {
+            selects_of(left, out)?;
+            selects_of(right, out)?;
+        }
+        _ => return Err(GuardError::NotASelect),
+    }
+    Ok(())
 }
 
 impl Check {
@@ -194,6 +211,27 @@ impl Visitor for Check {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let mut selects = Vec::new();
+        if let Err(error) = selects_of(&query.body, &mut selects) {
+            return self.fail(error);
+        }
+        for select in selects {
+            if select.into.is_some() {
+                return self.fail(GuardError::Clause("INTO"));
+            }
+            // `ARRAY JOIN arr AS a` reaches the parser as a join with a table named `arr`; it
+            // names an array column, not a table, so it is neither checked nor scoped.
+            for join in select.from.iter().flat_map(|from| &from.joins) {
+                if matches!(
+                    join.join_operator,
+                    JoinOperator::ArrayJoin | JoinOperator::LeftArrayJoin | JoinOperator::InnerArrayJoin
+                ) {
+                    if let TableFactor::Table { name, args: None, .. } = &join.relation {
+                        self.array_join_columns.push(name.span().start);
+                    }
+                }
+            }
+        }
         if query.settings.is_some() {
             return self.fail(GuardError::Clause("SETTINGS"));
         }
@@ -215,6 +253,9 @@ impl Visitor for Check {
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
             TableFactor::Table { name, alias, args, sample, version, .. } => {
+                if args.is_none() && self.array_join_columns.contains(&name.span().start) {
+                    return ControlFlow::Continue(());
+                }
                 if args.is_some() {
                     let function = name.to_string().to_ascii_lowercase();
                     if GENERATOR_TABLE_FUNCTIONS.contains(&function.as_str()) {
@@ -344,6 +385,18 @@ mod tests {
     }
 
     #[test]
+    fn array_join_columns_are_not_tables() {
+        let sql = "SELECT user_id, h FROM (SELECT user_id, groupArray(1) AS hours FROM events GROUP BY user_id) ARRAY JOIN hours AS h";
+        let out = scope(sql).unwrap();
+        assert!(out.ends_with(") ARRAY JOIN hours AS h"), "{out}");
+        assert_eq!(out.matches("__stack_project_id").count(), 1, "{out}");
+        // After ARRAY JOIN a name is a column even when it spells a table: ClickHouse reads no
+        // table there, so only `events` is scoped.
+        let out = scope("SELECT * FROM events LEFT ARRAY JOIN users AS u").unwrap();
+        assert_eq!(out.matches("__stack_project_id").count(), 1, "{out}");
+    }
+
+    #[test]
     fn handles_multibyte_text_before_a_reference() {
         let out = scope("SELECT 'héllo ✓' AS greeting FROM events").unwrap();
         assert_eq!(out, format!("SELECT 'héllo ✓' AS greeting FROM {} AS events", scoped("events")));
@@ -376,6 +429,10 @@ mod tests {
             ("SELECT count() FROM events SETTINGS max_threads = 1", |e| *e == GuardError::Clause("SETTINGS")),
             ("SELEC 1", |e| matches!(e, GuardError::Unparsable(_))),
             ("CREATE FUNCTION f AS (x) -> x", |e| *e == GuardError::NotASelect),
+            ("SELECT 1 INTO OUTFILE '/tmp/x'", |e| matches!(e, GuardError::Clause(_) | GuardError::Unparsable(_))),
+            ("SELECT * INTO t2 FROM events", |e| *e == GuardError::Clause("INTO")),
+            ("VALUES (1)", |e| matches!(e, GuardError::NotASelect | GuardError::Unparsable(_))),
+            ("SELECT x FROM events ARRAY JOIN tags AS x, system.one", |e| matches!(e, GuardError::UnknownTable(_))),
             ("KILL QUERY WHERE 1", |e| *e == GuardError::NotASelect),
         ];
         for (sql, expected) in cases {

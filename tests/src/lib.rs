@@ -14,6 +14,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
+pub mod analytics_data;
+
 /// A running host under test.
 pub struct Host {
     pub base_url: String,

@@ -83,24 +83,7 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let tenancy = &auth.tenancy;
     let query_id =
         format!("{}:{}:{}", tenancy.project_id, tenancy.branch_id, shared::crypto::new_uuid(ctx.random.as_ref()));
-    let mut query = Query::new(scoped)
-        .query_id(query_id.clone())
-        // The timing endpoint finds the query by this tag: it is the one query-log column both a
-        // real server and the local engine (which cannot take a query id) fill with our id.
-        .setting("log_comment", &query_id)
-        .param(PROJECT_PARAM, tenancy.project_id.as_str())
-        .param(BRANCH_PARAM, tenancy.branch_id.as_str())
-        .setting("SQL_project_id", &tenancy.project_id)
-        .setting("SQL_branch_id", &tenancy.branch_id)
-        .setting("max_execution_time", timeout_ms as f64 / 1000.0)
-        .setting("readonly", 1)
-        .setting("allow_ddl", 0)
-        .setting("max_result_rows", 10_000)
-        .setting("max_result_bytes", 10_485_760)
-        .setting("result_overflow_mode", "throw");
-    for (name, value) in params {
-        query = query.param(&name, value);
-    }
+    let query = engine_query(scoped, &tenancy.project_id, &tenancy.branch_id, &query_id, timeout_ms, params);
     match store.limited_client().rows(ctx.http.as_ref(), &query).await {
         Ok(rows) => Ok(json(&json!({ "result": rows, "query_id": query_id }))),
         Err(e) => Err(analytics_error(user_message(&e, ctx.config.shows_internal_errors()))),
@@ -116,6 +99,36 @@ const TIMING_SQL: &str = "SELECT \
     FROM system.query_log \
     WHERE log_comment = {query_id:String} AND type = 'QueryFinish' \
     ORDER BY event_time_microseconds DESC LIMIT 1";
+
+/// What the engine runs for a user query the guard has scoped: the scope parameters, the
+/// tenancy's custom settings (read by a real server's row policies), the query id (also as
+/// `log_comment`, which the timing endpoint reads), the limits, and the user's parameters.
+pub fn engine_query(
+    scoped_sql: String,
+    project_id: &str,
+    branch_id: &str,
+    query_id: &str,
+    timeout_ms: i64,
+    params: serde_json::Map<String, Value>,
+) -> Query {
+    let mut query = Query::new(scoped_sql)
+        .query_id(query_id)
+        .setting("log_comment", query_id)
+        .param(PROJECT_PARAM, project_id)
+        .param(BRANCH_PARAM, branch_id)
+        .setting("SQL_project_id", project_id)
+        .setting("SQL_branch_id", branch_id)
+        .setting("max_execution_time", timeout_ms as f64 / 1000.0)
+        .setting("readonly", 1)
+        .setting("allow_ddl", 0)
+        .setting("max_result_rows", 10_000)
+        .setting("max_result_bytes", 10_485_760)
+        .setting("result_overflow_mode", "throw");
+    for (name, value) in params {
+        query = query.param(&name, value);
+    }
+    query
+}
 
 async fn timing(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
