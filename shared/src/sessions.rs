@@ -213,9 +213,9 @@ pub async fn list_for_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Re
 }
 
 /// Signs the access token of `session` for `user` (claims of contract §1.4), and logs the
-/// `$token-refresh` event every mint logs.
+/// `$session-activity` and `$token-refresh` events every mint logs.
 pub fn mint_access_token(ctx: &Context, tenancy: &Tenancy, user: &User, session_id: &str) -> String {
-    crate::events::log_token_refresh(ctx, tenancy, user, session_id);
+    crate::events::log_mint_events(ctx, tenancy, user, session_id);
     let kind = if user.is_anonymous {
         UserKind::Anonymous
     } else if user.is_restricted() {

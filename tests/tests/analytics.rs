@@ -111,8 +111,8 @@ async fn validates_the_body_and_the_caller() {
     assert_eq!(res.status, 400);
 }
 
-async fn count_refresh_events(h: &Host, p: &Project, expected: &str) -> String {
-    let sql = json!({ "query": "SELECT count() AS c FROM events WHERE event_type = '$token-refresh'" });
+async fn count_events(h: &Host, p: &Project, event_type: &str, expected: &str) -> String {
+    let sql = json!({ "query": "SELECT count() AS c FROM events WHERE event_type = {t:String}", "params": { "t": event_type } });
     let mut last = String::new();
     // Events are written in the background after the response: poll briefly.
     for _ in 0..50 {
@@ -127,7 +127,7 @@ async fn count_refresh_events(h: &Host, p: &Project, expected: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_mint_logs_a_token_refresh_event_visible_to_its_own_project_only() {
+async fn every_mint_logs_session_activity_and_token_refresh_events_visible_to_its_own_project_only() {
     let (front, _) = engine().await;
     let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
     let (a, b) = (h.create_project(false).await, h.create_project(false).await);
@@ -139,10 +139,12 @@ async fn every_mint_logs_a_token_refresh_event_visible_to_its_own_project_only()
     }
     let grant = json!({ "grant_type": "refresh_token", "client_id": a.id, "client_secret": "__stack_public_client__", "refresh_token": s.refresh_token });
     assert_eq!(h.post("/api/v1/auth/oauth/token").json(&grant).send().await.status, 200);
-    assert_eq!(count_refresh_events(&h, &a, "4").await, "4");
-    assert_eq!(count_refresh_events(&h, &b, "0").await, "0");
+    for event_type in ["$token-refresh", "$session-activity"] {
+        assert_eq!(count_events(&h, &a, event_type, "4").await, "4", "{event_type}");
+        assert_eq!(count_events(&h, &b, event_type, "0").await, "0", "{event_type}");
+    }
 
-    let body = query(&h, &a, json!({ "query": "SELECT user_id, refresh_token_id, data.is_anonymous AS anon, branch_id FROM events LIMIT 1" }))
+    let body = query(&h, &a, json!({ "query": "SELECT user_id, refresh_token_id, data.is_anonymous AS anon, branch_id FROM events WHERE event_type = '$token-refresh' LIMIT 1" }))
         .send()
         .await
         .json();
@@ -151,4 +153,10 @@ async fn every_mint_logs_a_token_refresh_event_visible_to_its_own_project_only()
     assert_eq!(row["branch_id"], "main");
     assert_eq!(row["anon"], false);
     assert!(row["refresh_token_id"].as_str().is_some_and(|r| r.len() == 36));
+    let body = query(&h, &a, json!({ "query": "SELECT toString(data.session_id) AS session, refresh_token_id FROM events WHERE event_type = '$session-activity' LIMIT 1" }))
+        .send()
+        .await
+        .json();
+    let row = &body["result"][0];
+    assert_eq!(row["session"], row["refresh_token_id"], "{body}");
 }
