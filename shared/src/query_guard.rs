@@ -13,7 +13,9 @@
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, JoinOperator, Query, Select, SetExpr, Spanned, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, InTarget, JoinOperator, Query, Select, SetExpr, Spanned, Statement, TableFactor, Visit, Visitor,
+};
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
@@ -34,6 +36,9 @@ pub const EXPOSED_TABLES: [&str; 12] = [
     "refresh_tokens",
     "connected_accounts",
 ];
+
+/// Database names, which no column name in an `ARRAY JOIN` may spell.
+const DATABASES: &[&str] = &["default", "system", "information_schema", "INFORMATION_SCHEMA", "analytics_internal"];
 
 /// The query parameters the scoping subqueries use. User parameters may not use this prefix.
 pub const SCOPE_PARAM_PREFIX: &str = "__stack_";
@@ -66,6 +71,27 @@ const FORBIDDEN_FUNCTIONS: &[&str] = &[
     "filesystemunreserved",
 ];
 
+/// The function forms of `IN` (`in(x, t)`, `globalNotIn(x, t)`, ...), which read a table when
+/// given its name. The operator form is checked instead. Compared in lower case.
+const IN_FUNCTIONS: &[&str] = &[
+    "in",
+    "notin",
+    "globalin",
+    "globalnotin",
+    "nullin",
+    "notnullin",
+    "globalnullin",
+    "globalnotnullin",
+    "inignoreset",
+    "notinignoreset",
+    "globalinignoreset",
+    "globalnotinignoreset",
+    "nullinignoreset",
+    "notnullinignoreset",
+    "globalnullinignoreset",
+    "globalnotnullinignoreset",
+];
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GuardError {
     #[error("The query could not be parsed, so it cannot be checked and was not run: {0}")]
@@ -84,6 +110,8 @@ pub enum GuardError {
     Clause(&'static str),
     #[error("The function {0} is not allowed.")]
     ForbiddenFunction(String),
+    #[error("IN with a bare name ({0}) reads a whole table; write IN (SELECT ... FROM table) instead.")]
+    InTableName(String),
     #[error("The common table expression {0} has the name of a table; choose another name.")]
     CteShadowsTable(String),
     #[error("FINAL and SAMPLE modifiers are not supported.")]
@@ -227,6 +255,13 @@ impl Visitor for Check {
                     JoinOperator::ArrayJoin | JoinOperator::LeftArrayJoin | JoinOperator::InnerArrayJoin
                 ) {
                     if let TableFactor::Table { name, args: None, .. } = &join.relation {
+                        // A column, never a table: refuse names that spell one, to be sure.
+                        let spells_a_table = name.0.iter().filter_map(|p| p.as_ident()).any(|part| {
+                            EXPOSED_TABLES.contains(&part.value.as_str()) || DATABASES.contains(&part.value.as_str())
+                        });
+                        if spells_a_table {
+                            return self.fail(GuardError::UnknownTable(name.to_string()));
+                        }
                         self.array_join_columns.push(name.span().start);
                     }
                 }
@@ -303,13 +338,39 @@ impl Visitor for Check {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(function) = expr {
-            let name = function.name.to_string().trim_matches(|c| c == '`' || c == '"').to_ascii_lowercase();
-            if FORBIDDEN_FUNCTIONS.contains(&name.as_str()) || name.starts_with("dictget") {
-                return self.fail(GuardError::ForbiddenFunction(function.name.to_string()));
+        match expr {
+            Expr::Function(function) => {
+                let name = function.name.to_string().trim_matches(|c| c == '`' || c == '"').to_ascii_lowercase();
+                if FORBIDDEN_FUNCTIONS.contains(&name.as_str())
+                    || IN_FUNCTIONS.contains(&name.as_str())
+                    || name.starts_with("dictget")
+                {
+                    return self.fail(GuardError::ForbiddenFunction(function.name.to_string()));
+                }
             }
+            // ClickHouse reads `x IN t` and `x IN (t)` as `x IN (SELECT * FROM t)`: a table read
+            // the scoping cannot see. A subquery or a list of values is fine.
+            Expr::In { target, .. } => match target {
+                InTarget::Subquery(_) => {}
+                InTarget::List(items) if items.len() == 1 && is_name(&items[0]) => {
+                    return self.fail(GuardError::InTableName(items[0].to_string()));
+                }
+                InTarget::List(_) => {}
+                InTarget::Table { name, .. } => return self.fail(GuardError::InTableName(name.to_string())),
+                InTarget::Unnest(_) => return self.fail(GuardError::NotASelect),
+            },
+            _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Whether `expr` is a bare (possibly parenthesized or qualified) name.
+fn is_name(expr: &Expr) -> bool {
+    match expr {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+        Expr::Nested(inner) => is_name(inner),
+        _ => false,
     }
 }
 
@@ -374,6 +435,17 @@ mod tests {
     }
 
     #[test]
+    fn in_lists_and_subqueries_are_fine() {
+        for sql in [
+            "SELECT 1 FROM events WHERE event_type IN ('$click', '$page-view')",
+            "SELECT 1 FROM events WHERE event_type IN '$click'",
+            "SELECT 1 FROM events WHERE user_id IN (SELECT toString(id) FROM users)",
+        ] {
+            assert!(scope(sql).is_ok(), "{sql}");
+        }
+    }
+
+    #[test]
     fn generator_table_functions_need_no_scope() {
         for sql in
             ["SELECT number FROM numbers(10)", "SELECT * FROM zeros(3) AS z", "SELECT * FROM generate_series(1, 5)"]
@@ -390,9 +462,7 @@ mod tests {
         let out = scope(sql).unwrap();
         assert!(out.ends_with(") ARRAY JOIN hours AS h"), "{out}");
         assert_eq!(out.matches("__stack_project_id").count(), 1, "{out}");
-        // After ARRAY JOIN a name is a column even when it spells a table: ClickHouse reads no
-        // table there, so only `events` is scoped.
-        let out = scope("SELECT * FROM events LEFT ARRAY JOIN users AS u").unwrap();
+        let out = scope("SELECT t FROM events AS e LEFT ARRAY JOIN e.tags AS t").unwrap();
         assert_eq!(out.matches("__stack_project_id").count(), 1, "{out}");
     }
 
@@ -433,6 +503,14 @@ mod tests {
             ("SELECT * INTO t2 FROM events", |e| *e == GuardError::Clause("INTO")),
             ("VALUES (1)", |e| matches!(e, GuardError::NotASelect | GuardError::Unparsable(_))),
             ("SELECT x FROM events ARRAY JOIN tags AS x, system.one", |e| matches!(e, GuardError::UnknownTable(_))),
+            ("SELECT * FROM events ARRAY JOIN system.one AS x", |e| matches!(e, GuardError::UnknownTable(_))),
+            ("SELECT * FROM events ARRAY JOIN users AS u", |e| matches!(e, GuardError::UnknownTable(_))),
+            ("SELECT 1 FROM events WHERE user_id IN users", |e| matches!(e, GuardError::InTableName(_))),
+            ("SELECT 1 FROM events WHERE user_id NOT IN (users)", |e| matches!(e, GuardError::InTableName(_))),
+            ("SELECT 1 FROM events WHERE user_id GLOBAL IN default.users", |e| matches!(e, GuardError::InTableName(_))),
+            ("SELECT 1 FROM events WHERE (user_id, 1) IN system.one", |e| matches!(e, GuardError::InTableName(_))),
+            ("SELECT in(user_id, users) FROM events", |e| matches!(e, GuardError::ForbiddenFunction(_))),
+            ("SELECT globalNotIn(user_id, users) FROM events", |e| matches!(e, GuardError::ForbiddenFunction(_))),
             ("KILL QUERY WHERE 1", |e| *e == GuardError::NotASelect),
         ];
         for (sql, expected) in cases {

@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::Config;
 use shared::query_guard::{scope, EXPOSED_TABLES};
-use sqlparser::ast::{TableFactor, Visit, Visitor};
+use sqlparser::ast::{Expr, InTarget, TableFactor, Visit, Visitor};
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::parser::Parser;
 
@@ -54,6 +54,15 @@ struct Reads {
 
 impl Visitor for Reads {
     type Break = ();
+    /// ClickHouse reads `x IN t` / `x IN (t)` as a table read.
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::In { target: InTarget::List(items), .. } = expr {
+            if let [Expr::Identifier(_) | Expr::CompoundIdentifier(_) | Expr::Nested(_)] = items.as_slice() {
+                self.other.push(format!("IN {}", items[0]));
+            }
+        }
+        ControlFlow::Continue(())
+    }
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
             TableFactor::Derived { subquery, .. } => {
@@ -131,6 +140,11 @@ fn select() -> impl Strategy<Value = String> {
             (inner.clone(), alias()).prop_map(|(q, a)| format!("SELECT * FROM ({q}){a}")),
             (table_name(), inner.clone(), comment())
                 .prop_map(|(t, q, c)| format!("SELECT 1 FROM {t}{c}WHERE 1 IN ({q})")),
+            (table_name(), table_name(), 0..3u8).prop_map(|(t, u, form)| match form {
+                0 => format!("SELECT 1 FROM {t} WHERE user_id IN {u}"),
+                1 => format!("SELECT 1 FROM {t} WHERE user_id NOT IN ({u})"),
+                _ => format!("SELECT 1 FROM {t} WHERE user_id GLOBAL IN {u}"),
+            }),
             (table_name(), table_name(), alias())
                 .prop_map(|(t, u, a)| format!("SELECT * FROM {t} AS a JOIN {u}{a} ON 1 = 1")),
             (inner.clone(), inner.clone()).prop_map(|(q, r)| format!("{q} UNION ALL {r}")),

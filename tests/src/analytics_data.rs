@@ -63,13 +63,12 @@ pub async fn seed(ch: &ClickHouse, project: &str, branch: &str, d: &Data) {
              FROM numbers({users})",
             user("number")
         ),
-        format!(
-            "INSERT INTO analytics_internal.teams (project_id, branch_id, id, display_name, created_at,
+        "INSERT INTO analytics_internal.teams (project_id, branch_id, id, display_name, created_at,
                client_metadata, client_read_only_metadata, server_metadata, sync_sequence_id, sync_is_deleted)
-             SELECT {{p:String}}, {{b:String}}, toUUID(concat('10000000-0000-4000-8000-', leftPad(toString(number), 12, '0'))),
-               concat('Team ', toString(number)), toDateTime64('2026-10-01 00:00:00', 3, 'UTC'), '{{}}', '{{}}', '{{}}', 1, 0
+             SELECT {p:String}, {b:String}, toUUID(concat('10000000-0000-4000-8000-', leftPad(toString(number), 12, '0'))),
+               concat('Team ', toString(number)), toDateTime64('2026-10-01 00:00:00', 3, 'UTC'), '{}', '{}', '{}', 1, 0
              FROM numbers(4)"
-        ),
+            .to_string(),
         format!(
             "INSERT INTO analytics_internal.team_member_profiles (project_id, branch_id, team_id, user_id, created_at,
                sync_sequence_id, sync_is_deleted)
