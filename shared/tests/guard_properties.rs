@@ -81,7 +81,7 @@ impl Visitor for Reads {
                 let generator = args.is_some() && GENERATORS.contains(&text.to_ascii_lowercase().as_str());
                 if let Some(table) = text.strip_prefix("default.").filter(|t| EXPOSED_TABLES.contains(t)) {
                     *self.tables.entry(table.to_string()).or_default() += 1;
-                } else if !generator && !(args.is_none() && CTE_NAMES.contains(&text.as_str())) {
+                } else if !(generator || args.is_none() && CTE_NAMES.contains(&text.as_str())) {
                     self.other.push(text);
                 }
             }
