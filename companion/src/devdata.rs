@@ -1,9 +1,11 @@
 //! The development data folder: the SQLite file and `dev-credentials.json` (mode 0600) with
-//! the generated server secret, the internal admin key and the demo project's keys.
+//! the generated server secret, the internal admin key, the companion secret and the demo
+//! project's keys.
 //!
 //! The database holds only hashes of keys, so the plaintext a developer needs to call the
 //! demo project lives in this file, on their machine, and nowhere else. Environment variables
-//! (`STACK_SERVER_SECRET`, `STACK_INTERNAL_ADMIN_KEY`) take precedence over the file.
+//! (`STACK_SERVER_SECRET`, `STACK_INTERNAL_ADMIN_KEY`, `STACK_COMPANION_SECRET`) take
+//! precedence over the file.
 
 use std::collections::HashMap;
 use std::fs;
@@ -55,7 +57,13 @@ impl DevData {
             }
             Err(e) => return Err(e),
         };
-        Ok(DevData { dir: dir.to_path_buf(), credentials })
+        let mut data = DevData { dir: dir.to_path_buf(), credentials };
+        if data.credentials.get("companion_secret").is_none() {
+            // Folders created before the metrics engine existed get one now.
+            data.credentials["companion_secret"] = json!(new_api_key(&OsRandom, "csk"));
+            write_private(&path, &data.credentials)?;
+        }
+        Ok(data)
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -68,6 +76,9 @@ impl DevData {
             ("STACK_SERVER_SECRET", text("server_secret")),
             ("STACK_ENVIRONMENT", "development".to_string()),
             ("NEXT_PUBLIC_STACK_API_URL", base_url.to_string()),
+            // The functions reach the companion's own endpoints on this same host.
+            ("STACK_COMPANION_URL", base_url.to_string()),
+            ("STACK_COMPANION_SECRET", text("companion_secret")),
         ])))
     }
 

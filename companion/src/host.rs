@@ -37,6 +37,8 @@ pub struct HostOptions {
     pub workers: usize,
     pub db_path: PathBuf,
     pub config: Config,
+    /// The metrics engine, when there is an analytics store and a companion secret.
+    pub metrics: Option<crate::metrics::EngineSettings>,
 }
 
 /// Builds a worker's context over the shared SQLite writer.
@@ -64,6 +66,7 @@ pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::
         let writer = writer.clone();
         let worker = Worker {
             config: options.config.clone(),
+            metrics: options.metrics.clone(),
             test_scheduled: options.test_scheduled,
             // One worker runs the cron scheduler, so each trigger fires once per process.
             runs_scheduler: index == 0,
@@ -111,6 +114,7 @@ type Queue = mpsc::UnboundedSender<std::net::TcpStream>;
 /// What one worker thread does besides serving requests.
 struct Worker {
     config: Config,
+    metrics: Option<crate::metrics::EngineSettings>,
     test_scheduled: bool,
     runs_scheduler: bool,
 }
@@ -130,6 +134,9 @@ fn run_worker(
             .runs_scheduler
             .then(|| tokio::task::spawn_local(crate::cron::scheduler_loop(ctx.clone(), shutdown.clone())));
         let test_scheduled = worker.test_scheduled;
+        let services = Rc::new(Services {
+            metrics: worker.metrics.map(|settings| (settings.engine(), settings.companion.clone())),
+        });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let stream = tokio::select! {
@@ -146,10 +153,10 @@ fn run_worker(
                     continue;
                 }
             };
-            let ctx = ctx.clone();
+            let (ctx, services) = (ctx.clone(), services.clone());
             let service = service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &ctx, test_scheduled).await)) }
+                let (ctx, services) = (ctx.clone(), services.clone());
+                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &ctx, &services, test_scheduled).await)) }
             });
             let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             let conn = graceful.watch(conn);
@@ -170,7 +177,18 @@ fn run_worker(
     })
 }
 
-async fn handle_hyper(req: hyper::Request<Incoming>, ctx: &Context, test_scheduled: bool) -> Response {
+/// What the companion itself serves, besides the functions.
+pub struct Services {
+    /// The metrics engine and the secret its endpoint requires.
+    pub metrics: Option<(crate::metrics::MetricsEngine, shared::context::CompanionConfig)>,
+}
+
+async fn handle_hyper(
+    req: hyper::Request<Incoming>,
+    ctx: &Context,
+    services: &Services,
+    test_scheduled: bool,
+) -> Response {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
@@ -183,7 +201,7 @@ async fn handle_hyper(req: hyper::Request<Incoming>, ctx: &Context, test_schedul
     if test_scheduled && req.uri().path() == "/__scheduled" {
         return fire_scheduled(&req, ctx).await;
     }
-    dispatch(req, ctx).await
+    dispatch(req, ctx, services).await
 }
 
 /// `/__scheduled?cron=...`: fires one cron trigger now (`dev --test-scheduled` only).
@@ -198,8 +216,8 @@ async fn fire_scheduled(req: &Request, ctx: &Context) -> Response {
     }
 }
 
-/// Routes a request to the function that serves its path.
-pub async fn dispatch(req: Request, ctx: &Context) -> Response {
+/// Routes a request to the companion's own endpoints or to the function that serves its path.
+pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Response {
     let path = req.uri().path();
     if path == "/health" {
         return shared::http::json(
@@ -209,8 +227,17 @@ pub async fn dispatch(req: Request, ctx: &Context) -> Response {
     if refresh::serves(path) {
         return refresh::handle(req, ctx).await;
     }
+    if path == metrics::COMPANION_PATH {
+        return match &services.metrics {
+            Some((engine, companion)) => crate::metrics::serve(&req, engine, companion).await,
+            None => shared::http::text(503, "The metrics engine needs STACK_CLICKHOUSE_URL and STACK_COMPANION_SECRET"),
+        };
+    }
     if analytics_query::serves(path) {
         return analytics_query::handle(req, ctx).await;
+    }
+    if metrics::serves(path) {
+        return metrics::handle(req, ctx).await;
     }
     shared::http::text(404, "Not found")
 }

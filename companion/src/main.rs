@@ -4,12 +4,15 @@
 //!   migrations, seeds a demo project on first start and prints how to call it.
 //! - `companion project create` / `project add-keys`: create a project or a key set and print
 //!   the keys (shown once).
+//! - `companion bench-metrics`: the metrics engine against upstream's OLD MAU shape.
 //!
-//! The metrics engine, the email worker and cron arrive with their issues.
+//! `dev` also serves the companion's own endpoints (the metrics engine, `/__companion/...`);
+//! cron triggers run in-process. The email worker arrives with its issue.
 
 mod cron;
 mod devdata;
 mod host;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +36,8 @@ struct Cli {
 enum Command {
     /// Serve every function on one port over the embedded SQLite store.
     Dev(DevArgs),
+    /// Benchmark the metrics engine against upstream's OLD MAU shape (see scripts/bench-metrics).
+    BenchMetrics(metrics::bench::BenchArgs),
     /// Manage projects.
     Project {
         #[command(subcommand)]
@@ -97,6 +102,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Dev(args) => dev(args),
         Command::Project { command } => project(command),
+        Command::BenchMetrics(args) => metrics::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("companion: {e}");
@@ -145,7 +151,8 @@ fn dev(args: DevArgs) -> AnyResult<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let server = std::thread::spawn(move || {
-        host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config }, stop_rx)
+        let metrics = metrics::EngineSettings::from_config(&config);
+        host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config, metrics }, stop_rx)
     });
 
     // Test harnesses wait for this exact line.

@@ -11,6 +11,9 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
     if analytics_query::serves(path) {
         return Some("ANALYTICS_QUERY");
     }
+    if metrics::serves(path) {
+        return Some("METRICS");
+    }
     None
 }
 
@@ -59,6 +62,7 @@ mod tests {
         ("refresh", "/api/v1/internal/projects/p/key-sets"),
         ("analytics-query", "/api/v1/internal/analytics/query"),
         ("analytics-query", "/api/v1/internal/analytics/query/timing"),
+        ("metrics", "/api/v1/internal/metrics"),
     ];
 
     /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the

@@ -5,7 +5,8 @@ embedded default and the tests run the real engine (PyPI `chdb-core`) behind thi
 speaks enough of ClickHouse's HTTP interface for our ClickHouse port and the `clickhouse` crate:
 
 - `GET /ping` -> `Ok.`
-- `GET|POST /?query=...` (or the query in a POST body), `database`, `default_format`,
+- `GET|POST /?query=...` (or the query in a POST body, or `query` and `param_<name>` fields of
+  a multipart/form-data body, as the `clickhouse` crate sends them), `database`, `default_format`,
   `query_id` (echoed in `X-ClickHouse-Query-Id`), `param_<name>` query parameters, and any
   other URL parameter as a query setting (`readonly`, `max_execution_time`, `max_result_rows`,
   `max_result_bytes`, `result_overflow_mode`, ...), appended as a SETTINGS clause.
@@ -23,6 +24,8 @@ Usage: front.py --port N --path DATA_DIR [--exit-on-stdin-close]
 """
 
 import argparse
+import email.parser
+import email.policy
 import os
 import re
 import sys
@@ -59,6 +62,17 @@ class Engine:
                 self.session.query(f"USE `{database.replace('`', '')}`", "TabSeparated")
             result = self.session.query(sql, fmt, params=params or None)
             return result.bytes() if hasattr(result, "bytes") else bytes(result)
+
+
+def multipart_fields(content_type, body):
+    """The (name, value) fields of a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    return [
+        (part.get_param("name", header="content-disposition"), part.get_payload(decode=True).decode("utf-8"))
+        for part in message.iter_parts()
+    ]
 
 
 def setting_literal(value):
@@ -119,6 +133,11 @@ class Handler(BaseHTTPRequestHandler):
         if parsed.path == "/ping":
             return self.reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
         url = parse_qsl(parsed.query, keep_blank_values=True)
+        content_type = self.headers.get("Content-Type", "")
+        if content_type.startswith("multipart/form-data"):
+            # The fields are the query and its parameters: they join the URL's.
+            url += multipart_fields(content_type, body)
+            body = b""
         args = dict(url)
         query_id = args.get("query_id", "")
         try:

@@ -17,8 +17,18 @@ CREATE TABLE IF NOT EXISTS analytics_internal.events (
   refresh_token_id Nullable(String),
   session_replay_id Nullable(String),
   session_replay_segment_id Nullable(String),
-  created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+  created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+  -- Computed at insert for the metrics engine (hidden from SELECT * and so from the views):
+  -- the user as metrics count users (sipHash64 of the trimmed, lower-cased id when that is a
+  -- v4 UUID, else 0), and whether the event's data says the user is anonymous (missing = no).
+  user_key UInt64 MATERIALIZED if(match(lower(trim(ifNull(user_id, ''))), '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'), sipHash64(lower(trim(assumeNotNull(user_id)))), 0),
+  is_anonymous UInt8 MATERIALIZED coalesce(CAST(data.is_anonymous AS Nullable(UInt8)), 0)
 ) ENGINE = MergeTree PARTITION BY toYYYYMM(event_at) ORDER BY (project_id, branch_id, event_at);
+
+-- The same two columns for a table created before they existed (older parts compute them on read).
+ALTER TABLE analytics_internal.events ADD COLUMN IF NOT EXISTS user_key UInt64 MATERIALIZED if(match(lower(trim(ifNull(user_id, ''))), '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'), sipHash64(lower(trim(assumeNotNull(user_id)))), 0);
+
+ALTER TABLE analytics_internal.events ADD COLUMN IF NOT EXISTS is_anonymous UInt8 MATERIALIZED coalesce(CAST(data.is_anonymous AS Nullable(UInt8)), 0);
 
 CREATE TABLE IF NOT EXISTS analytics_internal._stack_sync_metadata (
   tenancy_id UUID,

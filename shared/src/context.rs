@@ -28,6 +28,22 @@ pub struct Config {
     pub environment: Environment,
     /// The analytics store, when `STACK_CLICKHOUSE_URL` is set.
     pub clickhouse: Option<ClickHouseConfig>,
+    /// The native companion (metrics engine), when `STACK_COMPANION_URL` is set.
+    pub companion: Option<CompanionConfig>,
+}
+
+/// Where the native companion listens, and the secret it requires (`STACK_COMPANION_URL`,
+/// `STACK_COMPANION_SECRET`).
+#[derive(Clone, PartialEq)]
+pub struct CompanionConfig {
+    pub url: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CompanionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompanionConfig").field("url", &self.url).field("secret", &"<hidden>").finish()
+    }
 }
 
 /// Connection settings of the analytics store (upstream's variable names).
@@ -107,7 +123,18 @@ impl Config {
             admin_user: source.get("STACK_CLICKHOUSE_ADMIN_USER").unwrap_or_else(|| "stackframe".into()),
             admin_password: source.get("STACK_CLICKHOUSE_ADMIN_PASSWORD"),
         });
-        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment, clickhouse })
+        let companion = match (source.get("STACK_COMPANION_URL"), source.get("STACK_COMPANION_SECRET")) {
+            (None, _) => None,
+            (Some(url), Some(secret)) if secret.len() >= 16 => {
+                Some(CompanionConfig { url: url.trim_end_matches('/').to_string(), secret })
+            }
+            (Some(_), _) => {
+                return Err(ConfigError(
+                    "STACK_COMPANION_URL needs STACK_COMPANION_SECRET (16 characters or more)".into(),
+                ))
+            }
+        };
+        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment, clickhouse, companion })
     }
 
     pub fn shows_internal_errors(&self) -> bool {

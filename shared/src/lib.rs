@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod migrations;
 pub mod ports;
 pub mod projects;

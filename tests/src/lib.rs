@@ -26,6 +26,9 @@ pub struct Host {
     child: Option<Child>,
     /// From starting the server process to its first 200 on `/health`.
     pub startup: std::time::Duration,
+    /// The native companion a Cloudflare host's metrics Worker talks to. Held, not used: it
+    /// exits when its standard input closes, which dropping it would do.
+    _companion: Option<Box<Host>>,
 }
 
 /// The host shared by the tests of one test binary (started on first use).
@@ -118,6 +121,21 @@ impl Host {
             ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // With an analytics store, the metrics Worker needs the native companion's engine.
+        let clickhouse = env.iter().find(|(k, _)| *k == "STACK_CLICKHOUSE_URL").map(|(_, v)| *v);
+        let companion = match clickhouse {
+            Some(url) if !env.iter().any(|(k, _)| *k == "STACK_COMPANION_URL") => {
+                let secret = format!("csk_test_{}", random_hex(20));
+                let companion = Host::launch(Launch {
+                    env: &[("STACK_CLICKHOUSE_URL", url), ("STACK_COMPANION_SECRET", &secret)],
+                    ..Launch::default()
+                });
+                vars.push(("STACK_COMPANION_URL".into(), companion.base_url.clone()));
+                vars.push(("STACK_COMPANION_SECRET".into(), secret));
+                Some(Box::new(companion))
+            }
+            _ => None,
+        };
         // `wrangler dev` gives --var only to the first Worker, so each host gets copies of the
         // repository's configs with its own vars (see `host_config`).
         let configs: Vec<PathBuf> = configs.iter().map(|c| host_config(&repo, c, &state, &vars)).collect();
@@ -152,7 +170,9 @@ impl Host {
         if test_scheduled {
             args.push("--test-scheduled".into());
         }
-        Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(180))
+        let host =
+            Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(180));
+        Host { _companion: companion, ..host }
     }
 
     /// `wasmtime serve` running a function's WASI component (`<crate>/component/<crate>.spin-wasi.wasm`,
@@ -209,6 +229,7 @@ impl Host {
             output: Arc::default(),
             child: Some(child),
             startup: Duration::ZERO,
+            _companion: None,
         };
         host.collect_output();
         host.wait_until_healthy(limit);
@@ -304,6 +325,7 @@ impl Host {
             output,
             child: Some(child),
             startup: started.elapsed(),
+            _companion: None,
         }
     }
 
@@ -498,8 +520,12 @@ fn repo_root() -> PathBuf {
 }
 
 /// The Wrangler configs of the router (first: it receives every request) and each function.
-const WORKER_CONFIGS: &[&str] =
-    &["wrangler.toml", "functions/refresh/wrangler.toml", "functions/analytics-query/wrangler.toml"];
+const WORKER_CONFIGS: &[&str] = &[
+    "wrangler.toml",
+    "functions/refresh/wrangler.toml",
+    "functions/analytics-query/wrangler.toml",
+    "functions/metrics/wrangler.toml",
+];
 
 /// A copy of a repository Wrangler config for one test host: paths made absolute, the build
 /// step dropped (scripts/test builds every Worker first), and the host's vars added.

@@ -35,6 +35,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "STACK_CLICKHOUSE_EXTERNAL_PASSWORD",
     "STACK_CLICKHOUSE_ADMIN_USER",
     "STACK_CLICKHOUSE_ADMIN_PASSWORD",
+    "STACK_COMPANION_URL",
+    "STACK_COMPANION_SECRET",
 ];
 
 /// Configuration read once per request into a map (Spin variables are async to read).

@@ -1,0 +1,200 @@
+//! `GET /api/v1/internal/metrics` on a seeded project, every field checked against values
+//! worked out by hand from the fixture below; its access rule; the companion outage answer.
+//!
+//! Fixture (days are UTC, relative to today):
+//! - users in the store: u1 (verified email), u2 (unverified), u3 (anonymous), u4 (no session);
+//!   u1, u2 and u3 each get a session today, so each mint logs a `$token-refresh` now;
+//! - older token refreshes written straight to the analytics store: u1 yesterday (US/CA) and
+//!   3 days ago (FR), u2 5 days ago (DE/BE), u9 (a user the store does not have) 2 days ago
+//!   (US/CA);
+//! - page views: u1 two today from `https://a.example/x` and one click; u3 one today from
+//!   `https://anon.example/`; u2 one 2 days ago with no referrer.
+
+use api_tests::{ClickHouseFront, Host, Project};
+use serde_json::{json, Value};
+use shared::adapters::native::ReqwestClient;
+use shared::clickhouse::{ClickHouse, Query};
+use shared::metrics::{clickhouse_time, date};
+
+const DAY: i64 = 86_400_000;
+const U9: &str = "b0000000-0000-4000-8000-000000000009";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+fn event(project: &Project, event_type: &str, at: i64, user: &str, data: Value) -> Value {
+    json!({ "event_type": event_type, "event_at": clickhouse_time(at), "data": data,
+            "project_id": project.id, "branch_id": "main", "user_id": user })
+}
+
+/// The activity of `series` on `day`.
+fn on(series: &Value, day: &str) -> i64 {
+    let point = series.as_array().unwrap().iter().find(|p| p["date"] == day);
+    point.unwrap_or_else(|| panic!("no {day} in {series}"))["activity"].as_i64().unwrap()
+}
+
+/// The sum of a series: what the fixture puts on the named days and nothing elsewhere.
+fn total(series: &Value) -> i64 {
+    series.as_array().unwrap().iter().map(|p| p["activity"].as_i64().unwrap()).sum()
+}
+
+async fn count_refreshes(ch: &ClickHouse, project: &Project) -> String {
+    let q = Query::new("SELECT count() AS c FROM analytics_internal.events WHERE project_id = {p:String} AND event_type = '$token-refresh'")
+        .param("p", project.id.as_str());
+    let rows = ch.rows(&ReqwestClient::new(), &q).await.unwrap();
+    rows[0]["c"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn every_field_matches_the_fixture() {
+    let front = ClickHouseFront::start();
+    let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+    let http = ReqwestClient::new();
+    shared::clickhouse::apply_schema(&ch, &http, None).await.unwrap();
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
+    let p = h.create_project(false).await;
+
+    let user = |body: Value| {
+        let h = &h;
+        let p = &p;
+        async move {
+            let res = h.post("/api/v1/users").server(p).json(&body).send().await;
+            assert_eq!(res.status, 201, "{}", res.text);
+            res.json()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let u1 = user(json!({ "primary_email": "u1@example.com", "primary_email_verified": true })).await;
+    let u2 = user(json!({ "primary_email": "u2@example.com" })).await;
+    let u3 = user(json!({ "is_anonymous": true })).await;
+    let _u4 = user(json!({ "display_name": "No session" })).await;
+    for u in [&u1, &u2, &u3] {
+        h.create_session(&p, u, json!({})).await;
+    }
+    // The mints' events are written in the background: wait for them.
+    for _ in 0..50 {
+        if count_refreshes(&ch, &p).await == "3" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(count_refreshes(&ch, &p).await, "3");
+
+    let now = now_ms();
+    let located = |cc: &str, rc: Option<&str>| json!({ "is_anonymous": false, "ip_info": { "country_code": cc, "region_code": rc } });
+    let rows = vec![
+        event(&p, "$token-refresh", now - DAY, &u1, located("US", Some("CA"))),
+        event(&p, "$token-refresh", now - 3 * DAY, &u1, located("FR", None)),
+        event(&p, "$token-refresh", now - 5 * DAY, &u2, located("DE", Some("BE"))),
+        event(&p, "$token-refresh", now - 2 * DAY, U9, located("US", Some("CA"))),
+        event(&p, "$page-view", now, &u1, json!({ "referrer": "https://a.example/x" })),
+        event(&p, "$page-view", now, &u1, json!({ "referrer": "https://a.example/x" })),
+        event(&p, "$click", now, &u1, json!({})),
+        event(&p, "$page-view", now, &u3, json!({ "referrer": "https://anon.example/" })),
+        event(&p, "$page-view", now - 2 * DAY, &u2, json!({})),
+    ];
+    ch.insert(&http, "analytics_internal.events", &rows).await.unwrap();
+
+    let today = date(now);
+    let ago = |days: i64| date(now - days * DAY);
+    let res = h.get("/api/v1/internal/metrics").admin(&p).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let m = res.json();
+    let last_day = m["daily_active_users"].as_array().unwrap().last().unwrap()["date"].clone();
+    assert_eq!(last_day, today, "the test ran across midnight UTC; run it again");
+
+    // Primary store: 4 users, 1 anonymous, 1 verified; anonymous users excluded by default.
+    assert_eq!(m["total_users"], 3);
+    let auth = &m["auth_overview"];
+    assert_eq!(
+        (&auth["verified_users"], &auth["unverified_users"], &auth["anonymous_users"], &auth["total_users_filtered"]),
+        (&json!(1), &json!(2), &json!(1), &json!(3))
+    );
+    assert_eq!(m["daily_users"].as_array().unwrap().len(), 31);
+    assert_eq!((on(&m["daily_users"], &today), total(&m["daily_users"])), (3, 3));
+    let ids = |list: &Value| -> Vec<String> {
+        list.as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_string()).collect()
+    };
+    let mut registered = ids(&m["recently_registered"]);
+    registered.sort();
+    let mut expected = vec![u1.clone(), u2.clone(), _u4.clone()];
+    expected.sort();
+    assert_eq!(registered, expected);
+    assert_eq!(m["recently_active"].as_array().unwrap().len(), 3);
+    assert!(m["recently_registered"][0]["profile_image_url"].is_null());
+
+    // Analytics store.
+    assert_eq!(auth["mau"], 3, "u1, u2 and u9 (u3 is anonymous)");
+    let dau = &m["daily_active_users"];
+    assert_eq!(
+        [on(dau, &today), on(dau, &ago(1)), on(dau, &ago(2)), on(dau, &ago(3)), on(dau, &ago(5))],
+        [2, 1, 1, 1, 1]
+    );
+    assert_eq!(total(dau), 6);
+    let split = &auth["daily_active_users_split"];
+    let day = |d: &str| ["total", "new", "retained", "reactivated"].map(|k| on(&split[k], d));
+    assert_eq!(day(&today), [2, 0, 1, 1], "u1 retained (active yesterday), u2 reactivated (last active 5 days ago)");
+    assert_eq!(day(&ago(1)), [1, 0, 0, 1], "u1 was last active 3 days before");
+    assert_eq!(day(&ago(2)), [1, 1, 0, 0], "u9's first refresh");
+    assert_eq!(day(&ago(3)), [1, 1, 0, 0], "u1's first refresh");
+    assert_eq!(day(&ago(5)), [1, 1, 0, 0], "u2's first refresh");
+    assert_eq!(total(&auth["daily_active_teams_split"]["total"]), 0);
+    assert_eq!(m["users_by_country"], json!({ "US": 2, "DE": 1 }), "latest located refresh per user");
+
+    let analytics = &m["analytics_overview"];
+    assert_eq!((on(&analytics["daily_page_views"], &today), on(&analytics["daily_page_views"], &ago(2))), (2, 1));
+    assert_eq!(total(&analytics["daily_page_views"]), 3, "u3's page view is anonymous");
+    assert_eq!((on(&analytics["daily_clicks"], &today), total(&analytics["daily_clicks"])), (1, 1));
+    assert_eq!((on(&analytics["daily_visitors"], &today), on(&analytics["daily_visitors"], &ago(2))), (1, 1));
+    assert_eq!(analytics["visitors"], 2);
+    assert_eq!(
+        analytics["top_referrers"],
+        json!([{ "referrer": "(direct)", "visitors": 1 }, { "referrer": "https://a.example/x", "visitors": 1 }])
+    );
+    assert_eq!(analytics["top_region"], json!({ "country_code": "US", "region_code": "CA", "count": 2 }));
+    assert_eq!(analytics["online_live"], 2, "u1 and u2 refreshed a minute ago");
+    assert_eq!(analytics["daily_revenue"].as_array().unwrap().len(), 31);
+
+    // With anonymous users.
+    let m = h.get("/api/v1/internal/metrics?include_anonymous=true").admin(&p).send().await.json();
+    assert_eq!((&m["total_users"], &m["auth_overview"]["mau"]), (&json!(4), &json!(4)));
+    assert_eq!(on(&m["daily_users"], &today), 4);
+    assert_eq!(on(&m["daily_active_users"], &today), 3);
+    let analytics = &m["analytics_overview"];
+    assert_eq!((analytics["visitors"].as_i64(), analytics["online_live"].as_i64()), (Some(3), Some(3)));
+    assert_eq!(analytics["top_referrers"].as_array().unwrap().len(), 3);
+
+    // Answers are cached briefly: a new event does not show at once.
+    ch.insert(
+        &http,
+        "analytics_internal.events",
+        &[event(&p, "$token-refresh", now, "c0000000-0000-4000-8000-000000000001", json!({}))],
+    )
+    .await
+    .unwrap();
+    let again = h.get("/api/v1/internal/metrics").admin(&p).send().await.json();
+    assert_eq!(again["auth_overview"]["mau"], 3);
+}
+
+#[tokio::test]
+async fn admin_only_and_a_clear_503_when_the_companion_is_down() {
+    let front = ClickHouseFront::start();
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
+    let p = h.create_project(false).await;
+    let body =
+        h.get("/api/v1/internal/metrics").server(&p).send().await.assert_known_error(401, "INSUFFICIENT_ACCESS_TYPE");
+    assert_eq!(body["error"], "The x-stack-access-type header must be 'admin', but was 'server'.");
+    assert_eq!(body["details"], json!({ "actual_access_type": "server", "allowed_access_types": ["admin"] }));
+
+    // Nothing listens on port 9 here.
+    let down = Host::start(&[
+        ("STACK_CLICKHOUSE_URL", &front.url),
+        ("STACK_COMPANION_URL", "http://127.0.0.1:9"),
+        ("STACK_COMPANION_SECRET", "a-secret-of-sixteen-or-more"),
+    ]);
+    let p = down.create_project(false).await;
+    let res = down.get("/api/v1/internal/metrics").admin(&p).send().await;
+    assert_eq!(res.status, 503, "{}", res.text);
+    assert_eq!(res.header("retry-after"), Some("30"));
+    assert!(res.text.contains("Retry shortly"), "{}", res.text);
+}
