@@ -178,6 +178,11 @@ impl Host {
     /// `wasmtime serve` running a function's WASI component (`<crate>/component/<crate>.spin-wasi.wasm`,
     /// built by `scripts/build-component`), with its embedded SQLite in a fresh preopened folder.
     pub fn start_component(function: &str) -> Host {
+        Host::start_component_with(function, &[])
+    }
+
+    /// [`Host::start_component`] with extra environment variables.
+    pub fn start_component_with(function: &str, env: &[(&str, &str)]) -> Host {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf();
         let component =
             repo.join("functions").join(function).join("component").join(format!("{function}.spin-wasi.wasm"));
@@ -206,8 +211,12 @@ impl Host {
             "STACK_ENVIRONMENT=test".into(),
             "--env".into(),
             format!("NEXT_PUBLIC_STACK_API_URL=http://127.0.0.1:{port}"),
-            component.display().to_string(),
         ];
+        let mut args = args;
+        for (key, value) in env {
+            args.extend(["--env".to_string(), format!("{key}={value}")]);
+        }
+        args.push(component.display().to_string());
         Host::run_until_healthy("wasmtime", &args, port, internal_admin_key, state, Duration::from_secs(60))
     }
 

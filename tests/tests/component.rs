@@ -64,3 +64,32 @@ async fn the_analytics_component_serves_health_and_authenticates_against_its_sto
         .await;
     res.assert_known_error(400, "CURRENT_PROJECT_NOT_FOUND");
 }
+
+/// The metrics component: its store queries on its own SQLite, and the companion's engine over
+/// outbound WASI HTTP (a native companion beside it, on the local analytics engine).
+#[tokio::test]
+async fn the_metrics_component_answers_from_its_store_and_the_companion() {
+    let front = api_tests::ClickHouseFront::start();
+    let secret = "csk_component_test_secret";
+    let companion = Host::launch(api_tests::Launch {
+        env: &[("STACK_CLICKHOUSE_URL", &front.url), ("STACK_COMPANION_SECRET", secret)],
+        ..Default::default()
+    });
+    let h = Host::start_component_with(
+        "metrics",
+        &[("STACK_COMPANION_URL", &companion.base_url), ("STACK_COMPANION_SECRET", secret)],
+    );
+    assert_eq!(h.get("/health").send().await.status, 200);
+    // The internal project exists in every store: its admin may read its metrics.
+    let res = h
+        .get("/api/v1/internal/metrics")
+        .header("x-stack-access-type", "admin")
+        .header("x-stack-project-id", "internal")
+        .header("x-stack-super-secret-admin-key", &h.internal_admin_key)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let body = res.json();
+    assert_eq!((&body["total_users"], &body["auth_overview"]["mau"]), (&json!(0), &json!(0)));
+    assert_eq!(body["daily_active_users"].as_array().map(Vec::len), Some(31));
+}

@@ -339,8 +339,13 @@ fn chart(results: &[Measured], path: &PathBuf) -> AnyResult<()> {
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(scales.len())
-        .x_label_formatter(&|x| scales.get(*x as usize).map(|s| format!("{s} events")).unwrap_or_default())
+        // Ticks every half unit; the ones in the middle of a group (i + 0.5) carry its label.
+        .x_labels(2 * scales.len() + 1)
+        .x_label_formatter(&|x| {
+            let half_units = (x * 2.0).round() as usize;
+            let label = (half_units % 2 == 1).then(|| scales.get(half_units / 2)).flatten();
+            label.map(|s| format!("{s} events")).unwrap_or_default()
+        })
         .y_desc("ms")
         .draw()?;
     for (k, name) in series.iter().enumerate() {
