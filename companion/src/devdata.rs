@@ -93,9 +93,15 @@ impl DevData {
         if let Some(demo) = self.credentials.get("demo_project") {
             return Ok(serde_json::from_value(demo.clone())?);
         }
-        let created =
-            create_project(ctx, NewProject { display_name: "Demo Project", require_publishable_client_key: false })
-                .await?;
+        let created = create_project(
+            ctx,
+            NewProject {
+                display_name: "Demo Project",
+                require_publishable_client_key: false,
+                config_override: json!({ "apps.installed.analytics.enabled": true }),
+            },
+        )
+        .await?;
         let mut credentials = self.credentials.clone();
         credentials["demo_project"] = serde_json::to_value(&created)?;
         write_private(&self.dir.join(CREDENTIALS), &credentials)?;

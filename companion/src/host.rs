@@ -193,7 +193,7 @@ async fn handle_hyper(
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return shared::http::text(413, "Request body too large");
+            return shared::http::text(413, &format!("Request body too large (max {MAX_BODY_BYTES} bytes)"));
         }
         Err(_) => return shared::http::text(400, "Could not read the request body"),
     };
@@ -238,6 +238,9 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
     }
     if metrics::serves(path) {
         return metrics::handle(req, ctx).await;
+    }
+    if replays::serves(path) {
+        return replays::handle(req, ctx).await;
     }
     shared::http::text(404, "Not found")
 }

@@ -197,7 +197,11 @@ fn project(command: ProjectCommand) -> AnyResult<()> {
         shared::migrations::migrate(ctx.store.as_ref()).await?;
         let created = match command {
             ProjectCommand::Create { name, require_publishable_client_key, .. } => {
-                let new = NewProject { display_name: &name, require_publishable_client_key };
+                let new = NewProject {
+                    display_name: &name,
+                    require_publishable_client_key,
+                    config_override: serde_json::json!({}),
+                };
                 serde_json::to_value(create_project(&ctx, new).await?)?
             }
             ProjectCommand::AddKeys { project_id, description, .. } => {

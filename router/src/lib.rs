@@ -14,6 +14,9 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
     if metrics::serves(path) {
         return Some("METRICS");
     }
+    if replays::serves(path) {
+        return Some("REPLAYS");
+    }
     None
 }
 
@@ -63,6 +66,9 @@ mod tests {
         ("analytics-query", "/api/v1/internal/analytics/query"),
         ("analytics-query", "/api/v1/internal/analytics/query/timing"),
         ("metrics", "/api/v1/internal/metrics"),
+        ("replays", "/api/v1/session-replays/batch"),
+        ("replays", "/api/v1/internal/session-replays"),
+        ("replays", "/api/v1/internal/session-replays/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f/chunks/c/events"),
     ];
 
     /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::crypto::base64url_decode;
-use crate::ports::{Background, Clock, ConfigSource, HttpClient, Random, SqlStore};
+use crate::ports::{Background, BlobStore, Clock, ConfigSource, HttpClient, Random, SqlStore};
 use crate::tokens::KeyCache;
 
 /// Which deployment this is. Only `Production` hides internal error text.
@@ -146,6 +146,8 @@ impl Config {
 #[derive(Clone)]
 pub struct Context {
     pub store: Rc<dyn SqlStore>,
+    /// Session-replay chunks: a table of `store` unless the runtime binds a bucket.
+    pub blobs: Rc<dyn BlobStore>,
     pub http: Rc<dyn HttpClient>,
     pub clock: Rc<dyn Clock>,
     pub random: Rc<dyn Random>,
@@ -165,7 +167,8 @@ impl Context {
         config: Config,
     ) -> Context {
         let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
-        Context { store, http, clock, random, background, config: Rc::new(config), keys }
+        let blobs = Rc::new(crate::adapters::sql_blobs::SqlBlobStore::new(store.clone()));
+        Context { store, blobs, http, clock, random, background, config: Rc::new(config), keys }
     }
 
     pub fn now(&self) -> i64 {

@@ -362,6 +362,10 @@ impl KnownError {
         )
     }
 
+    pub fn analytics_not_enabled() -> Self {
+        Self::new("ANALYTICS_NOT_ENABLED", 400, "Analytics is not enabled for this project.", None)
+    }
+
     pub fn invalid_scope(scope: &str) -> Self {
         Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
     }

@@ -6,7 +6,10 @@
 use crate::ports::{SqlStore, StoreError};
 
 /// (file name, SQL) in apply order. Add a file here and in `shared/migrations/` together.
-pub const MIGRATIONS: &[(&str, &str)] = &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
+    ("0002_replays.sql", include_str!("../migrations/0002_replays.sql")),
+];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
   id INTEGER PRIMARY KEY AUTOINCREMENT,

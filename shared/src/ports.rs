@@ -165,6 +165,28 @@ pub trait HttpClient {
     async fn send(&self, request: crate::http::Request) -> Result<crate::http::Response, HttpError>;
 }
 
+// --- blob storage ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BlobError {
+    /// The store refuses blobs this large (nothing was written).
+    #[error("the blob is {size} bytes; the store takes at most {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("blob store: {0}")]
+    Store(String),
+}
+
+/// Whole-object storage by key (session-replay chunks): a SQL table by default, R2 on
+/// Cloudflare. A write is all or nothing.
+#[async_trait(?Send)]
+pub trait BlobStore {
+    /// The largest blob [`BlobStore::put`] accepts.
+    fn max_bytes(&self) -> usize;
+    /// Stores `bytes` under `key`, replacing what was there.
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
+}
+
 // --- background work ------------------------------------------------------------------------
 
 pub type LocalFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;

@@ -44,6 +44,8 @@ pub struct CreatedProject {
 pub struct NewProject<'a> {
     pub display_name: &'a str,
     pub require_publishable_client_key: bool,
+    /// The project's config override (JSON object; `{}` for none).
+    pub config_override: serde_json::Value,
 }
 
 /// Creates a project with a `main` branch and one key set holding all three keys.
@@ -55,8 +57,7 @@ pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<Create
         display_name: new.display_name.to_string(),
         keys: ApiKeys::generate(random),
     };
-    let mut statements =
-        project_statements(ctx, &created.project_id, new.display_name, new.require_publishable_client_key, now);
+    let mut statements = project_statements(ctx, &created.project_id, &new, now);
     statements.push(key_set_statement(
         &new_uuid(random),
         &created.project_id,
@@ -66,6 +67,26 @@ pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<Create
     ));
     ctx.store.batch(&statements).await?;
     Ok(created)
+}
+
+/// A project's config override (`{}` when it has none or does not exist).
+pub async fn project_config(ctx: &Context, project_id: &str) -> Result<serde_json::Value, StoreError> {
+    let rows =
+        ctx.store.query("SELECT config_override FROM projects WHERE id = ?", &[SqlValue::from(project_id)]).await?;
+    let text = match rows.first() {
+        Some(row) => row.text("config_override")?,
+        None => return Ok(serde_json::json!({})),
+    };
+    serde_json::from_str(&text).map_err(|e| StoreError::Decode(format!("config_override of {project_id}: {e}")))
+}
+
+/// A boolean of a config override by dotted path (`apps.installed.analytics.enabled`), written
+/// either as one dotted key (upstream's override style) or as nested objects.
+pub fn config_flag(config: &serde_json::Value, path: &str) -> bool {
+    if let Some(value) = config.get(path) {
+        return value.as_bool().unwrap_or(false);
+    }
+    path.split('.').try_fold(config, |value, part| value.get(part)).and_then(|v| v.as_bool()).unwrap_or(false)
 }
 
 /// A new key set's keys in plaintext (shown once).
@@ -132,11 +153,18 @@ pub async fn ensure_internal_project(ctx: &Context, admin_key: &str) -> Result<(
     Ok(())
 }
 
-fn project_statements(ctx: &Context, id: &str, name: &str, require_key: bool, now: i64) -> Vec<Statement> {
+fn project_statements(ctx: &Context, id: &str, new: &NewProject<'_>, now: i64) -> Vec<Statement> {
     vec![
         Statement::new(
-            "INSERT INTO projects (id, display_name, require_publishable_client_key, created_at) VALUES (?, ?, ?, ?)",
-            vec![id.into(), name.into(), require_key.into(), now.into()],
+            "INSERT INTO projects (id, display_name, require_publishable_client_key, config_override, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+            vec![
+                id.into(),
+                new.display_name.into(),
+                new.require_publishable_client_key.into(),
+                new.config_override.to_string().into(),
+                now.into(),
+            ],
         ),
         Statement::new(
             "INSERT INTO tenancies (id, project_id, branch_id, created_at) VALUES (?, ?, 'main', ?)",

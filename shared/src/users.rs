@@ -191,11 +191,27 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),
+            // The user's session replays go too (upstream: a cascading foreign key), with their
+            // chunks and, in the SQL blob store, the chunks' events.
+            Statement::new(
+                "DELETE FROM blobs WHERE key IN (SELECT c.blob_key FROM session_replay_chunks c JOIN session_replays r \
+                 ON r.tenancy_id = c.tenancy_id AND r.id = c.session_replay_id WHERE r.tenancy_id = ? AND r.user_id = ?)",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM session_replay_chunks WHERE tenancy_id = ? AND session_replay_id IN \
+                 (SELECT id FROM session_replays WHERE tenancy_id = ? AND user_id = ?)",
+                vec![tenancy_id.into(), tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM session_replays WHERE tenancy_id = ? AND user_id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
             Statement::new(
                 "DELETE FROM users WHERE tenancy_id = ? AND id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),
         ])
         .await?;
-    Ok(changed[2] == 1)
+    Ok(changed.last() == Some(&1))
 }

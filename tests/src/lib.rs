@@ -368,12 +368,26 @@ impl Host {
 
     /// A new project through the internal endpoint.
     pub async fn create_project(&self, require_publishable_client_key: bool) -> Project {
+        self.create_project_with(json!({ "require_publishable_client_key": require_publishable_client_key })).await
+    }
+
+    /// A new project with the analytics app enabled (session replays need it).
+    pub async fn create_analytics_project(&self) -> Project {
+        self.create_project_with(json!({ "config_override": { "apps.installed.analytics.enabled": true } })).await
+    }
+
+    /// A new project through the internal endpoint, with `fields` added to the request body.
+    pub async fn create_project_with(&self, fields: Value) -> Project {
+        let mut body = json!({ "display_name": "Test project" });
+        for (k, v) in fields.as_object().expect("fields object") {
+            body[k] = v.clone();
+        }
         let res = self
             .post("/api/v1/internal/projects")
             .header("x-stack-access-type", "admin")
             .header("x-stack-project-id", "internal")
             .header("x-stack-super-secret-admin-key", &self.internal_admin_key)
-            .json(&json!({ "display_name": "Test project", "require_publishable_client_key": require_publishable_client_key }))
+            .json(&body)
             .send()
             .await;
         assert_eq!(res.status, 201, "create project: {}", res.text);
@@ -534,6 +548,7 @@ const WORKER_CONFIGS: &[&str] = &[
     "functions/refresh/wrangler.toml",
     "functions/analytics-query/wrangler.toml",
     "functions/metrics/wrangler.toml",
+    "functions/replays/wrangler.toml",
 ];
 
 /// A copy of a repository Wrangler config for one test host: paths made absolute, the build

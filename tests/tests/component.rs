@@ -93,3 +93,22 @@ async fn the_metrics_component_answers_from_its_store_and_the_companion() {
     assert_eq!((&body["total_users"], &body["auth_overview"]["mau"]), (&json!(0), &json!(0)));
     assert_eq!(body["daily_active_users"].as_array().map(Vec::len), Some(31));
 }
+
+/// The replays component: health, and request authentication against its own store.
+#[tokio::test]
+async fn the_replays_component_serves_health_and_authenticates_against_its_store() {
+    let h = Host::start_component("replays");
+    assert_eq!(h.get("/health").send().await.status, 200);
+    let res = h.get("/api/v1/internal/session-replays").send().await;
+    res.assert_known_error(400, "ACCESS_TYPE_REQUIRED");
+    // The internal project's admin lists its (empty) replays from the component's SQLite store.
+    let res = h
+        .get("/api/v1/internal/session-replays")
+        .header("x-stack-access-type", "admin")
+        .header("x-stack-project-id", "internal")
+        .header("x-stack-super-secret-admin-key", &h.internal_admin_key)
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json(), json!({ "items": [], "pagination": { "next_cursor": null } }));
+}

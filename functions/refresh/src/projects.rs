@@ -24,7 +24,7 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     authenticate_internal_admin(ctx, req).await?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
-    let obj = v.body_object(&body, &["display_name", "require_publishable_client_key"]);
+    let obj = v.body_object(&body, &["display_name", "require_publishable_client_key", "config_override"]);
     let display_name = v.string(obj, "display_name", "body.display_name", true);
     if let Some(name) = &display_name {
         if name.trim().is_empty() || name.chars().count() > MAX_NAME {
@@ -32,12 +32,21 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         }
     }
     let require_key = v.boolean(obj, "require_publishable_client_key", "body.require_publishable_client_key");
+    let config_override = match obj.and_then(|o| o.get("config_override")) {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(value @ serde_json::Value::Object(_)) => value.clone(),
+        Some(other) => {
+            v.fail(format!("body.config_override must be a `object` type, but the final value was: `{other}`."));
+            serde_json::json!({})
+        }
+    };
     v.finish()?;
     let created = create_project(
         ctx,
         NewProject {
             display_name: display_name.as_deref().expect("validated").trim(),
             require_publishable_client_key: require_key.unwrap_or(false),
+            config_override,
         },
     )
     .await

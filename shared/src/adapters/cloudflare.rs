@@ -1,5 +1,6 @@
-//! Cloudflare Workers adapters: D1 as the SQL store, `fetch` as outbound HTTP, worker vars and
-//! secrets as configuration, `wait_until` as background work. [`crate::cloudflare_fetch!`]
+//! Cloudflare Workers adapters: D1 as the SQL store, R2 as the blob store (where bound),
+//! `fetch` as outbound HTTP, worker vars and secrets as configuration, `wait_until` as
+//! background work. [`crate::cloudflare_fetch!`]
 //! turns a function's `handle` into a Worker's fetch entry with these.
 
 use std::cell::RefCell;
@@ -12,8 +13,8 @@ use worker::wasm_bindgen::JsValue;
 use crate::context::{Config, Context};
 use crate::http::{Request, Response};
 use crate::ports::{
-    Background, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow, SqlStore, SqlValue, Statement,
-    StoreError,
+    Background, BlobError, BlobStore, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow,
+    SqlStore, SqlValue, Statement, StoreError,
 };
 use crate::tokens::KeyCache;
 
@@ -150,6 +151,38 @@ impl Background for ScheduleWaitUntil {
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
+/// The R2 binding blobs go to when a Worker has one.
+pub const BLOB_BUCKET: &str = "REPLAY_BLOBS";
+/// Blobs are request bodies: well under a Worker's request limit.
+const MAX_R2_BLOB_BYTES: usize = 50 * 1024 * 1024;
+
+/// The blob store on an R2 bucket.
+pub struct R2Blobs(worker::Bucket);
+
+#[async_trait(?Send)]
+impl BlobStore for R2Blobs {
+    fn max_bytes(&self) -> usize {
+        MAX_R2_BLOB_BYTES
+    }
+
+    async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError> {
+        if bytes.len() > MAX_R2_BLOB_BYTES {
+            return Err(BlobError::TooLarge { size: bytes.len(), max: MAX_R2_BLOB_BYTES });
+        }
+        let data = worker::Data::Bytes(bytes.to_vec());
+        self.0.put(key, data).execute().await.map(|_| ()).map_err(|e| BlobError::Store(e.to_string()))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        let object = self.0.get(key).execute().await.map_err(|e| BlobError::Store(e.to_string()))?;
+        let Some(object) = object else { return Ok(None) };
+        match object.body() {
+            None => Ok(None),
+            Some(body) => body.bytes().await.map(Some).map_err(|e| BlobError::Store(e.to_string())),
+        }
+    }
+}
+
 pub struct WorkerFetch;
 
 #[async_trait(?Send)]
@@ -205,8 +238,15 @@ fn context_with(env: &worker::Env, background: Rc<dyn Background>) -> worker::Re
         }
         Ok(cell.clone().expect("set above"))
     })?;
+    let store: Rc<dyn SqlStore> = Rc::new(D1Store::new(env.d1("DB")?));
+    // Replay chunks go to the R2 bucket where the Worker binds one, else to a D1 table.
+    let blobs: Rc<dyn BlobStore> = match env.bucket(BLOB_BUCKET) {
+        Ok(bucket) => Rc::new(R2Blobs(bucket)),
+        Err(_) => Rc::new(crate::adapters::sql_blobs::SqlBlobStore::new(store.clone())),
+    };
     Ok(Context {
-        store: Rc::new(D1Store::new(env.d1("DB")?)),
+        store,
+        blobs,
         http: Rc::new(WorkerFetch),
         clock: Rc::new(WorkerClock),
         random: Rc::new(WorkerRandom),

@@ -213,7 +213,9 @@ mod tests {
     fn migrations_apply_once() {
         let (_dir, store) = store();
         block_on(async {
-            assert_eq!(crate::migrations::migrate(&store).await.unwrap(), vec!["0001_init.sql"]);
+            let every: Vec<&str> = crate::migrations::MIGRATIONS.iter().map(|(name, _)| *name).collect();
+            assert_eq!(every, ["0001_init.sql", "0002_replays.sql"]);
+            assert_eq!(crate::migrations::migrate(&store).await.unwrap(), every);
             assert!(crate::migrations::migrate(&store).await.unwrap().is_empty());
         });
     }
