@@ -242,6 +242,9 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
     if replays::serves(path) {
         return replays::handle(req, ctx).await;
     }
+    if config::serves(path) {
+        return config::handle(req, ctx).await;
+    }
     shared::http::text(404, "Not found")
 }
 

@@ -79,6 +79,14 @@ enum ProjectCommand {
         #[arg(long, default_value = ".stack-edge")]
         data_dir: PathBuf,
     },
+    /// Write the preview dummy payments config (team-scoped product lines, products and items)
+    /// to a project's branch and environment overrides.
+    SeedDemo {
+        #[arg(long)]
+        project_id: String,
+        #[arg(long, default_value = ".stack-edge")]
+        data_dir: PathBuf,
+    },
     /// Add a key set (all three keys) to a project; prints the keys once, as JSON.
     AddKeys {
         #[arg(long)]
@@ -184,9 +192,29 @@ fn dev(args: DevArgs) -> AnyResult<()> {
     Ok(())
 }
 
+/// Writes the demo payments config to `project_id`'s main branch (an internal write, as
+/// upstream's seed; a unit test keeps the config free of errors and warnings).
+async fn seed_demo(ctx: &shared::Context, project_id: &str) -> AnyResult<serde_json::Value> {
+    use shared::config::{demo, schema::Level, store};
+    let rows = ctx
+        .store
+        .query("SELECT id FROM tenancies WHERE project_id = ? AND branch_id = 'main'", &[project_id.into()])
+        .await?;
+    let row = rows.first().ok_or_else(|| format!("no project {project_id}"))?;
+    let tenancy =
+        shared::auth::Tenancy { id: row.text("id")?, project_id: project_id.into(), branch_id: "main".into() };
+    let as_map = |v: serde_json::Value| v.as_object().cloned().expect("an object");
+    let source = demo::seed_source();
+    store::save(ctx, &tenancy, Level::Branch, &as_map(demo::payments_branch_override()), Some(&source)).await?;
+    store::save(ctx, &tenancy, Level::Environment, &as_map(demo::payments_environment_override()), None).await?;
+    Ok(serde_json::json!({ "seeded": project_id }))
+}
+
 fn project(command: ProjectCommand) -> AnyResult<()> {
     let data_dir = match &command {
-        ProjectCommand::Create { data_dir, .. } | ProjectCommand::AddKeys { data_dir, .. } => data_dir.clone(),
+        ProjectCommand::Create { data_dir, .. }
+        | ProjectCommand::AddKeys { data_dir, .. }
+        | ProjectCommand::SeedDemo { data_dir, .. } => data_dir.clone(),
     };
     let dev = devdata::DevData::open(&data_dir)?;
     let config = dev.config("http://127.0.0.1:8102")?;
@@ -208,6 +236,7 @@ fn project(command: ProjectCommand) -> AnyResult<()> {
                 let created = create_key_set(&ctx, &project_id, &description).await?;
                 serde_json::to_value(created.ok_or_else(|| format!("no project {project_id}"))?)?
             }
+            ProjectCommand::SeedDemo { project_id, .. } => seed_demo(&ctx, &project_id).await?,
         };
         AnyResult::Ok(created)
     }))?;

@@ -17,6 +17,9 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
     if replays::serves(path) {
         return Some("REPLAYS");
     }
+    if config::serves(path) {
+        return Some("CONFIG");
+    }
     None
 }
 
@@ -69,6 +72,10 @@ mod tests {
         ("replays", "/api/v1/session-replays/batch"),
         ("replays", "/api/v1/internal/session-replays"),
         ("replays", "/api/v1/internal/session-replays/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f/chunks/c/events"),
+        ("config", "/api/v1/internal/config"),
+        ("config", "/api/v1/internal/config/override/branch"),
+        ("config", "/api/v1/internal/config/override/environment/reset-keys"),
+        ("config", "/api/v1/internal/config/source"),
     ];
 
     /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the

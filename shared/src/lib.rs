@@ -11,6 +11,7 @@
 pub mod adapters;
 pub mod auth;
 pub mod clickhouse;
+pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod error;

@@ -9,6 +9,7 @@ use crate::ports::{SqlStore, StoreError};
 pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
     ("0002_replays.sql", include_str!("../migrations/0002_replays.sql")),
+    ("0003_config.sql", include_str!("../migrations/0003_config.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -69,19 +69,8 @@ pub async fn create_project(ctx: &Context, new: NewProject<'_>) -> Result<Create
     Ok(created)
 }
 
-/// A project's config override (`{}` when it has none or does not exist).
-pub async fn project_config(ctx: &Context, project_id: &str) -> Result<serde_json::Value, StoreError> {
-    let rows =
-        ctx.store.query("SELECT config_override FROM projects WHERE id = ?", &[SqlValue::from(project_id)]).await?;
-    let text = match rows.first() {
-        Some(row) => row.text("config_override")?,
-        None => return Ok(serde_json::json!({})),
-    };
-    serde_json::from_str(&text).map_err(|e| StoreError::Decode(format!("config_override of {project_id}: {e}")))
-}
-
-/// A boolean of a config override by dotted path (`apps.installed.analytics.enabled`), written
-/// either as one dotted key (upstream's override style) or as nested objects.
+/// A boolean of a config by dotted path (`apps.installed.analytics.enabled`), written either as
+/// one dotted key (upstream's override style) or as nested objects (a rendered config).
 pub fn config_flag(config: &serde_json::Value, path: &str) -> bool {
     if let Some(value) = config.get(path) {
         return value.as_bool().unwrap_or(false);

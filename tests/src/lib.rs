@@ -480,6 +480,15 @@ impl Host {
     /// The SQLite file behind the host: the native database (or the component's, in its
     /// preopened folder), or local D1's file under wrangler's state folder.
     /// Runs a read-only query on the host's database file; each row's values as text.
+    /// Writes straight into the host's database file, for states the API cannot reach (data
+    /// written before a rule existed). Returns the rows changed.
+    pub fn db_execute(&self, sql: &str, params: &[&str]) -> usize {
+        let path = self.db_path().expect("the host's database file");
+        let conn = rusqlite::Connection::open(&path).expect("open database");
+        conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+        conn.execute(sql, rusqlite::params_from_iter(params)).expect("execute")
+    }
+
     pub fn db_query(&self, sql: &str, params: &[&str]) -> Vec<Vec<String>> {
         let path = self.db_path().expect("the host's database file");
         let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -549,6 +558,7 @@ const WORKER_CONFIGS: &[&str] = &[
     "functions/analytics-query/wrangler.toml",
     "functions/metrics/wrangler.toml",
     "functions/replays/wrangler.toml",
+    "functions/config/wrangler.toml",
 ];
 
 /// A copy of a repository Wrangler config for one test host: paths made absolute, the build

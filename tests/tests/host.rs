@@ -127,6 +127,35 @@ async fn projects_and_key_sets_from_the_cli_work_on_the_host() {
     }
 }
 
+/// `companion project seed-demo` writes the demo payments config; the rendered config has the
+/// team-scoped products, and an unrelated environment write afterwards succeeds (the seed PR's
+/// failure mode).
+#[tokio::test]
+async fn the_seeded_demo_payments_config_is_consistent() {
+    let dir = fresh_dir("seed");
+    let created = cli(&dir, &["create", "--name", "Seeded"]);
+    let id = created["project_id"].as_str().unwrap().to_string();
+    let seeded = cli(&dir, &["seed-demo", "--project-id", &id]);
+    assert_eq!(seeded["seeded"], id.as_str());
+    let host = Host::launch(Launch { data_dir: Some(dir), ..Launch::default() });
+    let project = project_from(&created, &id);
+    let res = host.get("/api/v1/internal/config").admin(&project).send().await;
+    let config: serde_json::Value = serde_json::from_str(res.json()["config_string"].as_str().unwrap()).unwrap();
+    for product in ["starter", "growth", "regression-addon"] {
+        assert_eq!(config["payments"]["products"][product]["customerType"], "team", "{product}");
+    }
+    assert_eq!(config["payments"]["testMode"], true);
+    let res = host
+        .request("PATCH", "/api/v1/internal/config/override/environment")
+        .admin(&project)
+        .json(&json!({ "config_override_string": "{\"teams.allowClientTeamCreation\": true}" }))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let source = host.get("/api/v1/internal/config/source").admin(&project).send().await.json();
+    assert_eq!(source["source"]["type"], "pushed-from-github");
+}
+
 #[tokio::test]
 async fn the_internal_endpoint_adds_key_sets_and_old_keys_keep_working() {
     let host = Host::start(&[]);

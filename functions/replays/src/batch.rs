@@ -8,10 +8,11 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use shared::auth::{authenticate, store_error, AuthRule, ANY_ACCESS};
+use shared::config::{render, schema::Level, store};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, Request, Response};
 use shared::ports::{BlobError, SqlValue, Statement};
-use shared::projects::{config_flag, project_config};
+use shared::projects::config_flag;
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
@@ -118,7 +119,8 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
     let batch = validate(req)?;
     let tenancy = &auth.tenancy;
-    let config = project_config(ctx, &tenancy.project_id).await.map_err(store_error)?;
+    let overrides = store::load(ctx, tenancy).await.map_err(store_error)?;
+    let config = render(&overrides.up_to(Level::Environment)).config;
     if !config_flag(&config, "apps.installed.analytics.enabled") {
         return Err(KnownError::analytics_not_enabled().into());
     }

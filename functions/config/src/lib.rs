@@ -1,0 +1,277 @@
+//! The config function (contract part 1, §4.4): the rendered config of a project's branch, and
+//! reads and writes of its project, branch and environment overrides.
+//!
+//! A write is checked before it is stored: the JSON must parse, the override must fit its
+//! level's schema (`[FORMAT ERROR]`, `[ERROR]`), and it may not make the rendered config worse:
+//! a `[WARNING]` the write would introduce (a product whose customer type differs from its
+//! product line's, a dotted key that would be ignored) refuses it, while warnings already there
+//! do not block unrelated writes (upstream failed those: the bug the seed data fix worked
+//! around). A refused write changes nothing.
+
+#[cfg(feature = "cloudflare")]
+shared::cloudflare_fetch!(crate::handle);
+#[cfg(any(feature = "spin-wasi", feature = "spin"))]
+shared::spin_http!(crate::handle);
+
+use serde_json::{json, Map, Value};
+
+use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ADMIN_ONLY, SERVER_OR_ADMIN};
+use shared::config::schema::Level;
+use shared::config::{merge, migrate, override_errors, render, store, Problem};
+use shared::error::{ApiError, ApiResult};
+use shared::http::{canonical_path, json, Request, Response};
+use shared::validate::{parse_body, Validator};
+use shared::Context;
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Rendered,
+    Override,
+    ResetKeys,
+    Source,
+}
+
+fn router() -> &'static matchit::Router<Route> {
+    static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let mut r = matchit::Router::new();
+        let routes = [
+            ("/api/v1/internal/config", Route::Rendered),
+            ("/api/v1/internal/config/override/{level}", Route::Override),
+            ("/api/v1/internal/config/override/{level}/reset-keys", Route::ResetKeys),
+            ("/api/v1/internal/config/source", Route::Source),
+        ];
+        for (path, route) in routes {
+            r.insert(path, route).expect("routes do not overlap");
+        }
+        r
+    })
+}
+
+/// Whether this function serves `path`.
+pub fn serves(path: &str) -> bool {
+    router().at(&shared::http::canonicalize(path)).is_ok()
+}
+
+/// Handles one request.
+pub async fn handle(req: Request, ctx: &Context) -> Response {
+    match route(&req, ctx).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(ctx.config.shows_internal_errors()),
+    }
+}
+
+async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
+    let path = canonical_path(req);
+    let Ok(matched) = router().at(&path) else {
+        return Err(ApiError::status(404, "Not found"));
+    };
+    let level = matched.params.get("level").unwrap_or_default().to_string();
+    use http::Method as M;
+    match (matched.value, req.method().clone()) {
+        (Route::Rendered, M::GET) => rendered(ctx, req).await,
+        (Route::Override, M::GET) => read_override(ctx, req, &level).await,
+        (Route::Override, M::PUT) => write_override(ctx, req, &level, Write::Replace).await,
+        (Route::Override, M::PATCH) => write_override(ctx, req, &level, Write::Patch).await,
+        (Route::ResetKeys, M::POST) => reset_keys(ctx, req, &level).await,
+        (Route::Source, M::GET) => read_source(ctx, req).await,
+        (Route::Source, M::DELETE) => unlink_source(ctx, req).await,
+        _ => Err(ApiError::status(405, "Method not allowed")),
+    }
+}
+
+fn success() -> Response {
+    json(&json!({ "success": true }))
+}
+
+/// `GET /internal/config`: the rendered config (admin).
+async fn rendered(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
+    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let rendered = render(&overrides.up_to(Level::Environment));
+    Ok(json(&json!({ "config_string": rendered.config.to_string() })))
+}
+
+/// The level of the path, and the caller's right to it: a server key manages the branch
+/// level only.
+async fn level_access(ctx: &Context, req: &Request, level: &str) -> ApiResult<(RequestAuth, Level)> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let Some(level) = Level::parse(level) else {
+        let mut v = Validator::new(req);
+        v.fail("params.level must be one of the following values: project, branch, environment".into());
+        v.finish()?;
+        unreachable!("a failed validation is an error");
+    };
+    if auth.access_type == AccessType::Server && level != Level::Branch {
+        return Err(ApiError::status(403, "Server access can only manage branch config overrides."));
+    }
+    Ok((auth, level))
+}
+
+async fn read_override(ctx: &Context, req: &Request, level: &str) -> ApiResult<Response> {
+    let (auth, level) = level_access(ctx, req, level).await?;
+    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    Ok(json(&json!({ "config_string": Value::Object(overrides.level(level).clone()).to_string() })))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Write {
+    /// PUT: the body's override replaces the stored one.
+    Replace,
+    /// PATCH: the body's override is merged into the stored one.
+    Patch,
+}
+
+/// A branch config's source: where it was pushed from.
+fn valid_source(source: &Value) -> bool {
+    match source["type"].as_str() {
+        Some("pushed-from-github") => {
+            ["owner", "repo", "branch", "commit_hash", "config_file_path"].iter().all(|k| source[*k].is_string())
+        }
+        Some("pushed-from-unknown") | Some("unlinked") => source.as_object().is_some_and(|o| o.len() == 1),
+        _ => false,
+    }
+}
+
+async fn write_override(ctx: &Context, req: &Request, level: &str, write: Write) -> ApiResult<Response> {
+    let (auth, level) = level_access(ctx, req, level).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let (field, known): (&str, &[&str]) = match write {
+        Write::Replace => ("config_string", &["config_string", "source"]),
+        Write::Patch => ("config_override_string", &["config_override_string"]),
+    };
+    let obj = v.body_object(&body, known);
+    let text = v.string(obj, field, &format!("body.{field}"), true);
+    let source = obj.and_then(|o| o.get("source")).filter(|s| !s.is_null()).cloned();
+    v.finish()?;
+
+    let Ok(mut override_) = serde_json::from_str::<Value>(&text.expect("validated")) else {
+        return Err(ApiError::status(400, "Invalid config JSON"));
+    };
+    if let Value::Object(map) = &mut override_ {
+        migrate(map);
+    }
+    if let Some(problem) = override_errors(level, &override_) {
+        return Err(ApiError::status(400, problem.to_string()));
+    }
+    let override_ = override_.as_object().expect("checked: an object").clone();
+    if write == Write::Replace && level == Level::Branch && source.is_none() {
+        return Err(ApiError::status(400, "source is required for branch level config"));
+    }
+    if let Some(source) = &source {
+        if level != Level::Branch || !valid_source(source) {
+            return Err(ApiError::status(
+                400,
+                "source must be {type: \"pushed-from-github\", owner, repo, branch, commit_hash, config_file_path}, \
+                 {type: \"pushed-from-unknown\"} or {type: \"unlinked\"}, and only for the branch level",
+            ));
+        }
+    }
+
+    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let new = match write {
+        Write::Replace => override_,
+        Write::Patch => merge(overrides.level(level), &override_),
+    };
+    if let Some(introduced) = introduced_warning(&overrides, level, &new) {
+        return Err(ApiError::status(400, introduced.to_string()));
+    }
+    store::save(ctx, &auth.tenancy, level, &new, source.as_ref()).await.map_err(store_error)?;
+    Ok(success())
+}
+
+/// A warning the rendered config would have with `new` at `level` and does not have now.
+fn introduced_warning(overrides: &store::Overrides, level: Level, new: &Map<String, Value>) -> Option<Problem> {
+    let before = render(&overrides.up_to(Level::Environment)).warnings;
+    let mut levels = overrides.up_to(Level::Environment);
+    let index = match level {
+        Level::Project => 0,
+        Level::Branch => 1,
+        Level::Environment => 2,
+    };
+    levels[index] = new;
+    render(&levels).warnings.into_iter().find(|w| !before.contains(w))
+}
+
+/// Removes `key` and every key under it, in dotted and nested form.
+fn remove_key(map: &mut Map<String, Value>, key: &str) {
+    map.retain(|k, _| k != key && !k.starts_with(&format!("{key}.")));
+    for (k, value) in map.iter_mut() {
+        if let (Some(rest), Value::Object(inner)) = (key.strip_prefix(&format!("{k}.")), value) {
+            remove_key(inner, rest);
+        }
+    }
+}
+
+/// `POST /internal/config/override/{level}/reset-keys` (admin; branch or environment).
+async fn reset_keys(ctx: &Context, req: &Request, level: &str) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
+    let level = match Level::parse(level) {
+        Some(l @ (Level::Branch | Level::Environment)) => l,
+        _ => {
+            let mut v = Validator::new(req);
+            v.fail("params.level must be one of the following values: branch, environment".into());
+            v.finish()?;
+            unreachable!("a failed validation is an error");
+        }
+    };
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(&body, &["keys"]);
+    let keys = match obj.and_then(|o| o.get("keys")) {
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        _ => {
+            v.fail("body.keys must be an array of strings".into());
+            Vec::new()
+        }
+    };
+    v.finish()?;
+    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let mut new = overrides.level(level).clone();
+    for key in &keys {
+        remove_key(&mut new, key);
+    }
+    store::save(ctx, &auth.tenancy, level, &new, None).await.map_err(store_error)?;
+    Ok(success())
+}
+
+async fn read_source(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
+    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    Ok(json(&json!({ "source": overrides.source })))
+}
+
+async fn unlink_source(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
+    store::save_source(ctx, &auth.tenancy, &json!({ "type": "unlinked" })).await.map_err(store_error)?;
+    Ok(success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_removes_dotted_and_nested_keys_and_their_children() {
+        let mut map =
+            json!({ "a.b": 1, "a.b.c": 2, "a.d": 3, "x": { "y": { "z": 1 }, "w": 2 } }).as_object().unwrap().clone();
+        remove_key(&mut map, "a.b");
+        remove_key(&mut map, "x.y");
+        remove_key(&mut map, "nothing.here");
+        assert_eq!(Value::Object(map), json!({ "a.d": 3, "x": { "w": 2 } }));
+    }
+
+    #[test]
+    fn sources_are_one_of_three_shapes() {
+        let github = json!({ "type": "pushed-from-github", "owner": "o", "repo": "r", "branch": "main",
+                              "commit_hash": "abc", "config_file_path": "stack.config.ts" });
+        assert!(valid_source(&github));
+        assert!(valid_source(&json!({ "type": "pushed-from-unknown" })));
+        assert!(valid_source(&json!({ "type": "unlinked" })));
+        assert!(!valid_source(&json!({ "type": "pushed-from-github", "owner": "o" })));
+        assert!(!valid_source(&json!({ "type": "from-a-floppy" })));
+    }
+}
