@@ -30,6 +30,20 @@ pub struct Config {
     pub clickhouse: Option<ClickHouseConfig>,
     /// The native companion (metrics engine), when `STACK_COMPANION_URL` is set.
     pub companion: Option<CompanionConfig>,
+    /// Stack's own OAuth app per shareable provider (`STACK_<PROVIDER>_CLIENT_ID`), used when a
+    /// project's provider is shared.
+    pub shared_oauth_client_ids: Vec<(&'static str, String)>,
+    /// `STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS` is exactly `true`.
+    pub allow_shared_oauth_access_tokens: bool,
+}
+
+/// The providers Stack can offer its own OAuth app for.
+pub const SHAREABLE_OAUTH_PROVIDERS: &[&str] = &["google", "github", "microsoft", "spotify"];
+
+/// Whether provider access tokens may be handed out for shared keys: only when the variable is
+/// exactly `true` (no trimming, no other truthy spellings), in every environment.
+pub fn shared_access_tokens_allowed(value: Option<&str>) -> bool {
+    value == Some("true")
 }
 
 /// Where the native companion listens, and the secret it requires (`STACK_COMPANION_URL`,
@@ -134,7 +148,23 @@ impl Config {
                 ))
             }
         };
-        Ok(Config { server_secret, access_token_lifetime_ms, api_url, environment, clickhouse, companion })
+        let shared_oauth_client_ids = SHAREABLE_OAUTH_PROVIDERS
+            .iter()
+            .filter_map(|p| source.get(&format!("STACK_{}_CLIENT_ID", p.to_ascii_uppercase())).map(|id| (*p, id)))
+            .collect();
+        // Read raw: ConfigSource adapters may drop empty values, which count as unset anyway.
+        let allow_shared_oauth_access_tokens =
+            shared_access_tokens_allowed(source.get("STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS").as_deref());
+        Ok(Config {
+            server_secret,
+            access_token_lifetime_ms,
+            api_url,
+            environment,
+            clickhouse,
+            companion,
+            shared_oauth_client_ids,
+            allow_shared_oauth_access_tokens,
+        })
     }
 
     pub fn shows_internal_errors(&self) -> bool {
@@ -200,5 +230,23 @@ mod tests {
         env.insert("STACK_ACCESS_TOKEN_EXPIRATION_TIME", "60s");
         env.insert("STACK_SERVER_SECRET", "not base64 !!");
         assert!(Config::load(&env).is_err());
+    }
+
+    /// Upstream's unit cases for the shared access-token block.
+    #[test]
+    fn shared_access_tokens_need_exactly_true() {
+        assert!(shared_access_tokens_allowed(Some("true")));
+        for value in [None, Some(""), Some("false"), Some("1"), Some("TRUE"), Some("yes"), Some(" true ")] {
+            assert!(!shared_access_tokens_allowed(value), "{value:?}");
+        }
+        // The environment (NODE_ENV upstream, STACK_ENVIRONMENT here) makes no difference.
+        for environment in ["production", "development", "test"] {
+            let env = HashMap::from([
+                ("STACK_SERVER_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQ"),
+                ("STACK_ENVIRONMENT", environment),
+                ("STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS", "yes"),
+            ]);
+            assert!(!Config::load(&env).unwrap().allow_shared_oauth_access_tokens);
+        }
     }
 }

@@ -362,6 +362,51 @@ impl KnownError {
         )
     }
 
+    pub fn oauth_provider_not_found_or_not_enabled() -> Self {
+        Self::new(
+            "OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED",
+            400,
+            "The OAuth provider is not found or not enabled.",
+            None,
+        )
+    }
+
+    pub fn oauth_extra_scope_not_available_with_shared_oauth_keys() -> Self {
+        Self::new(
+            "OAUTH_EXTRA_SCOPE_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS",
+            400,
+            "Extra scopes are not available with shared OAuth keys. Please add your own OAuth keys on the Stack dashboard to use extra scopes.",
+            None,
+        )
+    }
+
+    pub fn oauth_access_token_not_available_with_shared_oauth_keys() -> Self {
+        Self::new(
+            "OAUTH_ACCESS_TOKEN_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS",
+            400,
+            "Access tokens are not available with shared OAuth keys. Please add your own OAuth keys on the Stack dashboard to use access tokens.",
+            None,
+        )
+    }
+
+    pub fn oauth_connection_not_connected_to_user() -> Self {
+        Self::new(
+            "OAUTH_CONNECTION_NOT_CONNECTED_TO_USER",
+            400,
+            "The OAuth connection is not connected to this user.",
+            None,
+        )
+    }
+
+    pub fn redirect_url_not_whitelisted() -> Self {
+        Self::new(
+            "REDIRECT_URL_NOT_WHITELISTED",
+            400,
+            "Redirect URL not whitelisted. Did you forget to add this domain to the trusted domains list on the Stack Auth dashboard?",
+            None,
+        )
+    }
+
     pub fn analytics_not_enabled() -> Self {
         Self::new("ANALYTICS_NOT_ENABLED", 400, "Analytics is not enabled for this project.", None)
     }

@@ -12,6 +12,7 @@ shared::spin_http!(crate::handle);
 
 mod jwks;
 mod oauth;
+mod oauth_providers;
 mod projects;
 mod sessions;
 mod users;
@@ -28,6 +29,8 @@ enum Route {
     CurrentSessionRefresh,
     Session,
     OAuthToken,
+    OAuthAuthorize,
+    ConnectedAccountAccessToken,
     Jwks,
     AnonymousJwks,
     Users,
@@ -46,6 +49,12 @@ fn router() -> &'static matchit::Router<Route> {
             ("/api/v1/auth/sessions/current/refresh", Route::CurrentSessionRefresh),
             ("/api/v1/auth/sessions/{id}", Route::Session),
             ("/api/v1/auth/oauth/token", Route::OAuthToken),
+            ("/api/v1/auth/oauth/authorize/{provider_id}", Route::OAuthAuthorize),
+            ("/api/v1/connected-accounts/{user_id}/{provider_id}/access-token", Route::ConnectedAccountAccessToken),
+            (
+                "/api/v1/connected-accounts/{user_id}/{provider_id}/{provider_account_id}/access-token",
+                Route::ConnectedAccountAccessToken,
+            ),
             ("/api/v1/projects/{project_id}/.well-known/jwks.json", Route::Jwks),
             ("/api/v1/projects-anonymous-users/{project_id}/.well-known/{*rest}", Route::AnonymousJwks),
             ("/api/v1/users", Route::Users),
@@ -104,6 +113,10 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::CurrentSessionRefresh, M::POST) => sessions::refresh(ctx, req).await,
         (Route::Session, M::DELETE) => sessions::delete(ctx, req, &param("id")).await,
         (Route::OAuthToken, M::POST) => oauth::token(ctx, req).await,
+        (Route::OAuthAuthorize, M::GET) => oauth_providers::authorize(ctx, req, &param("provider_id")).await,
+        (Route::ConnectedAccountAccessToken, M::POST) => {
+            oauth_providers::access_token(ctx, req, &param("user_id"), &param("provider_id")).await
+        }
         (Route::Jwks, M::GET) => jwks::jwks(ctx, req, &param("project_id")).await,
         (Route::AnonymousJwks, _) => Ok(jwks::anonymous_redirect(&param("project_id"), &param("rest"))),
         (Route::Users, M::POST) => users::create(ctx, req).await,

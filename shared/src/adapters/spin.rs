@@ -37,6 +37,11 @@ pub const CONFIG_KEYS: &[&str] = &[
     "STACK_CLICKHOUSE_ADMIN_PASSWORD",
     "STACK_COMPANION_URL",
     "STACK_COMPANION_SECRET",
+    "STACK_GOOGLE_CLIENT_ID",
+    "STACK_GITHUB_CLIENT_ID",
+    "STACK_MICROSOFT_CLIENT_ID",
+    "STACK_SPOTIFY_CLIENT_ID",
+    "STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS",
 ];
 
 /// Configuration read once per request into a map (Spin variables are async to read).

@@ -378,9 +378,37 @@ fn apply_defaults(config: &mut Value) {
     }
 }
 
-/// The whole-config rules: a product's line must exist and share its customer type (the
-/// first failing product only, as upstream).
+/// The whole-config rules upstream checks on the rendered config.
 pub fn consistency_warnings(config: &Value) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    if let Some(problem) = source_of_truth_warning(&config["sourceOfTruth"]) {
+        warnings.push(problem);
+    }
+    warnings.extend(payments_warnings(config));
+    warnings
+}
+
+/// `sourceOfTruth` is one of three shapes (a union upstream checks on the rendered config).
+fn source_of_truth_warning(source: &Value) -> Option<Problem> {
+    let matches = match source["type"].as_str() {
+        _ if source.is_null() => true,
+        Some("hosted") => true,
+        Some("postgres") => source["connectionString"].is_string(),
+        Some("neon") => source["connectionStrings"].is_object(),
+        _ => false,
+    };
+    (!matches).then(|| {
+        Problem::Warning(
+            "sourceOfTruth is not matched by any of the provided schemas: { type: \"hosted\" }, \
+             { type: \"neon\", connectionStrings: { [id]: string } }, { type: \"postgres\", connectionString: string }"
+                .into(),
+        )
+    })
+}
+
+/// A product's line must exist and share its customer type (the first failing product only,
+/// as upstream).
+fn payments_warnings(config: &Value) -> Vec<Problem> {
     let payments = &config["payments"];
     let Some(products) = payments["products"].as_object() else { return Vec::new() };
     for (id, product) in products {
@@ -447,6 +475,36 @@ mod tests {
         assert_eq!((r.config["payments"]["products"]["X"]["displayName"].clone(), r.warnings.len()), (json!("x"), 0));
     }
 
+    /// Upstream's unit cases: each of these dotted keys reaches into a record entry that does
+    /// not exist, and each is listed as its own warning.
+    #[test]
+    fn every_dotted_key_into_a_missing_entry_is_warned_about() {
+        let keys = [
+            "domains.trustedDomains.X.baseUrl",
+            "auth.oauth.providers.google.clientId",
+            "rbac.permissions.X.description",
+            "auth.signUpRules.X.enabled",
+            "payments.products.X.displayName",
+            "payments.products.P.prices.monthly.USD",
+            "dbSync.externalDatabases.X.type",
+        ];
+        let env: Map<String, Value> = keys.iter().map(|k| (k.to_string(), json!("v"))).collect();
+        let warnings: Vec<String> = render(&[&env]).warnings.iter().map(Problem::to_string).collect();
+        assert_eq!(warnings.len(), keys.len(), "{warnings:#?}");
+        for key in keys {
+            assert!(warnings.iter().any(|w| w.contains(&format!("Dot-notation key \"{key}\""))), "{key}");
+        }
+        // Dotted keys into static objects and an empty override warn about nothing.
+        let fine = obj(json!({ "payments.blockNewPurchases": true, "domains.allowLocalhost": false }));
+        assert!(render(&[&fine]).warnings.is_empty());
+        assert!(render(&[&Map::new()]).warnings.is_empty());
+        // An unknown field of an existing kind of entry is an error, not a warning.
+        assert_eq!(
+            override_errors(Level::Environment, &json!({ "emails.themes.X.displayName": "x" })).map(|p| p.to_string()),
+            Some("[ERROR] emails.themes.X contains unknown properties: displayName".into())
+        );
+    }
+
     #[test]
     fn override_errors_use_upstreams_wording() {
         let cases = [
@@ -489,6 +547,17 @@ mod tests {
             render(&[&missing]).warnings[0].to_string(),
             "[WARNING] Product \"p\" specifies product line ID \"nope\", but that product line does not exist"
         );
+    }
+
+    #[test]
+    fn source_of_truth_must_be_one_of_three_shapes() {
+        let warned = |v: Value| !render(&[&obj(json!({ "sourceOfTruth": v }))]).warnings.is_empty();
+        assert!(warned(json!({ "type": "postgres" })));
+        assert!(warned(json!({ "type": "mysql" })));
+        assert!(!warned(json!({ "type": "hosted" })));
+        assert!(!warned(json!({ "type": "postgres", "connectionString": "postgres://x" })));
+        let text = render(&[&obj(json!({ "sourceOfTruth": { "type": "postgres" } }))]).warnings[0].to_string();
+        assert!(text.starts_with("[WARNING] sourceOfTruth is not matched by any of the provided schemas"), "{text}");
     }
 
     #[test]
