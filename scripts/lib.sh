@@ -16,4 +16,4 @@ export ESBUILD_BIN="$EDGE_NODE/node_modules/@esbuild/linux-x64/bin/esbuild"
 # wrangler: no prompts, no telemetry, no calls to Cloudflare's fetch of request.cf data.
 export CI="${CI:-true}" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 # The function crates (functions/<name>), each its own Worker and component. The one list.
-FUNCTIONS=(refresh analytics-query metrics replays config)
+FUNCTIONS=(refresh analytics-query metrics replays config emails)

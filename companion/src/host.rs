@@ -39,6 +39,8 @@ pub struct HostOptions {
     pub config: Config,
     /// The metrics engine, when there is an analytics store and a companion secret.
     pub metrics: Option<crate::metrics::EngineSettings>,
+    /// The email worker, when an SMTP server is configured.
+    pub email: Option<crate::email::EmailSettings>,
 }
 
 /// Builds a worker's context over the shared SQLite writer.
@@ -67,6 +69,7 @@ pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::
         let worker = Worker {
             config: options.config.clone(),
             metrics: options.metrics.clone(),
+            email: options.email.clone(),
             test_scheduled: options.test_scheduled,
             // One worker runs the cron scheduler, so each trigger fires once per process.
             runs_scheduler: index == 0,
@@ -115,6 +118,7 @@ type Queue = mpsc::UnboundedSender<std::net::TcpStream>;
 struct Worker {
     config: Config,
     metrics: Option<crate::metrics::EngineSettings>,
+    email: Option<crate::email::EmailSettings>,
     test_scheduled: bool,
     runs_scheduler: bool,
 }
@@ -134,8 +138,22 @@ fn run_worker(
             .runs_scheduler
             .then(|| tokio::task::spawn_local(crate::cron::scheduler_loop(ctx.clone(), shutdown.clone())));
         let test_scheduled = worker.test_scheduled;
+        let email = worker.email.as_ref().and_then(|settings| match settings.worker() {
+            Ok(w) => Some(Rc::new(w)),
+            Err(e) => {
+                tracing::error!(error = %e, "the email worker cannot start");
+                None
+            }
+        });
+        let email_loop = match (&email, worker.runs_scheduler) {
+            (Some(email), true) => {
+                Some(tokio::task::spawn_local(crate::email::worker_loop(ctx.clone(), email.clone(), shutdown.clone())))
+            }
+            _ => None,
+        };
         let services = Rc::new(Services {
             metrics: worker.metrics.map(|settings| (settings.engine(), settings.companion.clone())),
+            email,
         });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
@@ -172,6 +190,9 @@ fn run_worker(
         if let Some(scheduler) = scheduler {
             let _ = scheduler.await;
         }
+        if let Some(email_loop) = email_loop {
+            let _ = email_loop.await;
+        }
         background.drain().await;
         Ok(())
     })
@@ -181,6 +202,8 @@ fn run_worker(
 pub struct Services {
     /// The metrics engine and the secret its endpoint requires.
     pub metrics: Option<(crate::metrics::MetricsEngine, shared::context::CompanionConfig)>,
+    /// The email worker (its queue-step route).
+    pub email: Option<Rc<crate::email::EmailWorker>>,
 }
 
 async fn handle_hyper(
@@ -227,6 +250,9 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
     if refresh::serves(path) {
         return refresh::handle(req, ctx).await;
     }
+    if path == crate::email::QUEUE_STEP_PATH {
+        return crate::email::queue_step_route(&req, ctx, services.email.as_deref()).await;
+    }
     if path == metrics::COMPANION_PATH {
         return match &services.metrics {
             Some((engine, companion)) => crate::metrics::serve(&req, engine, companion).await,
@@ -244,6 +270,9 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
     }
     if config::serves(path) {
         return config::handle(req, ctx).await;
+    }
+    if emails::serves(path) {
+        return emails::handle(req, ctx).await;
     }
     shared::http::text(404, "Not found")
 }

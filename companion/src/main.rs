@@ -11,6 +11,7 @@
 
 mod cron;
 mod devdata;
+mod email;
 mod host;
 mod metrics;
 
@@ -156,11 +157,12 @@ fn dev(args: DevArgs) -> AnyResult<()> {
         AnyResult::Ok(demo)
     }))?;
 
+    let email = email::EmailSettings::from_env(config.environment)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let server = std::thread::spawn(move || {
         let metrics = metrics::EngineSettings::from_config(&config);
-        host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config, metrics }, stop_rx)
+        host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config, metrics, email }, stop_rx)
     });
 
     // Test harnesses wait for this exact line.

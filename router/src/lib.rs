@@ -20,6 +20,9 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
     if config::serves(path) {
         return Some("CONFIG");
     }
+    if emails::serves(path) {
+        return Some("EMAILS");
+    }
     None
 }
 
@@ -79,6 +82,8 @@ mod tests {
         ("config", "/api/v1/internal/config/override/branch"),
         ("config", "/api/v1/internal/config/override/environment/reset-keys"),
         ("config", "/api/v1/internal/config/source"),
+        ("emails", "/api/v1/emails/outbox"),
+        ("emails", "/api/v1/emails/outbox/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f"),
     ];
 
     /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the

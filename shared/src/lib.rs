@@ -14,6 +14,7 @@ pub mod clickhouse;
 pub mod config;
 pub mod context;
 pub mod crypto;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod http;

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
     ("0002_replays.sql", include_str!("../migrations/0002_replays.sql")),
     ("0003_config.sql", include_str!("../migrations/0003_config.sql")),
+    ("0004_email.sql", include_str!("../migrations/0004_email.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -58,7 +58,7 @@ pub struct SqlRow {
 }
 
 impl SqlRow {
-    fn value(&self, name: &str) -> Result<&SqlValue, StoreError> {
+    pub fn value(&self, name: &str) -> Result<&SqlValue, StoreError> {
         self.columns
             .iter()
             .find(|(n, _)| n == name)
@@ -185,6 +185,35 @@ pub trait BlobStore {
     /// Stores `bytes` under `key`, replacing what was there.
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
+}
+
+// --- email ----------------------------------------------------------------------------------
+
+/// One email as the mail server gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEmail {
+    /// `<id@domain>`: the same for every attempt of one outbox row.
+    pub message_id: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+/// Why a send failed, in upstream's error classes (contract part 1, §5.2).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{error_type}: {message}")]
+pub struct SendFailure {
+    pub error_type: &'static str,
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// Sends email (SMTP natively).
+#[async_trait(?Send)]
+pub trait Mailer {
+    async fn send(&self, email: &OutgoingEmail) -> Result<(), SendFailure>;
 }
 
 // --- background work ------------------------------------------------------------------------

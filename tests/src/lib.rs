@@ -559,6 +559,7 @@ const WORKER_CONFIGS: &[&str] = &[
     "functions/metrics/wrangler.toml",
     "functions/replays/wrangler.toml",
     "functions/config/wrangler.toml",
+    "functions/emails/wrangler.toml",
 ];
 
 /// A copy of a repository Wrangler config for one test host: paths made absolute, the build
@@ -759,5 +760,47 @@ impl ClickHouseFront {
             .expect("start the ClickHouse front");
         let (url, _output) = listening_url(&mut child, "the ClickHouse front");
         ClickHouseFront { url, _child: child }
+    }
+}
+
+/// A real SMTP server (aiosmtpd, `scripts/smtp/sink.py`) on a free port, storing what it
+/// receives in a fresh folder; it stops when the test process ends.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: PathBuf,
+    _child: Child,
+}
+
+impl SmtpSink {
+    pub fn start() -> SmtpSink {
+        let cache = std::env::var("STACK_EDGE_CACHE").unwrap_or_else(|_| "/var/cache/stack-edge".into());
+        let python = PathBuf::from(cache).join("venv/bin/python");
+        let Fresh { state, .. } = Fresh::new();
+        let dir = state.join("smtp");
+        let mut child = Command::new(python)
+            .arg(repo_root().join("scripts/smtp/sink.py"))
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the SMTP sink");
+        let (address, _output) = listening_url(&mut child, "the SMTP sink");
+        let port = address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+        SmtpSink { port, dir, _child: child }
+    }
+
+    /// The messages received so far, in order (raw text, an `X-Envelope-To` header first).
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.iter().map(|f| std::fs::read_to_string(f).expect("read message")).collect()
     }
 }

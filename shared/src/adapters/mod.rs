@@ -4,6 +4,7 @@
 //! - `sqlite` (feature `sqlite`): rusqlite, the embedded store (native host, WASI component).
 //! - `system` (native and WASI builds): system clock, OS randomness, environment variables.
 //! - `native` (feature `native`): reqwest, tokio. Used by the companion and tests.
+//! - `smtp` (feature `native`): the mailer over SMTP (lettre).
 //! - `cloudflare` (feature `cloudflare`, wasm32-unknown-unknown): D1, fetch, vars, wait_until.
 //! - `spin` (features `spin-wasi` / `spin`, wasm32-wasip2): wasi:http entry; the embedded
 //!   store on a preopened folder (`spin-wasi`), or spin:sqlite and spin:variables (`spin`).
@@ -18,6 +19,9 @@ pub mod system;
 
 #[cfg(feature = "native")]
 pub mod native;
+
+#[cfg(feature = "native")]
+pub mod smtp;
 
 #[cfg(feature = "cloudflare")]
 pub mod cloudflare;

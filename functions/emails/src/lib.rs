@@ -1,0 +1,287 @@
+//! The emails function (contract part 1, §5.5): the email outbox API for servers and admins.
+//! `POST /emails/outbox` enqueues one email; `GET /emails/outbox` lists them newest first with
+//! status filters and cursor paging; `GET /emails/outbox/{id}` reads one. The companion's
+//! email worker renders and sends them.
+
+#[cfg(feature = "cloudflare")]
+shared::cloudflare_fetch!(crate::handle);
+#[cfg(any(feature = "spin-wasi", feature = "spin"))]
+shared::spin_http!(crate::handle);
+
+use serde_json::{json, Map, Value};
+
+use shared::auth::{authenticate, store_error, AuthRule, Tenancy, SERVER_OR_ADMIN};
+use shared::email::{enqueue, simple_status, NewEmail, Recipient, STATUS_SQL};
+use shared::error::{ApiError, ApiResult};
+use shared::http::{canonical_path, json, json_with_status, query_param, Request, Response};
+use shared::ports::{SqlRow, SqlValue};
+use shared::validate::{parse_body, Validator};
+use shared::Context;
+
+/// Templates larger than this are refused.
+pub const MAX_TEMPLATE_BYTES: usize = 100_000;
+const PAGE_MAX: i64 = 100;
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Outbox,
+    Email,
+}
+
+fn router() -> &'static matchit::Router<Route> {
+    static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let mut r = matchit::Router::new();
+        r.insert("/api/v1/emails/outbox", Route::Outbox).expect("routes do not overlap");
+        r.insert("/api/v1/emails/outbox/{id}", Route::Email).expect("routes do not overlap");
+        r
+    })
+}
+
+/// Whether this function serves `path`.
+pub fn serves(path: &str) -> bool {
+    router().at(&shared::http::canonicalize(path)).is_ok()
+}
+
+/// Handles one request.
+pub async fn handle(req: Request, ctx: &Context) -> Response {
+    match route(&req, ctx).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(ctx.config.shows_internal_errors()),
+    }
+}
+
+async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
+    let path = canonical_path(req);
+    let Ok(matched) = router().at(&path) else {
+        return Err(ApiError::status(404, "Not found"));
+    };
+    let id = matched.params.get("id").unwrap_or_default().to_string();
+    use http::Method as M;
+    match (matched.value, req.method().clone()) {
+        (Route::Outbox, M::POST) => create(ctx, req).await,
+        (Route::Outbox, M::GET) => list(ctx, req).await,
+        (Route::Email, M::GET) => get(ctx, req, &id).await,
+        _ => Err(ApiError::status(405, "Method not allowed")),
+    }
+}
+
+async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let fields =
+        ["to", "tsx_source", "subject", "variables", "is_high_priority", "is_transactional", "scheduled_at_millis"];
+    let obj = v.body_object(&body, &fields);
+    let recipient = match obj.and_then(|o| o.get("to")) {
+        None | Some(Value::Null) if obj.is_some() => {
+            v.fail("body.to must be defined".into());
+            None
+        }
+        None | Some(Value::Null) => None,
+        Some(to) => Recipient::from_json(to).map_err(|e| v.fail(format!("body.{e}"))).ok(),
+    };
+    let source = v.string(obj, "tsx_source", "body.tsx_source", true);
+    if source.as_ref().is_some_and(|s| s.len() > MAX_TEMPLATE_BYTES) {
+        v.fail(format!("body.tsx_source must be at most {MAX_TEMPLATE_BYTES} bytes"));
+    }
+    let subject = v.string(obj, "subject", "body.subject", false);
+    let variables = match obj.and_then(|o| o.get("variables")) {
+        None | Some(Value::Null) => json!({}),
+        Some(value @ Value::Object(_)) => value.clone(),
+        Some(other) => {
+            v.fail(format!("body.variables must be a `object` type, but the final value was: `{other}`."));
+            json!({})
+        }
+    };
+    let high = v.boolean(obj, "is_high_priority", "body.is_high_priority").unwrap_or(false);
+    let transactional = v.boolean(obj, "is_transactional", "body.is_transactional").unwrap_or(true);
+    let scheduled_at = v.integer(obj, "scheduled_at_millis", "body.scheduled_at_millis", 0, i64::MAX);
+    v.finish()?;
+    let email = NewEmail {
+        recipient: recipient.expect("validated"),
+        tsx_source: source.expect("validated"),
+        variables,
+        override_subject: subject,
+        is_high_priority: high,
+        is_transactional: transactional,
+        scheduled_at,
+    };
+    let id = enqueue(ctx, &auth.tenancy, email).await.map_err(store_error)?;
+    Ok(json_with_status(201, &json!({ "id": id })))
+}
+
+/// Every column the read shape needs, with the status.
+fn select() -> String {
+    format!("SELECT *, {STATUS_SQL} AS status FROM email_outbox")
+}
+
+/// The API's status spelling: lower case, dashes.
+fn api_status(status: &str) -> String {
+    status.to_ascii_lowercase().replace('_', "-")
+}
+
+fn from_api_status(status: &str) -> String {
+    status.to_ascii_uppercase().replace('-', "_")
+}
+
+/// A JSON column, parsed (null when unset).
+fn json_column(row: &SqlRow, name: &str) -> ApiResult<Value> {
+    Ok(row.opt_text(name).map_err(store_error)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+}
+
+/// camelCase keys of stored attempt errors, snake_case in the API.
+fn snake_case_keys(value: Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.into_iter().map(snake_case_keys).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let snake: String = k
+                        .chars()
+                        .flat_map(|c| if c.is_ascii_uppercase() { vec!['_', c.to_ascii_lowercase()] } else { vec![c] })
+                        .collect();
+                    (snake, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The read shape of §5.5 (the fields this system has).
+fn email_json(row: &SqlRow) -> ApiResult<Value> {
+    let e = store_error;
+    let status = row.text("status").map_err(e)?;
+    let opt_int = |k: &str| row.opt_int(k).map_err(e);
+    let mut out = Map::new();
+    let mut put = |k: &str, v: Value| {
+        out.insert(k.to_string(), v);
+    };
+    put("id", json!(row.text("id").map_err(e)?));
+    put("created_at_millis", json!(row.int("created_at").map_err(e)?));
+    put("updated_at_millis", json!(row.int("updated_at").map_err(e)?));
+    put("tsx_source", json!(row.text("tsx_source").map_err(e)?));
+    put("theme_id", Value::Null);
+    put("to", json_column(row, "recipient")?);
+    put("variables", json_column(row, "variables")?);
+    put("skip_deliverability_check", json!(false));
+    put("scheduled_at_millis", json!(row.int("scheduled_at").map_err(e)?));
+    put("created_with", json!("programmatic-call"));
+    put("email_draft_id", Value::Null);
+    put("email_programmatic_call_template_id", Value::Null);
+    put("send_retries", json!(row.int("send_retries").map_err(e)?));
+    put("next_send_retry_at_millis", json!(opt_int("next_send_retry_at")?));
+    put("send_attempt_errors", snake_case_keys(json_column(row, "send_attempt_errors")?));
+    put("status", json!(api_status(&status)));
+    put("simple_status", json!(api_status(simple_status(&status))));
+    put("is_paused", json!(row.bool("is_paused").map_err(e)?));
+    let rendered = opt_int("finished_rendering_at")?.is_some() && row.opt_text("rendered_html").map_err(e)?.is_some();
+    put("has_rendered", json!(rendered));
+    put("has_delivered", json!(status == "SENT"));
+    if rendered {
+        put("started_rendering_at_millis", json!(opt_int("started_rendering_at")?));
+        put("rendered_at_millis", json!(opt_int("finished_rendering_at")?));
+        put("subject", json!(row.opt_text("rendered_subject").map_err(e)?));
+        put("html", json!(row.opt_text("rendered_html").map_err(e)?));
+        put("text", json!(row.opt_text("rendered_text").map_err(e)?));
+        put("is_transactional", json!(row.bool("is_transactional").map_err(e)?));
+        put("is_high_priority", json!(row.bool("is_high_priority").map_err(e)?));
+        put("notification_category_id", Value::Null);
+    }
+    match status.as_str() {
+        "RENDER_ERROR" => put("render_error", json!(row.opt_text("render_error_external_message").map_err(e)?)),
+        "SENDING" => put("started_sending_at_millis", json!(opt_int("started_sending_at")?)),
+        "SERVER_ERROR" => {
+            put("started_sending_at_millis", json!(opt_int("started_sending_at")?));
+            put("error_at_millis", json!(opt_int("finished_sending_at")?));
+            put("server_error", json!(row.opt_text("send_server_error_external_message").map_err(e)?));
+        }
+        "SKIPPED" => {
+            put("skipped_at_millis", json!(row.int("updated_at").map_err(e)?));
+            put("skipped_reason", json!(row.opt_text("skipped_reason").map_err(e)?));
+            put("skipped_details", json_column(row, "skipped_details")?);
+        }
+        "SENT" => {
+            put("started_sending_at_millis", json!(opt_int("started_sending_at")?));
+            put("delivered_at_millis", json!(opt_int("finished_sending_at")?));
+            put("can_have_delivery_info", json!(false));
+        }
+        _ => {}
+    }
+    Ok(Value::Object(out))
+}
+
+async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let limit = match query_param(req, "limit") {
+        None => PAGE_MAX,
+        Some(l) => match l.trim().parse::<i64>() {
+            Ok(n) if n > PAGE_MAX => return Err(ApiError::status(400, "Limit cannot exceed 100")),
+            Ok(n) if n >= 1 => n,
+            _ => return Err(ApiError::status(400, "Invalid limit parameter")),
+        },
+    };
+    let mut sql = format!("SELECT * FROM ({}) WHERE tenancy_id = ?", select());
+    let mut params: Vec<SqlValue> = vec![auth.tenancy.id.clone().into()];
+    if let Some(status) = query_param(req, "status") {
+        sql.push_str(" AND status = ?");
+        params.push(from_api_status(&status).into());
+    }
+    if let Some(simple) = query_param(req, "simple_status") {
+        let statuses: Vec<&str> = [
+            "PAUSED",
+            "SKIPPED",
+            "PREPARING",
+            "RENDERING",
+            "RENDER_ERROR",
+            "SCHEDULED",
+            "QUEUED",
+            "SENDING",
+            "SERVER_ERROR",
+            "SENT",
+        ]
+        .into_iter()
+        .filter(|s| simple_status(s) == from_api_status(&simple))
+        .collect();
+        if statuses.is_empty() {
+            return Ok(json(&json!({ "items": [], "is_paginated": true, "pagination": { "next_cursor": null } })));
+        }
+        sql.push_str(&format!(" AND status IN ({})", vec!["?"; statuses.len()].join(", ")));
+        params.extend(statuses.into_iter().map(SqlValue::from));
+    }
+    if let Some(cursor) = query_param(req, "cursor") {
+        let pivot = cursor_pivot(ctx, &auth.tenancy, &cursor).await?;
+        sql.push_str(" AND (created_at < ? OR (created_at = ? AND id > ?))");
+        params.extend([pivot.into(), pivot.into(), cursor.into()]);
+    }
+    sql.push_str(&format!(" ORDER BY created_at DESC, id ASC LIMIT {}", limit + 1));
+    let rows = ctx.store.query(&sql, &params).await.map_err(store_error)?;
+    let items = rows.iter().take(limit as usize).map(email_json).collect::<ApiResult<Vec<Value>>>()?;
+    let next = if rows.len() > limit as usize { items.last().map(|i| i["id"].clone()) } else { None };
+    Ok(json(&json!({ "items": items, "is_paginated": true, "pagination": { "next_cursor": next } })))
+}
+
+async fn cursor_pivot(ctx: &Context, tenancy: &Tenancy, cursor: &str) -> ApiResult<i64> {
+    let rows = ctx
+        .store
+        .query(
+            "SELECT created_at FROM email_outbox WHERE tenancy_id = ? AND id = ?",
+            &[tenancy.id.clone().into(), cursor.into()],
+        )
+        .await
+        .map_err(store_error)?;
+    let row = rows.first().ok_or_else(|| ApiError::status(400, "Invalid cursor"))?;
+    row.int("created_at").map_err(store_error)
+}
+
+async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let rows = ctx
+        .store
+        .query(&format!("{} WHERE tenancy_id = ? AND id = ?", select()), &[auth.tenancy.id.clone().into(), id.into()])
+        .await
+        .map_err(store_error)?;
+    let row = rows.first().ok_or_else(|| ApiError::status(404, "Email not found"))?;
+    Ok(json(&email_json(row)?))
+}
