@@ -11,6 +11,7 @@
 //! so `tsx_source` is HTML with `{{ variable }}` placeholders (HTML-escaped) and an optional
 //! `<title>` giving the subject (docs/upstream-differences.md).
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::auth::Tenancy;
@@ -20,6 +21,8 @@ use crate::Context;
 
 /// Rows claimed for rendering per pass.
 const RENDER_BATCH: i64 = 50;
+/// Emails a pass sends at the same time.
+const SEND_CONCURRENCY: usize = 8;
 /// Rendering or sending older than this is stuck.
 pub const STUCK_EMAIL_TIMEOUT_MS: i64 = 20 * 60 * 1000;
 pub const MAX_SEND_ATTEMPTS: i64 = 5;
@@ -322,8 +325,14 @@ pub async fn queue_step(
             &[worker.clone().into(), now.into()],
         )
         .await?;
-    for row in &claimed {
-        match send_one(ctx, mailer, settings, row).await? {
+    // Several sends at once: each waits on the mail server most of the time.
+    let outcomes: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(claimed.iter())
+        .map(|row| send_one(ctx, mailer, settings, row))
+        .buffer_unordered(SEND_CONCURRENCY)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        match outcome? {
             Outcome::Sent => report.sent += 1,
             Outcome::Retried => report.retried += 1,
             Outcome::Failed => report.failed += 1,

@@ -351,6 +351,13 @@ impl Host {
         child.wait().expect("wait for the host")
     }
 
+    /// Kills the host with SIGKILL (no shutdown at all) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let child = self.child.as_mut().expect("a native host");
+        let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+        let _ = child.wait();
+    }
+
     pub fn request(&self, method: &str, path: &str) -> Call {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let url = format!("{}{}", self.base_url, path);

@@ -196,3 +196,120 @@ async fn emails_stuck_in_sending_are_failed_once_and_never_resent() {
     }
     assert!(sink.messages().is_empty(), "nothing was resent");
 }
+
+/// Crash safety: 500 emails, two companions sharing one database running queue passes, one of
+/// them killed with SIGKILL at random points ten times and restarted; then recovery. Every
+/// email ends sent exactly once or as a terminal "delivery unknown" error; the SMTP server saw
+/// no Message-ID twice; none is lost.
+#[tokio::test]
+async fn killing_a_worker_never_duplicates_or_loses_an_email() {
+    let sink = SmtpSink::start();
+    let dir = std::env::temp_dir().join(format!("stack-edge-tests/crash-{}-{}", std::process::id(), now_ms()));
+    let port = sink.port.to_string();
+    let env = [
+        ("STACK_EMAIL_HOST", "127.0.0.1"),
+        ("STACK_EMAIL_PORT", port.as_str()),
+        ("STACK_EMAIL_SENDER", "noreply@test.example"),
+        // 100 a second: passes stay small and both workers keep sending, so kills land mid-pass.
+        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "360000"),
+    ];
+    let launch = || Host::launch(api_tests::Launch { env: &env, data_dir: Some(dir.clone()), ..Default::default() });
+    let a = launch();
+    let mut b = launch();
+    let p = a.create_project(false).await;
+    // A first pass before any email exists: later passes get quotas from short intervals
+    // (the very first counts as 20 s, which would hand one worker everything).
+    run_queue(&a).await;
+    for i in 0..500 {
+        let body = json!({ "to": { "type": "custom-emails", "emails": [format!("user{i}@example.com")] }, "tsx_source": "<p>{{ n }}</p>", "variables": { "n": i } });
+        enqueue(&a, &p, body).await;
+    }
+
+    let client = reqwest::Client::new();
+    let pass = move |base: String| {
+        let client = client.clone();
+        async move {
+            let _ = client
+                .get(format!("{base}/api/v1/internal/email-queue-step?only_one_step=true"))
+                .header("authorization", "Bearer mock_cron_secret")
+                .send()
+                .await;
+        }
+    };
+    let mut seed = now_ms() as u64 | 1;
+    let mut random_ms = |max: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % max
+    };
+    // Each round both companions run passes back to back until B is killed at a random point.
+    for _ in 0..10 {
+        let looping = |base: String| {
+            let pass = pass.clone();
+            tokio::spawn(async move {
+                loop {
+                    pass(base.clone()).await;
+                }
+            })
+        };
+        let (on_a, on_b) = (looping(a.base_url.clone()), looping(b.base_url.clone()));
+        tokio::time::sleep(std::time::Duration::from_millis(50 + random_ms(400))).await;
+        b.kill();
+        on_b.abort();
+        on_a.abort();
+        b = launch();
+    }
+    // Let the survivors finish the queue.
+    for _ in 0..2000 {
+        pass(a.base_url.clone()).await;
+        let left = a.db_query(
+            "SELECT count(*) FROM email_outbox WHERE finished_sending_at IS NULL AND started_sending_at IS NULL",
+            &[],
+        );
+        if left[0][0] == "0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Recovery, as if 21 minutes had passed for the sends the killed worker left behind.
+    a.db_execute(
+        "UPDATE email_outbox SET started_sending_at = started_sending_at - 1260000 WHERE finished_sending_at IS NULL",
+        &[],
+    );
+    run_queue(&a).await;
+
+    let rows = a.db_query(
+        "SELECT id, send_server_error_external_message IS NULL, finished_sending_at IS NOT NULL FROM email_outbox",
+        &[],
+    );
+    assert_eq!(rows.len(), 500, "none is lost");
+    let messages = sink.messages();
+    let message_ids: Vec<String> = messages
+        .iter()
+        .filter_map(|m| {
+            m.lines().find(|l| l.starts_with("Message-ID: ")).map(|l| l["Message-ID: ".len()..].trim().to_string())
+        })
+        .collect();
+    let mut unique = message_ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), message_ids.len(), "no Message-ID was received twice");
+    let (mut sent, mut unknown) = (0, 0);
+    for row in &rows {
+        assert_eq!(row[2], "1", "every email is finished: {row:?}");
+        let delivered = message_ids.contains(&format!("<{}@test.example>", row[0]));
+        if row[1] == "1" {
+            sent += 1;
+            assert!(delivered, "a sent email reached the server: {row:?}");
+        } else {
+            unknown += 1;
+        }
+    }
+    let stuck_texts = a.db_query(
+        "SELECT count(*) FROM email_outbox WHERE send_server_error_external_message = ?",
+        &[shared::email::STUCK_MESSAGE],
+    );
+    assert_eq!(stuck_texts[0][0], unknown.to_string(), "every failure is a delivery-unknown one");
+    eprintln!("crash test: {sent} sent, {unknown} delivery unknown, {} messages received", message_ids.len());
+}
