@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_replays.sql", include_str!("../migrations/0002_replays.sql")),
     ("0003_config.sql", include_str!("../migrations/0003_config.sql")),
     ("0004_email.sql", include_str!("../migrations/0004_email.sql")),
+    ("0005_managed_domains.sql", include_str!("../migrations/0005_managed_domains.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -1,4 +1,5 @@
-//! The emails function (contract part 1, §5.5): the email outbox API for servers and admins.
+//! The emails function (contract part 1, §5.5, §5.7): the email outbox API for servers and
+//! admins, and managed email domains (`managed.rs`).
 //! `POST /emails/outbox` enqueues one email; `GET /emails/outbox` lists them newest first with
 //! status filters and cursor paging; `GET /emails/outbox/{id}` reads one. The companion's
 //! email worker renders and sends them.
@@ -7,6 +8,8 @@
 shared::cloudflare_fetch!(crate::handle);
 #[cfg(any(feature = "spin-wasi", feature = "spin"))]
 shared::spin_http!(crate::handle);
+
+mod managed;
 
 use serde_json::{json, Map, Value};
 
@@ -26,6 +29,10 @@ const PAGE_MAX: i64 = 100;
 enum Route {
     Outbox,
     Email,
+    ManagedSetup,
+    ManagedCheck,
+    ManagedList,
+    ManagedApply,
 }
 
 fn router() -> &'static matchit::Router<Route> {
@@ -34,6 +41,15 @@ fn router() -> &'static matchit::Router<Route> {
         let mut r = matchit::Router::new();
         r.insert("/api/v1/emails/outbox", Route::Outbox).expect("routes do not overlap");
         r.insert("/api/v1/emails/outbox/{id}", Route::Email).expect("routes do not overlap");
+        let managed = "/api/v1/internal/emails/managed-onboarding";
+        for (action, route) in [
+            ("setup", Route::ManagedSetup),
+            ("check", Route::ManagedCheck),
+            ("list", Route::ManagedList),
+            ("apply", Route::ManagedApply),
+        ] {
+            r.insert(format!("{managed}/{action}"), route).expect("routes do not overlap");
+        }
         r
     })
 }
@@ -62,6 +78,10 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::Outbox, M::POST) => create(ctx, req).await,
         (Route::Outbox, M::GET) => list(ctx, req).await,
         (Route::Email, M::GET) => get(ctx, req, &id).await,
+        (Route::ManagedSetup, M::POST) => managed::setup(ctx, req).await,
+        (Route::ManagedCheck, M::POST) => managed::check(ctx, req).await,
+        (Route::ManagedList, M::GET) => managed::list(ctx, req).await,
+        (Route::ManagedApply, M::POST) => managed::apply(ctx, req).await,
         _ => Err(ApiError::status(405, "Method not allowed")),
     }
 }

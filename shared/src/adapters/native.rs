@@ -214,7 +214,10 @@ mod tests {
         let (_dir, store) = store();
         block_on(async {
             let every: Vec<&str> = crate::migrations::MIGRATIONS.iter().map(|(name, _)| *name).collect();
-            assert_eq!(every, ["0001_init.sql", "0002_replays.sql", "0003_config.sql", "0004_email.sql"]);
+            assert_eq!(
+                every,
+                ["0001_init.sql", "0002_replays.sql", "0003_config.sql", "0004_email.sql", "0005_managed_domains.sql"]
+            );
             assert_eq!(crate::migrations::migrate(&store).await.unwrap(), every);
             assert!(crate::migrations::migrate(&store).await.unwrap().is_empty());
         });
