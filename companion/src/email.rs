@@ -103,8 +103,9 @@ pub async fn worker_loop(ctx: Context, worker: Rc<EmailWorker>, mut shutdown: wa
     }
 }
 
-/// `GET /api/v1/internal/email-queue-step[?only_one_step=true]`.
-pub async fn queue_step_route(req: &Request, ctx: &Context, worker: Option<&EmailWorker>) -> Response {
+/// `GET /api/v1/internal/email-queue-step[?only_one_step=true]`. The passes run as a task of
+/// their own: a caller that hangs up must not cancel a pass halfway through a send.
+pub async fn queue_step_route(req: &Request, ctx: &Context, worker: Option<Rc<EmailWorker>>) -> Response {
     let Some(worker) = worker else {
         return shared::http::text(503, "Email sending is not configured (STACK_EMAIL_HOST).");
     };
@@ -118,13 +119,19 @@ pub async fn queue_step_route(req: &Request, ctx: &Context, worker: Option<&Emai
         return shared::http::text(401, "Unauthorized");
     }
     let only_one = shared::http::query_param(req, "only_one_step").as_deref() == Some("true");
-    let started = Instant::now();
-    loop {
-        worker.pass(ctx).await;
-        if only_one || started.elapsed() >= ROUTE_BUDGET {
-            break;
+    let ctx = ctx.clone();
+    let passes = tokio::task::spawn_local(async move {
+        let started = Instant::now();
+        loop {
+            worker.pass(&ctx).await;
+            if only_one || started.elapsed() >= ROUTE_BUDGET {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    });
+    match passes.await {
+        Ok(()) => shared::http::json(&serde_json::json!({ "ok": true })),
+        Err(e) => shared::http::text(500, &format!("the queue pass failed: {e}")),
     }
-    shared::http::json(&serde_json::json!({ "ok": true }))
 }

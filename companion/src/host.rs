@@ -251,7 +251,7 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
         return refresh::handle(req, ctx).await;
     }
     if path == crate::email::QUEUE_STEP_PATH {
-        return crate::email::queue_step_route(&req, ctx, services.email.as_deref()).await;
+        return crate::email::queue_step_route(&req, ctx, services.email.clone()).await;
     }
     if path == metrics::COMPANION_PATH {
         return match &services.metrics {
