@@ -17,3 +17,16 @@ export ESBUILD_BIN="$EDGE_NODE/node_modules/@esbuild/linux-x64/bin/esbuild"
 export CI="${CI:-true}" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 # The function crates (functions/<name>), each its own Worker and component. The one list.
 FUNCTIONS=(refresh analytics-query metrics replays config emails)
+# The cached target dir keeps every old build of each test binary and incremental session (a
+# clone at a new path, or a changed crate, gets new hashes); left alone it fills the disk within
+# days. Keep the newest build of each executable and drop incremental sessions idle for 2 days.
+prune_target() {
+  local deps
+  for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/release/deps; do
+    [[ -d "$deps" ]] || continue
+    find "$deps" -maxdepth 1 -type f -perm -u+x ! -name '*.*' -printf '%T@ %p\n' | sort -rn |
+      awk '{ name = $2; sub(/-[0-9a-f]+$/, "", name); if (seen[name]++) print $2 }' | xargs -r rm -f
+  done
+  find "$CARGO_TARGET_DIR" -mindepth 3 -maxdepth 3 -path '*/incremental/*' -type d -mtime +2 \
+    -exec rm -rf {} + 2>/dev/null || true
+}
