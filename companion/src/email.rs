@@ -2,17 +2,21 @@
 //! its own and on demand through `GET /api/v1/internal/email-queue-step` (contract §5.3,
 //! `Authorization: Bearer <CRON_SECRET>`).
 //!
-//! Configuration (environment): `STACK_EMAIL_HOST` (unset: no email worker), `STACK_EMAIL_PORT`
-//! (587), `STACK_EMAIL_USERNAME`, `STACK_EMAIL_PASSWORD`, `STACK_EMAIL_SENDER`,
-//! `STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR` (200; 100000 outside production) and `CRON_SECRET`
-//! (`mock_cron_secret` outside production, required in production).
+//! Each project's emails go through the server its config names (`shared::email_server`).
+//! Configuration (environment): the shared server `STACK_EMAIL_HOST` (unset: projects on the
+//! shared server get a configuration error), `STACK_EMAIL_PORT` (587), `STACK_EMAIL_USERNAME`,
+//! `STACK_EMAIL_PASSWORD`, `STACK_EMAIL_SENDER`; `STACK_RESEND_SMTP_HOST` / `_PORT` (where
+//! managed domains send: `smtp.resend.com:465`) and `CRON_SECRET` (`mock_cron_secret` outside
+//! production; unset in production: the cron route answers 503). The default capacity is
+//! `Config::default_email_capacity_per_hour`.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use shared::adapters::smtp::{SmtpMailer, SmtpSettings};
-use shared::context::Environment;
+use shared::adapters::smtp::SmtpMailer;
+use shared::context::{Config, Environment};
 use shared::email::{queue_step, QueueSettings};
+use shared::email_server::{ResendEndpoint, SharedServer};
 use shared::error::KnownError;
 use shared::{Context, Request, Response};
 use tokio::sync::watch;
@@ -28,56 +32,55 @@ const PASS_INTERVAL: Duration = Duration::from_secs(60);
 pub struct EmailWorker {
     mailer: SmtpMailer,
     settings: QueueSettings,
-    cron_secret: String,
+    cron_secret: Option<String>,
 }
 
 /// Process-wide settings, read once.
 #[derive(Clone)]
 pub struct EmailSettings {
-    smtp: SmtpSettings,
-    sender: String,
+    shared_server: Option<SharedServer>,
+    resend: ResendEndpoint,
     capacity_per_hour: f64,
-    cron_secret: String,
+    cron_secret: Option<String>,
 }
 
 impl EmailSettings {
-    /// From the environment; `None` without `STACK_EMAIL_HOST`.
-    pub fn from_env(environment: Environment) -> Result<Option<EmailSettings>, String> {
+    pub fn from_env(config: &Config) -> Result<EmailSettings, String> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let Some(host) = var("STACK_EMAIL_HOST") else { return Ok(None) };
-        let port = var("STACK_EMAIL_PORT")
-            .map(|p| p.parse::<u16>().map_err(|e| format!("STACK_EMAIL_PORT: {e}")))
-            .transpose()?;
-        let local = matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1");
-        let production = environment == Environment::Production;
-        let cron_secret = match (var("CRON_SECRET"), production) {
-            (Some(secret), _) => secret,
-            (None, false) => "mock_cron_secret".into(),
-            (None, true) => return Err("CRON_SECRET must be set in production".into()),
-        };
-        let capacity = match var("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR") {
-            Some(c) => c.parse::<f64>().map_err(|e| format!("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR: {e}"))?,
-            None if production => 200.0,
-            None => 100_000.0,
-        };
-        Ok(Some(EmailSettings {
-            smtp: SmtpSettings {
+        let port = |k: &str| var(k).map(|p| p.parse::<u16>().map_err(|e| format!("{k}: {e}"))).transpose();
+        let production = config.environment == Environment::Production;
+        let shared_server = match var("STACK_EMAIL_HOST") {
+            Some(host) => Some(SharedServer {
                 host,
-                port: port.unwrap_or(587),
+                port: port("STACK_EMAIL_PORT")?.unwrap_or(587),
                 username: var("STACK_EMAIL_USERNAME"),
                 password: var("STACK_EMAIL_PASSWORD"),
-                require_tls: !local,
-            },
-            sender: var("STACK_EMAIL_SENDER").unwrap_or_else(|| "noreply@stack-edge.local".into()),
-            capacity_per_hour: capacity,
+                sender_email: var("STACK_EMAIL_SENDER").unwrap_or_else(|| "noreply@stack-edge.local".into()),
+            }),
+            None => None,
+        };
+        let default_resend = ResendEndpoint::default();
+        let resend = ResendEndpoint {
+            host: var("STACK_RESEND_SMTP_HOST").unwrap_or(default_resend.host),
+            port: port("STACK_RESEND_SMTP_PORT")?.unwrap_or(default_resend.port),
+        };
+        let cron_secret = var("CRON_SECRET").or_else(|| (!production).then(|| "mock_cron_secret".into()));
+        Ok(EmailSettings {
+            shared_server,
+            resend,
+            capacity_per_hour: config.default_email_capacity_per_hour,
             cron_secret,
-        }))
+        })
     }
 
     pub fn worker(&self) -> Result<EmailWorker, String> {
         Ok(EmailWorker {
-            mailer: SmtpMailer::new(&self.smtp)?,
-            settings: QueueSettings { capacity_per_hour: self.capacity_per_hour, sender: self.sender.clone() },
+            mailer: SmtpMailer,
+            settings: QueueSettings {
+                capacity_per_hour: self.capacity_per_hour,
+                shared_server: self.shared_server.clone(),
+                resend: self.resend.clone(),
+            },
             cron_secret: self.cron_secret.clone(),
         })
     }
@@ -106,15 +109,15 @@ pub async fn worker_loop(ctx: Context, worker: Rc<EmailWorker>, mut shutdown: wa
 /// `GET /api/v1/internal/email-queue-step[?only_one_step=true]`. The passes run as a task of
 /// their own: a caller that hangs up must not cancel a pass halfway through a send.
 pub async fn queue_step_route(req: &Request, ctx: &Context, worker: Option<Rc<EmailWorker>>) -> Response {
-    let Some(worker) = worker else {
-        return shared::http::text(503, "Email sending is not configured (STACK_EMAIL_HOST).");
+    let Some((worker, secret)) = worker.and_then(|w| w.cron_secret.clone().map(|s| (w, s))) else {
+        return shared::http::text(503, "The email queue route is not configured (CRON_SECRET).");
     };
     let Some(authorization) = shared::http::header(req, "authorization") else {
         let message =
             format!("Request validation failed on GET {QUEUE_STEP_PATH}:\n  - headers.authorization must be defined");
         return KnownError::schema_error(message).into_response();
     };
-    let expected = format!("Bearer {}", worker.cron_secret);
+    let expected = format!("Bearer {secret}");
     if !shared::crypto::ct_eq(authorization, &expected) {
         return shared::http::text(401, "Unauthorized");
     }

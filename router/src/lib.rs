@@ -84,6 +84,8 @@ mod tests {
         ("config", "/api/v1/internal/config/source"),
         ("emails", "/api/v1/emails/outbox"),
         ("emails", "/api/v1/emails/outbox/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f"),
+        ("emails", "/api/v1/emails/delivery-info"),
+        ("emails", "/api/v1/emails/capacity-boost"),
         ("emails", "/api/v1/internal/emails/managed-onboarding/apply"),
     ];
 

@@ -3,6 +3,8 @@ each message it receives as `<n>.eml` in a folder, for the tests to read back.
 
 Recipients whose local part starts with `tempfail` are refused with 450 (a temporary failure,
 which the worker retries); those starting with `reject` are refused with 553 (permanent).
+Clients may log in (AUTH PLAIN/LOGIN without TLS): any password works except one starting
+with `wrong` (535); the login is recorded as an `X-Auth-Login` header of each message.
 
 Usage: sink.py --dir DIR [--port N]   (prints "listening on 127.0.0.1:PORT"; exits when its
 standard input closes)
@@ -15,6 +17,13 @@ import sys
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    if not isinstance(auth_data, LoginPassword) or auth_data.password.startswith(b"wrong"):
+        return AuthResult(success=False, handled=False)
+    return AuthResult(success=True, auth_data=auth_data.login.decode())
 
 
 class Sink:
@@ -38,6 +47,8 @@ class Sink:
         path = os.path.join(self.folder, f"{n:06d}.eml")
         with open(path + ".tmp", "wb") as f:
             f.write(f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n".encode())
+            if session.authenticated:
+                f.write(f"X-Auth-Login: {session.auth_data}\r\n".encode())
             f.write(envelope.original_content or envelope.content)
         os.replace(path + ".tmp", path)
         return "250 Message accepted for delivery"
@@ -56,7 +67,9 @@ def main():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-    controller = Controller(Sink(options.dir), hostname="127.0.0.1", port=port)
+    controller = Controller(
+        Sink(options.dir), hostname="127.0.0.1", port=port, authenticator=authenticate, auth_require_tls=False
+    )
     controller.start()
     print(f"listening on 127.0.0.1:{port}", flush=True)
     sys.stdin.read()

@@ -35,6 +35,9 @@ pub struct Config {
     pub shared_oauth_client_ids: Vec<(&'static str, String)>,
     /// `STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS` is exactly `true`.
     pub allow_shared_oauth_access_tokens: bool,
+    /// `STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR`: emails per hour per tenancy before growth and
+    /// boosts (200 in production, 100000 elsewhere).
+    pub default_email_capacity_per_hour: f64,
 }
 
 /// The providers Stack can offer its own OAuth app for.
@@ -155,6 +158,13 @@ impl Config {
         // Read raw: ConfigSource adapters may drop empty values, which count as unset anyway.
         let allow_shared_oauth_access_tokens =
             shared_access_tokens_allowed(source.get("STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS").as_deref());
+        let default_email_capacity_per_hour = match source.get("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR") {
+            Some(c) => c.parse::<f64>().ok().filter(|c| c.is_finite() && *c > 0.0).ok_or_else(|| {
+                ConfigError(format!("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR {c:?} is not a positive number"))
+            })?,
+            None if environment == Environment::Production => 200.0,
+            None => 100_000.0,
+        };
         Ok(Config {
             server_secret,
             access_token_lifetime_ms,
@@ -164,6 +174,7 @@ impl Config {
             companion,
             shared_oauth_client_ids,
             allow_shared_oauth_access_tokens,
+            default_email_capacity_per_hour,
         })
     }
 

@@ -11,12 +11,16 @@
 //! so `tsx_source` is HTML with `{{ variable }}` placeholders (HTML-escaped) and an optional
 //! `<title>` giving the subject (docs/upstream-differences.md).
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::auth::Tenancy;
+use crate::config::{render as render_config, schema::Level, store as config_store};
 use crate::crypto::new_uuid;
-use crate::ports::{Mailer, OutgoingEmail, SqlRow, Statement, StoreError};
+use crate::email_server::{mail_server, MailServer, ResendEndpoint, SharedServer};
+use crate::ports::{Mailer, OutgoingEmail, SendFailure, SqlRow, Statement, StoreError};
 use crate::Context;
 
 /// Rows claimed for rendering per pass.
@@ -29,6 +33,8 @@ pub const MAX_SEND_ATTEMPTS: i64 = 5;
 const METADATA_KEY: &str = "EMAIL_QUEUE_METADATA_KEY";
 const RENDER_ERROR: &str =
     "An error occurred while rendering the email. Make sure the template/draft is valid and the theme is set correctly.";
+/// What users see when the project's email server settings cannot be used.
+const CONFIG_ERROR: &str = "An error occurred while sending the email. If you are the admin of this project, please check the email configuration and try again.";
 pub const STUCK_MESSAGE: &str = "Email sending timed out before we could confirm whether it was delivered.";
 
 /// Who an email goes to (upstream's `to` shapes).
@@ -127,8 +133,11 @@ pub async fn enqueue(ctx: &Context, tenancy: &Tenancy, email: NewEmail) -> Resul
 }
 
 /// The status of a row as SQL (upstream's CASE, first match wins), upper case; the one
-/// definition, used to filter and to show.
-pub const STATUS_SQL: &str = "CASE \
+/// definition, used to filter and to show. A macro as well, for `concat!` into static SQL.
+#[macro_export]
+macro_rules! email_status_sql {
+    () => {
+        "CASE \
     WHEN is_paused = 1 THEN 'PAUSED' \
     WHEN skipped_reason IS NOT NULL THEN 'SKIPPED' \
     WHEN started_rendering_at IS NULL THEN 'PREPARING' \
@@ -138,7 +147,17 @@ pub const STATUS_SQL: &str = "CASE \
     WHEN started_sending_at IS NULL THEN 'QUEUED' \
     WHEN finished_sending_at IS NULL THEN 'SENDING' \
     WHEN send_server_error_external_message IS NOT NULL THEN 'SERVER_ERROR' \
-    ELSE 'SENT' END";
+    ELSE 'SENT' END"
+    };
+}
+pub const STATUS_SQL: &str = email_status_sql!();
+
+/// ISO 8601 in UTC with milliseconds, as upstream's `Date.toISOString()`.
+pub fn iso_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
 
 /// `simpleStatus`: OK, ERROR or IN_PROGRESS.
 pub fn simple_status(status: &str) -> &'static str {
@@ -206,10 +225,12 @@ fn strip_tags(html: &str) -> String {
 
 /// How a pass sends.
 pub struct QueueSettings {
-    /// Emails per hour per tenancy (upstream's default capacity; no reputation penalty here).
+    /// Upstream's default capacity (emails per hour per tenancy) before growth and boosts.
     pub capacity_per_hour: f64,
-    /// The From address.
-    pub sender: String,
+    /// The server of projects with `emails.server.isShared` (`None`: their emails fail).
+    pub shared_server: Option<SharedServer>,
+    /// Where managed domains send.
+    pub resend: ResendEndpoint,
 }
 
 /// What one pass did.
@@ -301,7 +322,8 @@ pub async fn queue_step(
         )
         .await?;
     for tenancy in &tenancies {
-        let quota = stochastic_round(ctx, settings.capacity_per_hour / 3600.0 * delta_seconds);
+        let capacity = tenancy_capacity(ctx, &tenancy.text("tenancy_id")?, settings.capacity_per_hour).await?;
+        let quota = stochastic_round(ctx, capacity.per_hour() / 3600.0 * delta_seconds);
         if quota <= 0 {
             continue;
         }
@@ -325,9 +347,17 @@ pub async fn queue_step(
             &[worker.clone().into(), now.into()],
         )
         .await?;
+    // Each tenancy's mail server, read once per pass.
+    let mut servers = HashMap::new();
+    for row in &claimed {
+        let tenancy_id = row.text("tenancy_id")?;
+        if let Entry::Vacant(slot) = servers.entry(tenancy_id.clone()) {
+            slot.insert(tenancy_mail_server(ctx, &tenancy_id, settings).await?);
+        }
+    }
     // Several sends at once: each waits on the mail server most of the time.
     let outcomes: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(claimed.iter())
-        .map(|row| send_one(ctx, mailer, settings, row))
+        .map(|row| send_one(ctx, mailer, &servers, row))
         .buffer_unordered(SEND_CONCURRENCY)
         .collect()
         .await;
@@ -363,6 +393,133 @@ async fn seconds_since_last_pass(ctx: &Context, now: i64) -> Result<f64, StoreEr
     Ok(delta)
 }
 
+/// Emails finished without error or skip over the windows the capacity looks at. Bounces and
+/// spam reports are not tracked (no delivery webhooks here; upstream's worker never records
+/// them either), so they count as zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DeliveryStats {
+    pub hour: i64,
+    pub day: i64,
+    pub week: i64,
+    pub month: i64,
+}
+
+pub async fn delivery_stats(ctx: &Context, tenancy_id: &str) -> Result<DeliveryStats, StoreError> {
+    const HOUR: i64 = 3_600_000;
+    let now = ctx.now();
+    let rows = ctx
+        .store
+        .query(
+            "SELECT COALESCE(SUM(finished_sending_at >= ?1), 0) AS hour, COALESCE(SUM(finished_sending_at >= ?2), 0) AS day, \
+             COALESCE(SUM(finished_sending_at >= ?3), 0) AS week, COUNT(*) AS month FROM email_outbox \
+             WHERE tenancy_id = ?5 AND finished_sending_at >= ?4 AND send_server_error_external_message IS NULL \
+             AND skipped_reason IS NULL",
+            &[(now - HOUR).into(), (now - 24 * HOUR).into(), (now - 7 * 24 * HOUR).into(), (now - 30 * 24 * HOUR).into(), tenancy_id.into()],
+        )
+        .await?;
+    let row = rows.first().ok_or_else(|| StoreError::Decode("no statistics row".into()))?;
+    Ok(DeliveryStats { hour: row.int("hour")?, day: row.int("day")?, week: row.int("week")?, month: row.int("month")? })
+}
+
+/// A tenancy's send capacity (§5.2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// Before growth: the process default.
+    pub default_per_hour: f64,
+    pub sent_last_month: i64,
+    /// 1 without bounces or spam reports (see [`DeliveryStats`]).
+    pub penalty: f64,
+    /// When the running boost ends, if one runs.
+    pub boost_expires_at: Option<i64>,
+}
+
+impl Capacity {
+    /// max(baseline × penalty, default ÷ 4), with baseline = default + 4 × sent last month ÷ 720;
+    /// four times that while a boost runs.
+    pub fn per_hour(&self) -> f64 {
+        let baseline = self.default_per_hour + 4.0 * self.sent_last_month as f64 / 720.0;
+        let rate = (baseline * self.penalty).max(self.default_per_hour / 4.0);
+        if self.boost_expires_at.is_some() {
+            rate * BOOST_MULTIPLIER
+        } else {
+            rate
+        }
+    }
+}
+
+/// How much a capacity boost multiplies the rate, and how long it lasts.
+pub const BOOST_MULTIPLIER: f64 = 4.0;
+pub const BOOST_DURATION_MS: i64 = 4 * 3_600_000;
+
+pub async fn tenancy_capacity(ctx: &Context, tenancy_id: &str, default_per_hour: f64) -> Result<Capacity, StoreError> {
+    let stats = delivery_stats(ctx, tenancy_id).await?;
+    Ok(Capacity {
+        default_per_hour,
+        sent_last_month: stats.month,
+        penalty: 1.0,
+        boost_expires_at: active_boost(ctx, tenancy_id).await?,
+    })
+}
+
+/// When the tenancy's running capacity boost ends (`None`: no boost runs).
+pub async fn active_boost(ctx: &Context, tenancy_id: &str) -> Result<Option<i64>, StoreError> {
+    let rows = ctx
+        .store
+        .query(
+            "SELECT expires_at FROM email_capacity_boosts WHERE tenancy_id = ? AND expires_at > ?",
+            &[tenancy_id.into(), ctx.now().into()],
+        )
+        .await?;
+    rows.first().map(|row| row.int("expires_at")).transpose()
+}
+
+/// Starts a boost unless one runs: one conditional upsert, so two concurrent calls cannot both
+/// start one. `Err(expires_at)` when a boost already runs.
+pub async fn start_boost(ctx: &Context, tenancy_id: &str) -> Result<Result<i64, i64>, StoreError> {
+    let now = ctx.now();
+    let expires_at = now + BOOST_DURATION_MS;
+    let changed = ctx
+        .store
+        .execute(
+            "INSERT INTO email_capacity_boosts (tenancy_id, expires_at) VALUES (?1, ?2) \
+             ON CONFLICT (tenancy_id) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE email_capacity_boosts.expires_at <= ?3",
+            vec![tenancy_id.into(), expires_at.into(), now.into()],
+        )
+        .await?;
+    if changed == 1 {
+        return Ok(Ok(expires_at));
+    }
+    Ok(Err(active_boost(ctx, tenancy_id).await?.unwrap_or(expires_at)))
+}
+
+/// The mail server of a tenancy's project, from its rendered environment config (contract §5.6).
+async fn tenancy_mail_server(
+    ctx: &Context,
+    tenancy_id: &str,
+    settings: &QueueSettings,
+) -> Result<Result<MailServer, String>, StoreError> {
+    let rows = ctx
+        .store
+        .query(
+            "SELECT t.project_id, t.branch_id, p.display_name FROM tenancies t JOIN projects p ON p.id = t.project_id \
+             WHERE t.id = ?",
+            &[tenancy_id.into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else { return Ok(Err("the project no longer exists".into())) };
+    let tenancy =
+        Tenancy { id: tenancy_id.to_string(), project_id: row.text("project_id")?, branch_id: row.text("branch_id")? };
+    let overrides = config_store::load(ctx, &tenancy).await?;
+    let config = render_config(&overrides.up_to(Level::Environment)).config;
+    Ok(mail_server(
+        &config["emails"]["server"],
+        &row.text("display_name")?,
+        settings.shared_server.as_ref(),
+        &settings.resend,
+    ))
+}
+
 /// `x` rounded down, plus one with probability equal to its fraction.
 fn stochastic_round(ctx: &Context, x: f64) -> i64 {
     let whole = x.floor();
@@ -384,7 +541,7 @@ enum Outcome {
 async fn send_one(
     ctx: &Context,
     mailer: &dyn Mailer,
-    settings: &QueueSettings,
+    servers: &HashMap<String, Result<MailServer, String>>,
     row: &SqlRow,
 ) -> Result<Outcome, StoreError> {
     let (tenancy_id, id) = (row.text("tenancy_id")?, row.text("id")?);
@@ -404,16 +561,24 @@ async fn send_one(
             return Ok(Outcome::Skipped);
         }
     };
-    let domain = settings.sender.rsplit('@').next().unwrap_or("stack-edge.local");
+    let server = match servers.get(&tenancy_id) {
+        Some(Ok(server)) => server,
+        Some(Err(problem)) => {
+            let failure = SendFailure { error_type: "EMAIL_CONFIG", retryable: false, message: problem.clone() };
+            return record_failure(ctx, row, &tenancy_id, &id, failure, Some(CONFIG_ERROR)).await;
+        }
+        None => return Err(StoreError::Decode(format!("no mail server looked up for tenancy {tenancy_id}"))),
+    };
+    let domain = server.sender_email.rsplit('@').next().unwrap_or("stack-edge.local");
     let email = OutgoingEmail {
         message_id: format!("<{id}@{domain}>"),
-        from: settings.sender.clone(),
+        from: server.from(),
         to,
         subject: row.opt_text("rendered_subject")?.unwrap_or_default(),
         html: row.opt_text("rendered_html")?.unwrap_or_default(),
         text: row.opt_text("rendered_text")?.unwrap_or_default(),
     };
-    let failure = match mailer.send(&email).await {
+    let failure = match mailer.send(server, &email).await {
         Ok(()) => {
             ctx.store
                 .execute(
@@ -428,13 +593,29 @@ async fn send_one(
         }
         Err(failure) => failure,
     };
+    record_failure(ctx, row, &tenancy_id, &id, failure, None).await
+}
+
+/// Records a failed attempt: a retry later when the class allows and attempts remain, else a
+/// terminal server error. `external` replaces the message users see (upstream's text for
+/// failures that are the project's configuration, not the mail server's answer).
+async fn record_failure(
+    ctx: &Context,
+    row: &SqlRow,
+    tenancy_id: &str,
+    id: &str,
+    failure: SendFailure,
+    external: Option<&str>,
+) -> Result<Outcome, StoreError> {
+    let now = ctx.now();
+    let external_message = external.map(str::to_string).unwrap_or_else(|| failure.message.clone());
     let attempt = row.int("send_retries")? + 1;
     let mut errors: Vec<Value> =
         row.opt_text("send_attempt_errors")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     errors.push(json!({
         "attemptNumber": attempt,
-        "timestamp": crate::metrics::clickhouse_time(now),
-        "externalMessage": failure.message,
+        "timestamp": iso_time(now),
+        "externalMessage": external_message,
         "externalDetails": { "errorType": failure.error_type },
         "internalMessage": failure.message,
         "internalDetails": { "errorType": failure.error_type },
@@ -457,14 +638,14 @@ async fn send_one(
         .execute(
             "UPDATE email_outbox SET finished_sending_at = ?1, can_have_delivery_info = 0, send_retries = ?2, \
              next_send_retry_at = NULL, send_attempt_errors = ?3, send_server_error_external_message = ?4, \
-             send_server_error_external_details = ?5, send_server_error_internal_message = ?4, \
+             send_server_error_external_details = ?5, send_server_error_internal_message = ?9, \
              send_server_error_internal_details = ?6, updated_at = ?1 \
              WHERE tenancy_id = ?7 AND id = ?8 AND finished_sending_at IS NULL",
             vec![
                 now.into(),
                 attempt.into(),
                 errors.clone().into(),
-                failure.message.clone().into(),
+                external_message.into(),
                 json!({ "errorType": failure.error_type }).to_string().into(),
                 json!({ "rawError": failure.message, "errorType": failure.error_type, "attemptCount": attempt,
                         "failureReason": reason, "allAttemptErrors": serde_json::from_str::<Value>(&errors).unwrap_or_default() })
@@ -472,6 +653,7 @@ async fn send_one(
                 .into(),
                 tenancy_id.into(),
                 id.into(),
+                failure.message.clone().into(),
             ],
         )
         .await?;
@@ -519,13 +701,13 @@ async fn resolve(
 pub async fn fail_emails_stuck_in_sending(ctx: &Context) -> Result<usize, StoreError> {
     let now = ctx.now();
     let cutoff = now - STUCK_EMAIL_TIMEOUT_MS;
-    let cutoff_iso = crate::metrics::clickhouse_time(cutoff);
+    let cutoff_iso = iso_time(cutoff);
     let internal = format!(
         "Email was stuck in sending since before {cutoff_iso}; marked as a terminal server error with delivery status \
          unknown. Not retried to avoid duplicate delivery."
     );
     let details = json!({ "errorType": "stuck-in-sending-marked-failed", "stuckTimeoutMs": STUCK_EMAIL_TIMEOUT_MS,
-                          "failedAt": crate::metrics::clickhouse_time(now) });
+                          "failedAt": iso_time(now) });
     let changed = ctx
         .store
         .batch(&[Statement::new(
@@ -580,6 +762,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.to_json()["user_id"], "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f");
+    }
+
+    #[test]
+    fn capacity_grows_with_sent_mail_has_a_floor_and_boosts_four_times() {
+        let capacity = |sent, penalty, boost| {
+            Capacity { default_per_hour: 200.0, sent_last_month: sent, penalty, boost_expires_at: boost }.per_hour()
+        };
+        assert_eq!(capacity(0, 1.0, None), 200.0);
+        assert_eq!(capacity(7200, 1.0, None), 240.0);
+        assert_eq!(capacity(7200, 0.1, None), 50.0, "never below a quarter of the default");
+        assert_eq!(capacity(7200, 0.5, None), 120.0);
+        assert_eq!(capacity(0, 1.0, Some(1)), 800.0);
     }
 
     #[test]

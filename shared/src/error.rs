@@ -411,6 +411,28 @@ impl KnownError {
         Self::new("ANALYTICS_NOT_ENABLED", 400, "Analytics is not enabled for this project.", None)
     }
 
+    pub fn email_not_editable(email_id: &str, status: &str) -> Self {
+        Self::new(
+            "EMAIL_NOT_EDITABLE",
+            400,
+            format!(
+                "Email with ID {email_id} is not editable: its status is {status}. Only emails in the statuses PAUSED, \
+                 PREPARING, RENDERING, RENDER_ERROR, SCHEDULED, QUEUED and SERVER_ERROR can be edited."
+            ),
+            Some(json!({ "email_id": email_id, "status": status })),
+        )
+    }
+
+    /// `expires_at`: ISO 8601.
+    pub fn email_capacity_boost_already_active(expires_at: &str) -> Self {
+        Self::new(
+            "EMAIL_CAPACITY_BOOST_ALREADY_ACTIVE",
+            409,
+            "An email capacity boost is already active for this project.",
+            Some(json!({ "expires_at": expires_at })),
+        )
+    }
+
     pub fn invalid_scope(scope: &str) -> Self {
         Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
     }

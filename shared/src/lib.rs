@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod email;
+pub mod email_server;
 pub mod error;
 pub mod events;
 pub mod http;

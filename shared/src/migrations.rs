@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_config.sql", include_str!("../migrations/0003_config.sql")),
     ("0004_email.sql", include_str!("../migrations/0004_email.sql")),
     ("0005_managed_domains.sql", include_str!("../migrations/0005_managed_domains.sql")),
+    ("0006_email_capacity.sql", include_str!("../migrations/0006_email_capacity.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -210,10 +210,10 @@ pub struct SendFailure {
     pub message: String,
 }
 
-/// Sends email (SMTP natively).
+/// Sends email through a given mail server (SMTP natively).
 #[async_trait(?Send)]
 pub trait Mailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), SendFailure>;
+    async fn send(&self, server: &crate::email_server::MailServer, email: &OutgoingEmail) -> Result<(), SendFailure>;
 }
 
 // --- background work ------------------------------------------------------------------------

@@ -10,12 +10,15 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// A host sending through `sink`, with a capacity so high that back-to-back passes (a few
+/// milliseconds apart) always get a send quota.
 fn host_with_smtp(sink: &SmtpSink) -> Host {
     let port = sink.port.to_string();
     Host::start(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
         ("STACK_EMAIL_PORT", &port),
         ("STACK_EMAIL_SENDER", "noreply@test.example"),
+        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
     ])
 }
 
@@ -153,6 +156,288 @@ async fn bad_input_is_refused_and_writes_nothing() {
     assert_eq!(h.db_query("SELECT count(*) FROM email_outbox", &[]), vec![vec!["0".to_string()]]);
 }
 
+/// §5.5 PATCH and the outbox-api cases of §5.8: content edits start the email over (and send
+/// the new content), pausing holds it, a schedule change takes effect, cancelling skips it;
+/// sent and skipped emails are not editable; bad edits change nothing.
+#[tokio::test]
+async fn outbox_edits_pauses_and_cancels_only_before_sending() {
+    let sink = SmtpSink::start();
+    let h = host_with_smtp(&sink);
+    let p = h.create_project(false).await;
+    let later = now_ms() + 3_600_000;
+    let patch =
+        |id: &str, body: Value| h.request("PATCH", &format!("/api/v1/emails/outbox/{id}")).server(&p).json(&body);
+    let email = |to: &str| json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": TEMPLATE, "variables": { "name": "Old" } });
+
+    let mut scheduled = email("first@example.com");
+    scheduled["scheduled_at_millis"] = json!(later);
+    let edited = enqueue(&h, &p, scheduled).await;
+    let cancelled = enqueue(&h, &p, email("second@example.com")).await;
+    patch(&cancelled, json!({ "is_paused": true })).send().await;
+    let failed = enqueue(&h, &p, email("reject-me@example.com")).await;
+    run_queue(&h).await;
+    assert!(sink.messages().is_empty());
+    assert_eq!(read(&h, &p, &edited).await["status"], "scheduled");
+    assert_eq!(read(&h, &p, &failed).await["status"], "server-error");
+
+    // Bad edits are refused and change nothing.
+    let before = read(&h, &p, &edited).await;
+    for body in [
+        json!({ "cancel": false }),
+        json!({ "variables": [1] }),
+        json!({ "to": { "type": "custom-emails", "emails": ["not an address"] } }),
+        json!({ "tsx_source": "x".repeat(100_001) }),
+        json!({ "is_paused": "yes" }),
+        json!({ "subject": "unknown field" }),
+    ] {
+        patch(&edited, body).send().await.assert_known_error(400, "SCHEMA_ERROR");
+    }
+    assert_eq!(read(&h, &p, &edited).await, before);
+
+    // Content edits: rendering starts over; a pause holds the email; a new time sends it.
+    let res = patch(
+        &edited,
+        json!({ "tsx_source": "<title>New {{ name }}</title>{{ name }}", "variables": { "name": "New" },
+        "to": { "type": "custom-emails", "emails": ["changed@example.com"] }, "is_paused": true }),
+    )
+    .send()
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!((&res.json()["status"], &res.json()["has_rendered"]), (&json!("paused"), &json!(false)));
+    run_queue(&h).await;
+    assert_eq!(read(&h, &p, &edited).await["status"], "paused");
+    patch(&edited, json!({ "is_paused": false, "scheduled_at_millis": now_ms() - 1 })).send().await;
+    run_queue(&h).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:#?} {:#}", read(&h, &p, &edited).await);
+    assert!(
+        messages[0].contains("X-Envelope-To: changed@example.com") && messages[0].contains("Subject: New New"),
+        "{}",
+        messages[0]
+    );
+    let sent = read(&h, &p, &edited).await;
+    assert_eq!((&sent["status"], &sent["can_have_delivery_info"]), (&json!("sent"), &json!(false)));
+    let res = patch(&edited, json!({ "is_paused": true })).send().await;
+    let body = res.assert_known_error(400, "EMAIL_NOT_EDITABLE");
+    assert_eq!(body["details"], json!({ "email_id": edited, "status": "SENT" }));
+
+    // A server error can be corrected and sent again: every retry field starts over.
+    let res =
+        patch(&failed, json!({ "to": { "type": "custom-emails", "emails": ["fixed@example.com"] } })).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let reset = res.json();
+    assert_eq!(
+        (&reset["status"], &reset["send_retries"], &reset["send_attempt_errors"]),
+        (&json!("preparing"), &json!(0), &Value::Null)
+    );
+    run_queue(&h).await;
+    assert_eq!(read(&h, &p, &failed).await["status"], "sent");
+    assert_eq!(sink.messages().len(), 2);
+
+    // Cancelling skips (and unpauses); a skipped email cannot be cancelled again.
+    let res = patch(&cancelled, json!({ "cancel": true })).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let skipped = res.json();
+    assert_eq!((&skipped["status"], &skipped["is_paused"]), (&json!("skipped"), &json!(false)));
+    assert_eq!((&skipped["skipped_reason"], &skipped["skipped_details"]), (&json!("MANUALLY_CANCELLED"), &json!({})));
+    patch(&cancelled, json!({ "cancel": true })).send().await.assert_known_error(400, "EMAIL_NOT_EDITABLE");
+    run_queue(&h).await;
+    assert_eq!(sink.messages().len(), 2, "a cancelled email is never sent");
+
+    // Unknown ids and other projects' emails are not found.
+    let other = h.create_project(false).await;
+    for call in [
+        patch("00000000-0000-4000-8000-000000000000", json!({ "cancel": true })),
+        h.request("PATCH", &format!("/api/v1/emails/outbox/{cancelled}"))
+            .server(&other)
+            .json(&json!({ "is_paused": true })),
+    ] {
+        let res = call.send().await;
+        assert_eq!((res.status, res.text.as_str()), (404, "Email not found"));
+    }
+}
+
+/// §5.8 delivery info: zero for a new project, sent emails counted, the rate they give (the
+/// default grows by 4 × sent ÷ 720 per hour), and a capacity boost that quadruples it — one at
+/// a time, even when requested concurrently.
+#[tokio::test]
+async fn delivery_info_counts_sends_and_a_boost_raises_the_rate() {
+    let sink = SmtpSink::start();
+    let port = sink.port.to_string();
+    let h = Host::start(&[
+        ("STACK_EMAIL_HOST", "127.0.0.1"),
+        ("STACK_EMAIL_PORT", &port),
+        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "720"),
+    ]);
+    let p = h.create_project(false).await;
+    let info = || {
+        let call = h.get("/api/v1/emails/delivery-info").server(&p);
+        async move {
+            let res = call.send().await;
+            assert_eq!(res.status, 200, "{}", res.text);
+            res.json()
+        }
+    };
+    h.get("/api/v1/emails/delivery-info").client(&p).send().await.assert_known_error(401, "INSUFFICIENT_ACCESS_TYPE");
+    h.post("/api/v1/emails/capacity-boost").client(&p).send().await.assert_known_error(401, "INSUFFICIENT_ACCESS_TYPE");
+    let fresh = info().await;
+    for window in ["hour", "day", "week", "month"] {
+        assert_eq!(fresh["stats"][window], json!({ "sent": 0, "bounced": 0, "marked_as_spam": 0 }));
+    }
+    assert_eq!(fresh["capacity"]["rate_per_second"], json!(0.2));
+    assert_eq!(fresh["capacity"]["is_boost_active"], false);
+
+    for n in 0..3 {
+        enqueue(
+            &h,
+            &p,
+            json!({ "to": { "type": "custom-emails", "emails": [format!("u{n}@example.com")] }, "tsx_source": "hi" }),
+        )
+        .await;
+    }
+    enqueue(
+        &h,
+        &p,
+        json!({ "to": { "type": "custom-emails", "emails": ["reject-me@example.com"] }, "tsx_source": "hi" }),
+    )
+    .await;
+    run_queue(&h).await;
+    assert_eq!(sink.messages().len(), 3);
+    let after = info().await;
+    assert_eq!(after["stats"]["hour"]["sent"], 3, "a failed send is not counted: {after:#}");
+    assert_eq!(after["stats"]["month"]["sent"], 3);
+    let grown = (720.0 + 4.0 * 3.0 / 720.0) / 3600.0;
+    assert!((after["capacity"]["rate_per_second"].as_f64().unwrap() - grown).abs() < 1e-9, "{after:#}");
+
+    let boosts: Vec<_> =
+        futures::future::join_all((0..10).map(|_| h.post("/api/v1/emails/capacity-boost").server(&p).send())).await;
+    let started: Vec<_> = boosts.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(started.len(), 1, "exactly one boost starts");
+    let expires_at = started[0].json()["expires_at_millis"].as_i64().unwrap();
+    assert!((expires_at - now_ms() - 4 * 3_600_000).abs() < 60_000, "a boost lasts four hours");
+    for refused in boosts.iter().filter(|r| r.status != 200) {
+        let body = refused.assert_known_error(409, "EMAIL_CAPACITY_BOOST_ALREADY_ACTIVE");
+        let iso = body["details"]["expires_at"].as_str().unwrap();
+        assert!(iso.ends_with('Z') && iso.contains('T'), "{iso}");
+    }
+    let boosted = info().await;
+    assert_eq!(
+        (&boosted["capacity"]["is_boost_active"], &boosted["capacity"]["boost_expires_at_millis"]),
+        (&json!(true), &json!(expires_at))
+    );
+    assert!((boosted["capacity"]["rate_per_second"].as_f64().unwrap() - 4.0 * grown).abs() < 1e-9, "{boosted:#}");
+}
+
+/// Writes `emails.server` into the project's environment override.
+async fn set_email_server(h: &Host, p: &Project, server: Value) -> api_tests::Res {
+    let body = json!({ "config_override_string": json!({ "emails.server": server }).to_string() });
+    h.request("PATCH", "/api/v1/internal/config/override/environment").admin(p).json(&body).send().await
+}
+
+async fn environment_override(h: &Host, p: &Project) -> String {
+    let res = h.get("/api/v1/internal/config/override/environment").admin(p).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    res.json()["config_string"].as_str().unwrap().to_string()
+}
+
+/// Contract §5.6: shared projects send through `STACK_EMAIL_*` under the project's name; a
+/// project's own SMTP server gets its login and sender; a managed domain sends through Resend's
+/// SMTP front (here a second local server) as `resend` with the scoped key, from
+/// `<local part>@<subdomain>` under the project's name. Unusable settings end as server errors
+/// with their class, never retried.
+#[tokio::test]
+async fn each_project_sends_through_the_server_its_config_names() {
+    let (shared_sink, own_sink, resend_sink) = (SmtpSink::start(), SmtpSink::start(), SmtpSink::start());
+    let (shared_port, resend_port) = (shared_sink.port.to_string(), resend_sink.port.to_string());
+    let h = Host::start(&[
+        ("STACK_EMAIL_HOST", "127.0.0.1"),
+        ("STACK_EMAIL_PORT", &shared_port),
+        ("STACK_EMAIL_SENDER", "noreply@test.example"),
+        ("STACK_RESEND_SMTP_HOST", "127.0.0.1"),
+        ("STACK_RESEND_SMTP_PORT", &resend_port),
+    ]);
+    let own_server = |password: &str| {
+        json!({ "isShared": false, "provider": "smtp", "host": "127.0.0.1", "port": own_sink.port, "username": "acme",
+                "password": password, "senderName": "Acme Support", "senderEmail": "support@acme.test" })
+    };
+    let mut projects = Vec::new();
+    for server in [
+        None,
+        Some(own_server("the-password")),
+        Some(json!({ "isShared": false, "provider": "managed", "password": "re_scoped_key", "senderName": "ignored",
+                     "managedSubdomain": "mail.managed.test", "managedSenderLocalPart": "hello" })),
+        Some(json!({ "isShared": false, "provider": "smtp", "host": "smtp.nonexistent.invalid", "port": 587,
+                     "username": "u", "password": "p", "senderName": "N", "senderEmail": "n@x.test" })),
+        Some(own_server("wrong-password")),
+        Some(json!({ "isShared": false, "provider": "smtp", "host": "127.0.0.1", "port": own_sink.port })),
+    ] {
+        let p = h.create_project(false).await;
+        if let Some(server) = server {
+            let res = set_email_server(&h, &p, server).await;
+            assert_eq!(res.status, 200, "{}", res.text);
+        }
+        let to = format!("user{}@example.com", projects.len());
+        let id = enqueue(&h, &p, json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": TEMPLATE, "variables": { "name": "A" } })).await;
+        projects.push((p, id));
+    }
+    run_queue(&h).await;
+
+    let only = |sink: &SmtpSink, to: &str| {
+        let messages = sink.messages();
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(messages[0].contains(&format!("X-Envelope-To: {to}")), "{}", messages[0]);
+        messages[0].clone()
+    };
+    let shared = only(&shared_sink, "user0@example.com");
+    assert!(shared.contains("From: \"Test project\" <noreply@test.example>"), "{shared}");
+    assert!(!shared.contains("X-Auth-Login"), "the shared server here has no login: {shared}");
+    let own = only(&own_sink, "user1@example.com");
+    assert!(own.contains("X-Auth-Login: acme") && own.contains("From: \"Acme Support\" <support@acme.test>"), "{own}");
+    let managed = only(&resend_sink, "user2@example.com");
+    assert!(managed.contains("X-Auth-Login: resend"), "{managed}");
+    assert!(managed.contains("From: \"Test project\" <hello@mail.managed.test>"), "{managed}");
+    for (p, id) in &projects[..3] {
+        assert_eq!(read(&h, p, id).await["status"], "sent");
+    }
+
+    // The contract's broken-host case: a terminal server error after one attempt, no retry.
+    for ((p, id), error_type) in projects[3..].iter().zip(["HOST_NOT_FOUND", "AUTH_FAILED", "EMAIL_CONFIG"]) {
+        let email = read(&h, p, id).await;
+        assert_eq!(email["status"], "server-error", "{email:#}");
+        assert_eq!((&email["send_retries"], &email["next_send_retry_at_millis"]), (&json!(1), &Value::Null));
+        let errors = email["send_attempt_errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0]["external_details"]["errorType"], error_type, "{email:#}");
+    }
+    let misconfigured = read(&h, &projects[5].0, &projects[5].1).await;
+    assert!(misconfigured["server_error"].as_str().unwrap().contains("please check the email configuration"));
+    assert_eq!(misconfigured["send_attempt_errors"][0]["internal_message"], "emails.server.username is not set");
+}
+
+/// Unknown server kinds and a managed server without its key are refused; nothing is written.
+#[tokio::test]
+async fn unusable_email_server_settings_are_refused_and_write_nothing() {
+    let h = Host::start(&[]);
+    let p = h.create_project(false).await;
+    let before = environment_override(&h, &p).await;
+    for server in [
+        json!({ "isShared": false, "provider": "sendgrid" }),
+        json!({ "isShared": false, "provider": "smtp", "port": "twenty-five" }),
+        json!({ "isShared": false, "provider": "smtp", "hostname": "smtp.acme.test" }),
+        json!({ "isShared": false, "provider": "managed", "managedSubdomain": "m.acme.test", "managedSenderLocalPart": "hi" }),
+    ] {
+        let res = set_email_server(&h, &p, server.clone()).await;
+        assert_eq!(res.status, 400, "{server}: {}", res.text);
+        assert_eq!(environment_override(&h, &p).await, before, "{server} changed the override");
+    }
+    let res = set_email_server(&h, &p, json!({ "isShared": false, "provider": "managed" })).await;
+    assert!(
+        res.text.contains("emails.server uses the managed provider but does not define emails.server.password"),
+        "{}",
+        res.text
+    );
+}
+
 /// The seed PR's three cases: a send stuck 21 minutes is ended as a terminal server error
 /// (delivery unknown, never retried); one started a second ago is left alone; a second run
 /// changes nothing.
@@ -260,6 +545,13 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
         on_a.abort();
         b = launch();
     }
+    // Renders the killed worker claimed and never finished wait 20 minutes before another pass
+    // takes them again: let those minutes pass.
+    a.db_execute(
+        "UPDATE email_outbox SET started_rendering_at = started_rendering_at - 1260000 \
+         WHERE started_rendering_at IS NOT NULL AND finished_rendering_at IS NULL",
+        &[],
+    );
     // Let the survivors finish the queue.
     for _ in 0..2000 {
         pass(a.base_url.clone()).await;
@@ -280,7 +572,8 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
     run_queue(&a).await;
 
     let rows = a.db_query(
-        "SELECT id, send_server_error_external_message IS NULL, finished_sending_at IS NOT NULL FROM email_outbox",
+        "SELECT id, send_server_error_external_message IS NULL, finished_sending_at IS NOT NULL, \
+         started_rendering_at, finished_rendering_at, send_retries, next_send_retry_at FROM email_outbox",
         &[],
     );
     assert_eq!(rows.len(), 500, "none is lost");

@@ -1,8 +1,8 @@
 //! The emails function (contract part 1, §5.5, §5.7): the email outbox API for servers and
 //! admins, and managed email domains (`managed.rs`).
 //! `POST /emails/outbox` enqueues one email; `GET /emails/outbox` lists them newest first with
-//! status filters and cursor paging; `GET /emails/outbox/{id}` reads one. The companion's
-//! email worker renders and sends them.
+//! status filters and cursor paging; `GET /emails/outbox/{id}` reads one and `PATCH` edits,
+//! pauses or cancels it. The companion's email worker renders and sends them.
 
 #[cfg(feature = "cloudflare")]
 shared::cloudflare_fetch!(crate::handle);
@@ -14,8 +14,10 @@ mod managed;
 use serde_json::{json, Map, Value};
 
 use shared::auth::{authenticate, store_error, AuthRule, Tenancy, SERVER_OR_ADMIN};
-use shared::email::{enqueue, simple_status, NewEmail, Recipient, STATUS_SQL};
-use shared::error::{ApiError, ApiResult};
+use shared::email::{
+    delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, NewEmail, Recipient, STATUS_SQL,
+};
+use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{canonical_path, json, json_with_status, query_param, Request, Response};
 use shared::ports::{SqlRow, SqlValue};
 use shared::validate::{parse_body, Validator};
@@ -33,6 +35,8 @@ enum Route {
     ManagedCheck,
     ManagedList,
     ManagedApply,
+    DeliveryInfo,
+    CapacityBoost,
 }
 
 fn router() -> &'static matchit::Router<Route> {
@@ -41,6 +45,8 @@ fn router() -> &'static matchit::Router<Route> {
         let mut r = matchit::Router::new();
         r.insert("/api/v1/emails/outbox", Route::Outbox).expect("routes do not overlap");
         r.insert("/api/v1/emails/outbox/{id}", Route::Email).expect("routes do not overlap");
+        r.insert("/api/v1/emails/delivery-info", Route::DeliveryInfo).expect("routes do not overlap");
+        r.insert("/api/v1/emails/capacity-boost", Route::CapacityBoost).expect("routes do not overlap");
         let managed = "/api/v1/internal/emails/managed-onboarding";
         for (action, route) in [
             ("setup", Route::ManagedSetup),
@@ -78,10 +84,13 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::Outbox, M::POST) => create(ctx, req).await,
         (Route::Outbox, M::GET) => list(ctx, req).await,
         (Route::Email, M::GET) => get(ctx, req, &id).await,
+        (Route::Email, M::PATCH) => update(ctx, req, &id).await,
         (Route::ManagedSetup, M::POST) => managed::setup(ctx, req).await,
         (Route::ManagedCheck, M::POST) => managed::check(ctx, req).await,
         (Route::ManagedList, M::GET) => managed::list(ctx, req).await,
         (Route::ManagedApply, M::POST) => managed::apply(ctx, req).await,
+        (Route::DeliveryInfo, M::GET) => delivery_info(ctx, req).await,
+        (Route::CapacityBoost, M::POST) => capacity_boost(ctx, req).await,
         _ => Err(ApiError::status(405, "Method not allowed")),
     }
 }
@@ -93,27 +102,10 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let fields =
         ["to", "tsx_source", "subject", "variables", "is_high_priority", "is_transactional", "scheduled_at_millis"];
     let obj = v.body_object(&body, &fields);
-    let recipient = match obj.and_then(|o| o.get("to")) {
-        None | Some(Value::Null) if obj.is_some() => {
-            v.fail("body.to must be defined".into());
-            None
-        }
-        None | Some(Value::Null) => None,
-        Some(to) => Recipient::from_json(to).map_err(|e| v.fail(format!("body.{e}"))).ok(),
-    };
-    let source = v.string(obj, "tsx_source", "body.tsx_source", true);
-    if source.as_ref().is_some_and(|s| s.len() > MAX_TEMPLATE_BYTES) {
-        v.fail(format!("body.tsx_source must be at most {MAX_TEMPLATE_BYTES} bytes"));
-    }
+    let recipient = recipient_field(&mut v, obj, true);
+    let source = source_field(&mut v, obj, true);
     let subject = v.string(obj, "subject", "body.subject", false);
-    let variables = match obj.and_then(|o| o.get("variables")) {
-        None | Some(Value::Null) => json!({}),
-        Some(value @ Value::Object(_)) => value.clone(),
-        Some(other) => {
-            v.fail(format!("body.variables must be a `object` type, but the final value was: `{other}`."));
-            json!({})
-        }
-    };
+    let variables = variables_field(&mut v, obj).unwrap_or_else(|| json!({}));
     let high = v.boolean(obj, "is_high_priority", "body.is_high_priority").unwrap_or(false);
     let transactional = v.boolean(obj, "is_transactional", "body.is_transactional").unwrap_or(true);
     let scheduled_at = v.integer(obj, "scheduled_at_millis", "body.scheduled_at_millis", 0, i64::MAX);
@@ -129,6 +121,153 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     };
     let id = enqueue(ctx, &auth.tenancy, email).await.map_err(store_error)?;
     Ok(json_with_status(201, &json!({ "id": id })))
+}
+
+/// `GET /emails/delivery-info`: what the project sent over the last hour, day, week and month,
+/// and the send capacity those figures give it now.
+async fn delivery_info(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let tenancy = &auth.tenancy.id;
+    let stats = delivery_stats(ctx, tenancy).await.map_err(store_error)?;
+    let capacity =
+        tenancy_capacity(ctx, tenancy, ctx.config.default_email_capacity_per_hour).await.map_err(store_error)?;
+    let window = |sent: i64| json!({ "sent": sent, "bounced": 0, "marked_as_spam": 0 });
+    Ok(json(&json!({
+        "stats": { "hour": window(stats.hour), "day": window(stats.day), "week": window(stats.week), "month": window(stats.month) },
+        "capacity": {
+            "rate_per_second": capacity.per_hour() / 3600.0,
+            "penalty_factor": capacity.penalty,
+            "is_boost_active": capacity.boost_expires_at.is_some(),
+            "boost_expires_at_millis": capacity.boost_expires_at,
+        },
+    })))
+}
+
+/// `POST /emails/capacity-boost`: four times the send rate for four hours; 409 while one runs.
+async fn capacity_boost(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    match start_boost(ctx, &auth.tenancy.id).await.map_err(store_error)? {
+        Ok(expires_at) => Ok(json(&json!({ "expires_at_millis": expires_at }))),
+        Err(expires_at) => Err(KnownError::email_capacity_boost_already_active(&iso_time(expires_at)).into()),
+    }
+}
+
+/// `body.to`: one of the recipient shapes, with every address checked.
+fn recipient_field(v: &mut Validator, obj: Option<&Map<String, Value>>, required: bool) -> Option<Recipient> {
+    match obj.and_then(|o| o.get("to")) {
+        None | Some(Value::Null) if obj.is_some() && required => {
+            v.fail("body.to must be defined".into());
+            None
+        }
+        None | Some(Value::Null) => None,
+        Some(to) => Recipient::from_json(to).map_err(|e| v.fail(format!("body.{e}"))).ok(),
+    }
+}
+
+/// `body.tsx_source`, at most [`MAX_TEMPLATE_BYTES`].
+fn source_field(v: &mut Validator, obj: Option<&Map<String, Value>>, required: bool) -> Option<String> {
+    let source = v.string(obj, "tsx_source", "body.tsx_source", required);
+    if source.as_ref().is_some_and(|s| s.len() > MAX_TEMPLATE_BYTES) {
+        v.fail(format!("body.tsx_source must be at most {MAX_TEMPLATE_BYTES} bytes"));
+    }
+    source
+}
+
+/// `body.variables`: an object (absent or null: `None`).
+fn variables_field(v: &mut Validator, obj: Option<&Map<String, Value>>) -> Option<Value> {
+    match obj.and_then(|o| o.get("variables")) {
+        None | Some(Value::Null) => None,
+        Some(value @ Value::Object(_)) => Some(value.clone()),
+        Some(other) => {
+            v.fail(format!("body.variables must be a `object` type, but the final value was: `{other}`."));
+            None
+        }
+    }
+}
+
+/// One edit (§5.5): ?1 now; new ?2 recipient, ?3 source, ?4 variables, ?5 schedule, ?6 pause
+/// (each null: unchanged); ?7 cancel and ?8 "content changed" (0/1), which starts the email
+/// over; ?9 tenancy, ?10 id. Only in the editable statuses.
+const EDIT_SQL: &str = concat!(
+    "UPDATE email_outbox SET updated_at = ?1, recipient = COALESCE(?2, recipient), \
+     tsx_source = COALESCE(?3, tsx_source), variables = COALESCE(?4, variables), \
+     scheduled_at = COALESCE(?5, scheduled_at), \
+     is_paused = CASE WHEN ?7 = 1 THEN 0 ELSE COALESCE(?6, is_paused) END, \
+     is_queued = CASE WHEN ?7 = 1 OR ?8 = 1 OR ?5 IS NOT NULL THEN 0 ELSE is_queued END, \
+     next_send_retry_at = CASE WHEN ?7 = 1 OR ?8 = 1 THEN NULL ELSE next_send_retry_at END, \
+     skipped_reason = CASE WHEN ?7 = 1 THEN 'MANUALLY_CANCELLED' WHEN ?8 = 1 THEN NULL ELSE skipped_reason END, \
+     skipped_details = CASE WHEN ?7 = 1 THEN '{}' WHEN ?8 = 1 THEN NULL ELSE skipped_details END, \
+     send_retries = CASE WHEN ?8 = 1 THEN 0 ELSE send_retries END, \
+     rendered_by_worker_id = CASE WHEN ?8 = 1 THEN NULL ELSE rendered_by_worker_id END, \
+     started_rendering_at = CASE WHEN ?8 = 1 THEN NULL ELSE started_rendering_at END, \
+     finished_rendering_at = CASE WHEN ?8 = 1 THEN NULL ELSE finished_rendering_at END, \
+     rendered_html = CASE WHEN ?8 = 1 THEN NULL ELSE rendered_html END, \
+     rendered_text = CASE WHEN ?8 = 1 THEN NULL ELSE rendered_text END, \
+     rendered_subject = CASE WHEN ?8 = 1 THEN NULL ELSE rendered_subject END, \
+     render_error_external_message = CASE WHEN ?8 = 1 THEN NULL ELSE render_error_external_message END, \
+     render_error_internal_message = CASE WHEN ?8 = 1 THEN NULL ELSE render_error_internal_message END, \
+     sending_worker_id = CASE WHEN ?8 = 1 THEN NULL ELSE sending_worker_id END, \
+     started_sending_at = CASE WHEN ?8 = 1 THEN NULL ELSE started_sending_at END, \
+     finished_sending_at = CASE WHEN ?8 = 1 THEN NULL ELSE finished_sending_at END, \
+     send_attempt_errors = CASE WHEN ?8 = 1 THEN NULL ELSE send_attempt_errors END, \
+     send_server_error_external_message = CASE WHEN ?8 = 1 THEN NULL ELSE send_server_error_external_message END, \
+     send_server_error_external_details = CASE WHEN ?8 = 1 THEN NULL ELSE send_server_error_external_details END, \
+     send_server_error_internal_message = CASE WHEN ?8 = 1 THEN NULL ELSE send_server_error_internal_message END, \
+     send_server_error_internal_details = CASE WHEN ?8 = 1 THEN NULL ELSE send_server_error_internal_details END, \
+     can_have_delivery_info = CASE WHEN ?8 = 1 THEN NULL ELSE can_have_delivery_info END \
+     WHERE tenancy_id = ?9 AND id = ?10 AND (",
+    shared::email_status_sql!(),
+    ") IN ('PAUSED', 'PREPARING', 'RENDERING', 'RENDER_ERROR', 'SCHEDULED', 'QUEUED', 'SERVER_ERROR')"
+);
+
+/// `PATCH /emails/outbox/{id}` (§5.5): edits content (which starts the email over: every
+/// render, send, retry and skip field is reset), the schedule, pausing, or cancels it. One
+/// conditional UPDATE, so an edit and a worker claiming the row never both win.
+async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let fields = ["to", "tsx_source", "variables", "scheduled_at_millis", "is_paused", "cancel"];
+    let obj = v.body_object(&body, &fields);
+    let recipient = recipient_field(&mut v, obj, false);
+    let source = source_field(&mut v, obj, false);
+    let variables = variables_field(&mut v, obj);
+    let scheduled_at = v.integer(obj, "scheduled_at_millis", "body.scheduled_at_millis", 0, i64::MAX);
+    let paused = v.boolean(obj, "is_paused", "body.is_paused");
+    let cancel = v.boolean(obj, "cancel", "body.cancel");
+    if cancel == Some(false) {
+        v.fail("body.cancel must be one of the following values: true".into());
+    }
+    v.finish()?;
+
+    let content_changed = recipient.is_some() || source.is_some() || variables.is_some();
+    let params = vec![
+        ctx.now().into(),
+        recipient.map(|r| r.to_json().to_string()).into(),
+        source.into(),
+        variables.map(|v| v.to_string()).into(),
+        scheduled_at.into(),
+        paused.map(i64::from).into(),
+        (cancel == Some(true)).into(),
+        content_changed.into(),
+        auth.tenancy.id.clone().into(),
+        id.into(),
+    ];
+    let changed = ctx.store.execute(EDIT_SQL, params).await.map_err(store_error)?;
+    let row = read_one(ctx, &auth.tenancy, id).await?.ok_or_else(|| ApiError::status(404, "Email not found"))?;
+    if changed == 0 {
+        return Err(KnownError::email_not_editable(id, &row.text("status").map_err(store_error)?).into());
+    }
+    Ok(json(&email_json(&row)?))
+}
+
+async fn read_one(ctx: &Context, tenancy: &Tenancy, id: &str) -> ApiResult<Option<SqlRow>> {
+    let rows = ctx
+        .store
+        .query(&format!("{} WHERE tenancy_id = ? AND id = ?", select()), &[tenancy.id.clone().into(), id.into()])
+        .await
+        .map_err(store_error)?;
+    Ok(rows.into_iter().next())
 }
 
 /// Every column the read shape needs, with the status.
@@ -297,11 +436,6 @@ async fn cursor_pivot(ctx: &Context, tenancy: &Tenancy, cursor: &str) -> ApiResu
 
 async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
-    let rows = ctx
-        .store
-        .query(&format!("{} WHERE tenancy_id = ? AND id = ?", select()), &[auth.tenancy.id.clone().into(), id.into()])
-        .await
-        .map_err(store_error)?;
-    let row = rows.first().ok_or_else(|| ApiError::status(404, "Email not found"))?;
-    Ok(json(&email_json(row)?))
+    let row = read_one(ctx, &auth.tenancy, id).await?.ok_or_else(|| ApiError::status(404, "Email not found"))?;
+    Ok(json(&email_json(&row)?))
 }

@@ -216,7 +216,14 @@ mod tests {
             let every: Vec<&str> = crate::migrations::MIGRATIONS.iter().map(|(name, _)| *name).collect();
             assert_eq!(
                 every,
-                ["0001_init.sql", "0002_replays.sql", "0003_config.sql", "0004_email.sql", "0005_managed_domains.sql"]
+                [
+                    "0001_init.sql",
+                    "0002_replays.sql",
+                    "0003_config.sql",
+                    "0004_email.sql",
+                    "0005_managed_domains.sql",
+                    "0006_email_capacity.sql"
+                ]
             );
             assert_eq!(crate::migrations::migrate(&store).await.unwrap(), every);
             assert!(crate::migrations::migrate(&store).await.unwrap().is_empty());

@@ -9,42 +9,30 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use crate::email_server::MailServer;
 use crate::ports::{Mailer, OutgoingEmail, SendFailure};
 
-/// Where and how to send.
-#[derive(Clone)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// STARTTLS is required unless the server is on this machine.
-    pub require_tls: bool,
-}
+/// Opens one connection per email. Why not lettre's pool: a send cancelled mid-DATA handed its
+/// connection back to the pool, and the next message rode on it (found by the crash test).
+pub struct SmtpMailer;
 
-impl std::fmt::Debug for SmtpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpSettings").field("host", &self.host).field("port", &self.port).finish_non_exhaustive()
+/// A transport for `server`: implicit TLS on the SMTPS ports, required STARTTLS elsewhere,
+/// except for a server on this machine (plain, as the local test server speaks no TLS).
+fn transport(server: &MailServer) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendFailure> {
+    let local = matches!(server.host.as_str(), "localhost" | "127.0.0.1" | "::1");
+    let builder = if server.implicit_tls() && !local {
+        AsyncSmtpTransport::<Tokio1Executor>::relay(&server.host)
+    } else if local {
+        Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&server.host))
+    } else {
+        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&server.host)
+    };
+    let builder = builder.map_err(|e| failure("UNKNOWN", false, e.to_string()))?;
+    let mut builder = builder.port(server.port).timeout(Some(Duration::from_secs(20)));
+    if let (Some(user), Some(password)) = (&server.username, &server.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }
-}
-
-pub struct SmtpMailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-}
-
-impl SmtpMailer {
-    pub fn new(settings: &SmtpSettings) -> Result<SmtpMailer, String> {
-        let builder = if settings.require_tls {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host).map_err(|e| e.to_string())?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-        };
-        let mut builder = builder.port(settings.port).timeout(Some(Duration::from_secs(20)));
-        if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
-        Ok(SmtpMailer { transport: builder.build() })
-    }
+    Ok(builder.build())
 }
 
 fn failure(error_type: &'static str, retryable: bool, message: String) -> SendFailure {
@@ -52,8 +40,12 @@ fn failure(error_type: &'static str, retryable: bool, message: String) -> SendFa
 }
 
 /// Upstream's error classes.
-fn classify(error: &lettre::transport::smtp::Error) -> SendFailure {
+fn classify(error: &lettre::transport::smtp::Error, host: &str) -> SendFailure {
     let message = error.to_string();
+    let lower = message.to_lowercase();
+    if lower.contains("lookup address") || lower.contains("name or service not known") {
+        return failure("HOST_NOT_FOUND", false, message);
+    }
     if error.is_timeout() {
         return failure("TIMEOUT", true, message);
     }
@@ -65,7 +57,8 @@ fn classify(error: &lettre::transport::smtp::Error) -> SendFailure {
         Some(code) if (400..500).contains(&code) => failure("TRANSIENT_NEGATIVE_COMPLETION_REPLY", true, message),
         Some(_) => failure("REJECTED", false, message),
         None => {
-            let retry = message.contains("450 ") || message.contains("Too many requests");
+            let reset = lower.contains("connection reset") && host.contains("resend");
+            let retry = message.contains("450 ") || message.contains("Too many requests") || reset;
             failure("UNKNOWN", retry, message)
         }
     }
@@ -73,7 +66,7 @@ fn classify(error: &lettre::transport::smtp::Error) -> SendFailure {
 
 #[async_trait(?Send)]
 impl Mailer for SmtpMailer {
-    async fn send(&self, email: &OutgoingEmail) -> Result<(), SendFailure> {
+    async fn send(&self, server: &MailServer, email: &OutgoingEmail) -> Result<(), SendFailure> {
         let invalid = |m: String| failure("INVALID_EMAIL_ADDRESS", false, m);
         let from: Mailbox = email.from.parse().map_err(|e| invalid(format!("sender {}: {e}", email.from)))?;
         let mut builder =
@@ -85,6 +78,6 @@ impl Mailer for SmtpMailer {
             .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(email.text.clone()))
             .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(email.html.clone()));
         let message = builder.multipart(body).map_err(|e| failure("UNKNOWN", false, e.to_string()))?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| classify(&e))
+        transport(server)?.send(message).await.map(|_| ()).map_err(|e| classify(&e, &server.host))
     }
 }

@@ -385,7 +385,25 @@ pub fn consistency_warnings(config: &Value) -> Vec<Problem> {
         warnings.push(problem);
     }
     warnings.extend(payments_warnings(config));
+    warnings.extend(managed_email_server_warning(&config["emails"]["server"]));
     warnings
+}
+
+/// A managed email server (not shared) needs its key and its sender address (contract §5.6).
+fn managed_email_server_warning(server: &Value) -> Option<Problem> {
+    if server["isShared"].as_bool().unwrap_or(true) || server["provider"].as_str() != Some("managed") {
+        return None;
+    }
+    let missing: Vec<&str> = ["password", "managedSubdomain", "managedSenderLocalPart"]
+        .into_iter()
+        .filter(|key| server[*key].as_str().is_none_or(str::is_empty))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        Problem::Warning(format!(
+            "emails.server uses the managed provider but does not define {}",
+            missing.iter().map(|k| format!("emails.server.{k}")).collect::<Vec<_>>().join(", ")
+        ))
+    })
 }
 
 /// `sourceOfTruth` is one of three shapes (a union upstream checks on the rendered config).
@@ -456,6 +474,26 @@ mod tests {
         assert_eq!(r.config["payments"]["blockNewPurchases"], true);
         assert_eq!(r.config["payments"]["testMode"], true, "default");
         assert!(r.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_managed_email_server_needs_its_key_and_sender() {
+        let managed = |extra: Value| {
+            let mut server = json!({"isShared": false, "provider": "managed"});
+            server.as_object_mut().unwrap().extend(obj(extra));
+            consistency_warnings(&json!({ "emails": { "server": server } }))
+                .into_iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            managed(json!({"managedSubdomain": "m.acme.com"})),
+            ["[WARNING] emails.server uses the managed provider but does not define emails.server.password, emails.server.managedSenderLocalPart"]
+        );
+        assert!(managed(json!({"password": "k", "managedSubdomain": "m.acme.com", "managedSenderLocalPart": "hi"}))
+            .is_empty());
+        let shared = json!({ "emails": { "server": { "isShared": true, "provider": "managed" } } });
+        assert!(consistency_warnings(&shared).is_empty());
     }
 
     #[test]

@@ -204,7 +204,8 @@ fn level_schema(level: Level) -> Schema {
                             ("password", String),
                             ("senderName", String),
                             ("senderEmail", String),
-                            ("managedDomainId", String),
+                            ("managedSubdomain", String),
+                            ("managedSenderLocalPart", String),
                         ]),
                     ));
                 }
