@@ -6,7 +6,8 @@
 //! Configuration (environment): the shared server `STACK_EMAIL_HOST` (unset: projects on the
 //! shared server get a configuration error), `STACK_EMAIL_PORT` (587), `STACK_EMAIL_USERNAME`,
 //! `STACK_EMAIL_PASSWORD`, `STACK_EMAIL_SENDER`; `STACK_RESEND_SMTP_HOST` / `_PORT` (where
-//! managed domains send: `smtp.resend.com:465`) and `CRON_SECRET` (`mock_cron_secret` outside
+//! managed domains send: `smtp.resend.com:465`); `STACK_EMAILABLE_API_KEY` (unset: no
+//! deliverability check) and `STACK_EMAILABLE_API_URL`; and `CRON_SECRET` (`mock_cron_secret` outside
 //! production; unset in production: the cron route answers 503). The default capacity is
 //! `Config::default_email_capacity_per_hour`.
 
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use shared::adapters::smtp::SmtpMailer;
 use shared::context::{Config, Environment};
-use shared::email::{queue_step, QueueSettings};
+use shared::email::{queue_step, Emailable, QueueSettings};
 use shared::email_server::{ResendEndpoint, SharedServer};
 use shared::error::KnownError;
 use shared::{Context, Request, Response};
@@ -40,6 +41,7 @@ pub struct EmailWorker {
 pub struct EmailSettings {
     shared_server: Option<SharedServer>,
     resend: ResendEndpoint,
+    emailable: Option<Emailable>,
     capacity_per_hour: f64,
     cron_secret: Option<String>,
 }
@@ -64,10 +66,15 @@ impl EmailSettings {
             host: var("STACK_RESEND_SMTP_HOST").unwrap_or(default_resend.host),
             port: port("STACK_RESEND_SMTP_PORT")?.unwrap_or(default_resend.port),
         };
+        let emailable = var("STACK_EMAILABLE_API_KEY").map(|api_key| Emailable {
+            api_url: var("STACK_EMAILABLE_API_URL").unwrap_or_else(|| "https://api.emailable.com/v1".into()),
+            api_key,
+        });
         let cron_secret = var("CRON_SECRET").or_else(|| (!production).then(|| "mock_cron_secret".into()));
         Ok(EmailSettings {
             shared_server,
             resend,
+            emailable,
             capacity_per_hour: config.default_email_capacity_per_hour,
             cron_secret,
         })
@@ -80,6 +87,7 @@ impl EmailSettings {
                 capacity_per_hour: self.capacity_per_hour,
                 shared_server: self.shared_server.clone(),
                 resend: self.resend.clone(),
+                emailable: self.emailable.clone(),
             },
             cron_secret: self.cron_secret.clone(),
         })

@@ -86,6 +86,8 @@ mod tests {
         ("emails", "/api/v1/emails/outbox/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f"),
         ("emails", "/api/v1/emails/delivery-info"),
         ("emails", "/api/v1/emails/capacity-boost"),
+        ("emails", "/api/v1/emails/notification-preference/me/4f6f8873-3d04-46bd-8bef-18338b1a1b4c"),
+        ("emails", "/api/v1/emails/unsubscribe-link"),
         ("emails", "/api/v1/internal/emails/managed-onboarding/apply"),
     ];
 

@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 use crate::auth::Tenancy;
 use crate::config::{render as render_config, schema::Level, store as config_store};
 use crate::crypto::new_uuid;
-use crate::email_server::{mail_server, MailServer, ResendEndpoint, SharedServer};
+use crate::email_server::{mail_server, MailServer, ResendEndpoint, ServerKind, SharedServer};
+use crate::notifications::{category_of, is_enabled, unsubscribe_code, Category};
 use crate::ports::{Mailer, OutgoingEmail, SendFailure, SqlRow, Statement, StoreError};
 use crate::Context;
 
@@ -46,6 +47,14 @@ pub enum Recipient {
 }
 
 impl Recipient {
+    /// The user an email is for, if it is for one.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Recipient::UserPrimaryEmail { user_id } | Recipient::UserCustomEmails { user_id, .. } => Some(user_id),
+            Recipient::CustomEmails { .. } => None,
+        }
+    }
+
     /// From the API's snake_case JSON.
     pub fn from_json(value: &Value) -> Result<Recipient, String> {
         let emails = |v: &Value| -> Result<Vec<String>, String> {
@@ -105,6 +114,7 @@ pub struct NewEmail {
     pub is_high_priority: bool,
     pub is_transactional: bool,
     pub scheduled_at: Option<i64>,
+    pub skip_deliverability_check: bool,
 }
 
 pub async fn enqueue(ctx: &Context, tenancy: &Tenancy, email: NewEmail) -> Result<String, StoreError> {
@@ -113,8 +123,8 @@ pub async fn enqueue(ctx: &Context, tenancy: &Tenancy, email: NewEmail) -> Resul
     ctx.store
         .execute(
             "INSERT INTO email_outbox (tenancy_id, id, tsx_source, is_high_priority, recipient, variables, \
-             override_subject, is_transactional, scheduled_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+             override_subject, is_transactional, scheduled_at, skip_deliverability_check, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?10, ?10)",
             vec![
                 tenancy.id.clone().into(),
                 id.clone().into(),
@@ -126,6 +136,7 @@ pub async fn enqueue(ctx: &Context, tenancy: &Tenancy, email: NewEmail) -> Resul
                 email.is_transactional.into(),
                 email.scheduled_at.unwrap_or(now).into(),
                 now.into(),
+                email.skip_deliverability_check.into(),
             ],
         )
         .await?;
@@ -231,6 +242,15 @@ pub struct QueueSettings {
     pub shared_server: Option<SharedServer>,
     /// Where managed domains send.
     pub resend: ResendEndpoint,
+    /// The deliverability check of emails to the shared server (`None`: no check).
+    pub emailable: Option<Emailable>,
+}
+
+/// Emailable's verify API: `GET {api_url}/verify?email=...&api_key=...`.
+#[derive(Clone)]
+pub struct Emailable {
+    pub api_url: String,
+    pub api_key: String,
 }
 
 /// What one pass did.
@@ -267,8 +287,8 @@ pub async fn queue_step(
     let to_render = ctx
         .store
         .query(
-            "SELECT tenancy_id, id, tsx_source, variables, override_subject FROM email_outbox \
-             WHERE rendered_by_worker_id = ? AND finished_rendering_at IS NULL",
+            "SELECT tenancy_id, id, tsx_source, variables, override_subject, recipient, is_transactional \
+             FROM email_outbox WHERE rendered_by_worker_id = ? AND finished_rendering_at IS NULL",
             &[worker.clone().into()],
         )
         .await?;
@@ -276,6 +296,20 @@ pub async fn queue_step(
         let variables: Value = serde_json::from_str(&row.text("variables")?).unwrap_or(json!({}));
         let rendered = render(&row.text("tsx_source")?, &variables, row.opt_text("override_subject")?.as_deref());
         let (tenancy_id, id) = (row.text("tenancy_id")?, row.text("id")?);
+        let category = category_of(row.bool("is_transactional")?);
+        let user_id = serde_json::from_str(&row.text("recipient")?)
+            .ok()
+            .and_then(|to: Value| Recipient::from_json(&to).ok())
+            .and_then(|to| to.user_id().map(str::to_string));
+        let rendered = match (rendered, user_id) {
+            (Ok((subject, html, text)), Some(user_id)) if category.can_disable => {
+                let code = unsubscribe_code(&ctx.config.server_secret, &tenancy_id, &user_id, category);
+                let link = format!("{}/api/v1/emails/unsubscribe-link?code={code}", ctx.config.api_url);
+                let html = format!("{html}<p><a href=\"{}\">Unsubscribe</a></p>", escape_html(&link));
+                Ok((subject, html, format!("{text}\n\nUnsubscribe: {link}")))
+            }
+            (rendered, _) => rendered,
+        };
         let statement = match rendered {
             Ok((subject, html, text)) => Statement::new(
                 "UPDATE email_outbox SET rendered_subject = ?1, rendered_html = ?2, rendered_text = ?3, \
@@ -341,8 +375,8 @@ pub async fn queue_step(
     let claimed = ctx
         .store
         .query(
-            "SELECT tenancy_id, id, recipient, rendered_subject, rendered_html, rendered_text, send_retries, \
-             send_attempt_errors FROM email_outbox WHERE sending_worker_id = ? AND started_sending_at = ? \
+            "SELECT tenancy_id, id, recipient, is_transactional, skip_deliverability_check, rendered_subject, \
+             rendered_html, rendered_text, send_retries, send_attempt_errors FROM email_outbox WHERE sending_worker_id = ? AND started_sending_at = ? \
              AND finished_sending_at IS NULL",
             &[worker.clone().into(), now.into()],
         )
@@ -357,7 +391,7 @@ pub async fn queue_step(
     }
     // Several sends at once: each waits on the mail server most of the time.
     let outcomes: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(claimed.iter())
-        .map(|row| send_one(ctx, mailer, &servers, row))
+        .map(|row| send_one(ctx, mailer, &servers, settings.emailable.as_ref(), row))
         .buffer_unordered(SEND_CONCURRENCY)
         .collect()
         .await;
@@ -493,6 +527,37 @@ pub async fn start_boost(ctx: &Context, tenancy_id: &str) -> Result<Result<i64, 
     Ok(Err(active_boost(ctx, tenancy_id).await?.unwrap_or(expires_at)))
 }
 
+/// The first address Emailable calls undeliverable, as a skip (reason, details). An answer
+/// that cannot be read, or no answer, lets the email go: the check may not lose mail.
+async fn undeliverable(ctx: &Context, emailable: &Emailable, to: &[String]) -> Option<(&'static str, Value)> {
+    for email in to {
+        let mut url = match url::Url::parse(&format!("{}/verify", emailable.api_url.trim_end_matches('/'))) {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "the Emailable URL is not valid; deliverability not checked");
+                return None;
+            }
+        };
+        url.query_pairs_mut().append_pair("email", email).append_pair("api_key", &emailable.api_key);
+        let request = http::Request::get(url.as_str()).body(Vec::new()).expect("a valid request");
+        let answer = match ctx.http.send(request).await {
+            Ok(response) if response.status() == 200 => serde_json::from_slice::<Value>(response.body()).ok(),
+            Ok(response) => {
+                tracing::warn!(status = response.status().as_u16(), "Emailable refused a check; sending anyway");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Emailable could not be reached; sending anyway");
+                None
+            }
+        };
+        if let Some(answer) = answer.filter(|a| a["state"] == "undeliverable") {
+            return Some(("LIKELY_NOT_DELIVERABLE", json!({ "emailableResponse": answer, "email": email })));
+        }
+    }
+    None
+}
+
 /// The mail server of a tenancy's project, from its rendered environment config (contract §5.6).
 async fn tenancy_mail_server(
     ctx: &Context,
@@ -542,13 +607,29 @@ async fn send_one(
     ctx: &Context,
     mailer: &dyn Mailer,
     servers: &HashMap<String, Result<MailServer, String>>,
+    emailable: Option<&Emailable>,
     row: &SqlRow,
 ) -> Result<Outcome, StoreError> {
     let (tenancy_id, id) = (row.text("tenancy_id")?, row.text("id")?);
     let now = ctx.now();
     let recipient: Value =
         serde_json::from_str(&row.text("recipient")?).map_err(|e| StoreError::Decode(e.to_string()))?;
-    let to = match resolve(ctx, &tenancy_id, &recipient).await? {
+    let category = category_of(row.bool("is_transactional")?);
+    let server = servers.get(&tenancy_id);
+    let check = match (emailable, server) {
+        (Some(emailable), Some(Ok(server))) if server.kind == ServerKind::Shared => {
+            (!row.bool("skip_deliverability_check")?).then_some(emailable)
+        }
+        _ => None,
+    };
+    let resolved = match resolve(ctx, &tenancy_id, &recipient, category).await? {
+        Ok(to) => match check {
+            Some(emailable) => undeliverable(ctx, emailable, &to).await.map_or(Ok(to), Err),
+            None => Ok(to),
+        },
+        skipped => skipped,
+    };
+    let to = match resolved {
         Ok(to) => to,
         Err((reason, details)) => {
             ctx.store
@@ -561,7 +642,7 @@ async fn send_one(
             return Ok(Outcome::Skipped);
         }
     };
-    let server = match servers.get(&tenancy_id) {
+    let server = match server {
         Some(Ok(server)) => server,
         Some(Err(problem)) => {
             let failure = SendFailure { error_type: "EMAIL_CONFIG", retryable: false, message: problem.clone() };
@@ -673,6 +754,7 @@ async fn resolve(
     ctx: &Context,
     tenancy_id: &str,
     to: &Value,
+    category: Category,
 ) -> Result<Result<Vec<String>, (&'static str, Value)>, StoreError> {
     let recipient = match Recipient::from_json(to) {
         Ok(r) => r,
@@ -686,6 +768,10 @@ async fn resolve(
     };
     let user = crate::users::get_user(ctx, tenancy_id, &user_id).await?;
     let Some(user) = user else { return Ok(Err(("USER_ACCOUNT_DELETED", json!({ "user_id": user_id })))) };
+    if !is_enabled(ctx, tenancy_id, &user_id, category).await? {
+        let details = json!({ "user_id": user_id, "notification_category_id": category.id });
+        return Ok(Err(("USER_UNSUBSCRIBED", details)));
+    }
     match (custom, user.primary_email) {
         (Some(emails), _) if !emails.is_empty() => Ok(Ok(emails)),
         (Some(_), Some(primary)) => Ok(Ok(vec![primary])),

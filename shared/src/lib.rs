@@ -21,6 +21,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod migrations;
+pub mod notifications;
 pub mod ports;
 pub mod projects;
 pub mod query_guard;

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_email.sql", include_str!("../migrations/0004_email.sql")),
     ("0005_managed_domains.sql", include_str!("../migrations/0005_managed_domains.sql")),
     ("0006_email_capacity.sql", include_str!("../migrations/0006_email_capacity.sql")),
+    ("0007_email_recipients.sql", include_str!("../migrations/0007_email_recipients.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -208,6 +208,10 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
                 vec![tenancy_id.into(), user_id.into()],
             ),
             Statement::new(
+                "DELETE FROM notification_preferences WHERE tenancy_id = ? AND user_id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
                 "DELETE FROM users WHERE tenancy_id = ? AND id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),

@@ -3,7 +3,7 @@
 //! temporary SMTP failures, the cron route, the outbox API, bad input, and the stuck-send
 //! recovery cases of the seed PR.
 
-use api_tests::{Host, Project, SmtpSink};
+use api_tests::{Host, Project, RecordingServer, SmtpSink, UserSession};
 use serde_json::{json, Value};
 
 fn now_ms() -> i64 {
@@ -146,6 +146,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
         json!({ "tsx_source": "x" }),
         json!({ "to": { "type": "custom-emails", "emails": ["a@example.com"] }, "tsx_source": "x", "variables": [1] }),
         json!({ "to": { "type": "custom-emails", "emails": ["a@example.com"] }, "tsx_source": "x", "colour": "red" }),
+        json!({ "to": { "type": "custom-emails", "emails": ["a@example.com"] }, "tsx_source": "x", "skip_deliverability_check": "yes" }),
     ];
     for body in cases {
         let res = h.post("/api/v1/emails/outbox").server(&p).json(&body).send().await;
@@ -326,6 +327,188 @@ async fn delivery_info_counts_sends_and_a_boost_raises_the_rate() {
         (&json!(true), &json!(expires_at))
     );
     assert!((boosted["capacity"]["rate_per_second"].as_f64().unwrap() - 4.0 * grown).abs() < 1e-9, "{boosted:#}");
+}
+
+/// §5.8: a user who unsubscribes (through the link in a marketing email) is skipped for
+/// marketing email but still gets transactional email; preferences through the API, for the
+/// user itself and for servers; forged links and undisableable categories are refused.
+#[tokio::test]
+async fn unsubscribed_users_skip_marketing_but_not_transactional_email() {
+    const MARKETING: &str = "4f6f8873-3d04-46bd-8bef-18338b1a1b4c";
+    const TRANSACTIONAL: &str = "7bb82d33-2f54-4a3d-9d23-82739e0d66ef";
+    let sink = SmtpSink::start();
+    let h = host_with_smtp(&sink);
+    let p = h.create_project(false).await;
+    let bob = h.user_with_session(&p, json!({ "primary_email": "bob@example.com" })).await;
+    let eve = h.user_with_session(&p, json!({ "primary_email": "eve@example.com" })).await;
+    let to_bob = |transactional: bool| {
+        json!({ "to": { "type": "user-primary-email", "user_id": bob.user_id },
+        "tsx_source": "<title>News</title>Hello", "is_transactional": transactional })
+    };
+
+    let marketing = enqueue(&h, &p, to_bob(false)).await;
+    let anonymous_marketing = enqueue(
+        &h,
+        &p,
+        json!({ "to": { "type": "custom-emails", "emails": ["x@example.com"] },
+        "tsx_source": "Hello", "is_transactional": false }),
+    )
+    .await;
+    run_queue(&h).await;
+    let email = read(&h, &p, &marketing).await;
+    assert_eq!(email["notification_category_id"], MARKETING);
+    let text = email["text"].as_str().unwrap();
+    let link = &text[text.find("Unsubscribe: ").expect("a marketing email to a user has an unsubscribe link") + 13..];
+    assert!(sink.messages().iter().any(|m| m.contains("bob@example.com") && m.contains("Unsubscribe")));
+    assert!(
+        !read(&h, &p, &anonymous_marketing).await["text"].as_str().unwrap().contains("Unsubscribe"),
+        "no user, no link"
+    );
+    let path = &link[link.find("/api/v1/").unwrap()..];
+
+    // A forged code (another user under Bob's signature) and garbage are refused.
+    let code = &path[path.find("code=").unwrap() + 5..];
+    let (_, signature) = code.split_once('.').unwrap();
+    use base64::Engine;
+    let forged_payload =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}\n{}\n{MARKETING}", p.id, eve.user_id));
+    for bad in [format!("{forged_payload}.{signature}"), "nonsense".into(), String::new()] {
+        let res = h.get(&format!("/api/v1/emails/unsubscribe-link?code={bad}")).send().await;
+        assert_eq!((res.status, res.text.as_str()), (400, "This unsubscribe link is not valid."));
+    }
+    let res = h.get(path).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert!(res.text.contains("You will no longer receive marketing emails."), "{}", res.text);
+
+    let prefs = |who: &UserSession| {
+        let call = h.get("/api/v1/emails/notification-preference/me").client(&p).access_token(&who.access_token);
+        async move { call.send().await.json()["items"].clone() }
+    };
+    assert_eq!(
+        prefs(&bob).await,
+        json!([
+            { "notification_category_id": TRANSACTIONAL, "notification_category_name": "Transactional", "enabled": true, "can_disable": false },
+            { "notification_category_id": MARKETING, "notification_category_name": "Marketing", "enabled": false, "can_disable": true },
+        ])
+    );
+    assert_eq!(prefs(&eve).await[1]["enabled"], true, "only Bob unsubscribed");
+
+    let skipped = enqueue(&h, &p, to_bob(false)).await;
+    let transactional = enqueue(&h, &p, to_bob(true)).await;
+    run_queue(&h).await;
+    let email = read(&h, &p, &skipped).await;
+    assert_eq!((&email["status"], &email["skipped_reason"]), (&json!("skipped"), &json!("USER_UNSUBSCRIBED")));
+    let email = read(&h, &p, &transactional).await;
+    assert_eq!((&email["status"], &email["notification_category_id"]), (&json!("sent"), &json!(TRANSACTIONAL)));
+    assert!(!email["text"].as_str().unwrap().contains("Unsubscribe"), "transactional email has no unsubscribe link");
+
+    // Preferences through the API: the user itself re-subscribes; refusals change nothing.
+    let set = |user: &str, category: &str, enabled: Value| {
+        h.request("PATCH", &format!("/api/v1/emails/notification-preference/{user}/{category}"))
+            .json(&json!({ "enabled": enabled }))
+    };
+    let res = set("me", TRANSACTIONAL, json!(false)).client(&p).access_token(&bob.access_token).send().await;
+    assert_eq!((res.status, res.text.as_str()), (400, "The Transactional notification category cannot be disabled"));
+    let res = set("me", "00000000-0000-4000-8000-000000000000", json!(true))
+        .client(&p)
+        .access_token(&bob.access_token)
+        .send()
+        .await;
+    assert_eq!(res.status, 404);
+    let res = set(&eve.user_id, MARKETING, json!(false)).client(&p).access_token(&bob.access_token).send().await;
+    assert_eq!(res.status, 403, "a client cannot change another user's preferences");
+    set("me", MARKETING, json!("yes"))
+        .client(&p)
+        .access_token(&bob.access_token)
+        .send()
+        .await
+        .assert_known_error(400, "SCHEMA_ERROR");
+    set("me", MARKETING, json!(true))
+        .client(&p)
+        .send()
+        .await
+        .assert_known_error(400, "CANNOT_GET_OWN_USER_WITHOUT_USER");
+    assert_eq!(prefs(&eve).await[1]["enabled"], true);
+    let res = set("me", MARKETING, json!(true)).client(&p).access_token(&bob.access_token).send().await;
+    assert_eq!((res.status, &res.json()["enabled"]), (200, &json!(true)), "{}", res.text);
+    let res = set(&eve.user_id, MARKETING, json!(false)).server(&p).send().await;
+    assert_eq!((res.status, &res.json()["enabled"]), (200, &json!(false)), "{}", res.text);
+    let again = enqueue(&h, &p, to_bob(false)).await;
+    run_queue(&h).await;
+    assert_eq!(read(&h, &p, &again).await["status"], "sent");
+}
+
+/// §5.2 deliverability: emails to the shared server are checked with Emailable (here a local
+/// stand-in that records each request) unless they opt out; an undeliverable answer skips the
+/// email with Emailable's answer; projects with their own server are not checked; an Emailable
+/// that cannot be reached never stops an email.
+#[tokio::test]
+async fn the_shared_server_checks_deliverability_first() {
+    let emailable = RecordingServer::start(|request| {
+        let state = if request.uri.contains("email=bounce") { "undeliverable" } else { "deliverable" };
+        (200, "application/json", json!({ "state": state, "reason": "test" }).to_string())
+    });
+    let sink = SmtpSink::start();
+    let port = sink.port.to_string();
+    let env = |emailable_url: &str| {
+        Host::start(&[
+            ("STACK_EMAIL_HOST", "127.0.0.1"),
+            ("STACK_EMAIL_PORT", &port),
+            ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
+            ("STACK_EMAILABLE_API_KEY", "emailable-test-key"),
+            ("STACK_EMAILABLE_API_URL", emailable_url),
+        ])
+    };
+    let h = env(&emailable.url);
+    let p = h.create_project(false).await;
+    let custom = |to: &str, skip: bool| json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": "hi", "skip_deliverability_check": skip });
+    let bounce = enqueue(&h, &p, custom("bounce@example.com", false)).await;
+    let good = enqueue(&h, &p, custom("good@example.com", false)).await;
+    let opted_out = enqueue(&h, &p, custom("bounce-anyway@example.com", true)).await;
+    let own = h.create_project(false).await;
+    let res = set_email_server(
+        &h,
+        &own,
+        json!({ "isShared": false, "provider": "smtp", "host": "127.0.0.1", "port": sink.port,
+        "username": "u", "password": "p", "senderName": "Own", "senderEmail": "own@own.test" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let unchecked = enqueue(&h, &own, custom("bounce-own@example.com", false)).await;
+    run_queue(&h).await;
+
+    let skipped = read(&h, &p, &bounce).await;
+    assert_eq!((&skipped["status"], &skipped["skipped_reason"]), (&json!("skipped"), &json!("LIKELY_NOT_DELIVERABLE")));
+    assert_eq!(
+        skipped["skipped_details"],
+        json!({ "email": "bounce@example.com", "emailableResponse": { "state": "undeliverable", "reason": "test" } })
+    );
+    for (project, id) in [(&p, &good), (&p, &opted_out), (&own, &unchecked)] {
+        assert_eq!(read(&h, project, id).await["status"], "sent");
+    }
+    assert_eq!(read(&h, &p, &opted_out).await["skip_deliverability_check"], true);
+    let mut checked: Vec<String> = emailable
+        .requests()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.method, "GET");
+            assert!(r.uri.starts_with("/verify?") && r.uri.contains("api_key=emailable-test-key"), "{}", r.uri);
+            r.uri.clone()
+        })
+        .collect();
+    checked.sort();
+    assert_eq!(checked.len(), 2, "only the two shared-server emails that did not opt out: {checked:?}");
+    assert!(
+        checked[0].contains("email=bounce%40example.com") && checked[1].contains("email=good%40example.com"),
+        "{checked:?}"
+    );
+
+    // Emailable unreachable: the email goes out.
+    let down = env("http://127.0.0.1:9");
+    let p = down.create_project(false).await;
+    let id = enqueue(&down, &p, custom("bounce-when-down@example.com", false)).await;
+    run_queue(&down).await;
+    assert_eq!(read(&down, &p, &id).await["status"], "sent");
 }
 
 /// Writes `emails.server` into the project's environment override.

@@ -1,5 +1,6 @@
 //! The emails function (contract part 1, §5.5, §5.7): the email outbox API for servers and
-//! admins, and managed email domains (`managed.rs`).
+//! admins, delivery info and capacity boosts, managed email domains (`managed.rs`), and users'
+//! notification preferences with the unsubscribe link (`preferences.rs`).
 //! `POST /emails/outbox` enqueues one email; `GET /emails/outbox` lists them newest first with
 //! status filters and cursor paging; `GET /emails/outbox/{id}` reads one and `PATCH` edits,
 //! pauses or cancels it. The companion's email worker renders and sends them.
@@ -10,6 +11,7 @@ shared::cloudflare_fetch!(crate::handle);
 shared::spin_http!(crate::handle);
 
 mod managed;
+mod preferences;
 
 use serde_json::{json, Map, Value};
 
@@ -37,6 +39,9 @@ enum Route {
     ManagedApply,
     DeliveryInfo,
     CapacityBoost,
+    Preferences,
+    Preference,
+    Unsubscribe,
 }
 
 fn router() -> &'static matchit::Router<Route> {
@@ -47,6 +52,10 @@ fn router() -> &'static matchit::Router<Route> {
         r.insert("/api/v1/emails/outbox/{id}", Route::Email).expect("routes do not overlap");
         r.insert("/api/v1/emails/delivery-info", Route::DeliveryInfo).expect("routes do not overlap");
         r.insert("/api/v1/emails/capacity-boost", Route::CapacityBoost).expect("routes do not overlap");
+        let preference = "/api/v1/emails/notification-preference/{user_id}";
+        r.insert(preference, Route::Preferences).expect("routes do not overlap");
+        r.insert(format!("{preference}/{{category_id}}"), Route::Preference).expect("routes do not overlap");
+        r.insert("/api/v1/emails/unsubscribe-link", Route::Unsubscribe).expect("routes do not overlap");
         let managed = "/api/v1/internal/emails/managed-onboarding";
         for (action, route) in [
             ("setup", Route::ManagedSetup),
@@ -78,7 +87,8 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
     let Ok(matched) = router().at(&path) else {
         return Err(ApiError::status(404, "Not found"));
     };
-    let id = matched.params.get("id").unwrap_or_default().to_string();
+    let param = |name: &str| matched.params.get(name).unwrap_or_default().to_string();
+    let id = param("id");
     use http::Method as M;
     match (matched.value, req.method().clone()) {
         (Route::Outbox, M::POST) => create(ctx, req).await,
@@ -91,6 +101,9 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::ManagedApply, M::POST) => managed::apply(ctx, req).await,
         (Route::DeliveryInfo, M::GET) => delivery_info(ctx, req).await,
         (Route::CapacityBoost, M::POST) => capacity_boost(ctx, req).await,
+        (Route::Preferences, M::GET) => preferences::list(ctx, req, &param("user_id")).await,
+        (Route::Preference, M::PATCH) => preferences::update(ctx, req, &param("user_id"), &param("category_id")).await,
+        (Route::Unsubscribe, M::GET) => preferences::unsubscribe(ctx, req).await,
         _ => Err(ApiError::status(405, "Method not allowed")),
     }
 }
@@ -99,8 +112,16 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
-    let fields =
-        ["to", "tsx_source", "subject", "variables", "is_high_priority", "is_transactional", "scheduled_at_millis"];
+    let fields = [
+        "to",
+        "tsx_source",
+        "subject",
+        "variables",
+        "is_high_priority",
+        "is_transactional",
+        "scheduled_at_millis",
+        "skip_deliverability_check",
+    ];
     let obj = v.body_object(&body, &fields);
     let recipient = recipient_field(&mut v, obj, true);
     let source = source_field(&mut v, obj, true);
@@ -109,6 +130,7 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let high = v.boolean(obj, "is_high_priority", "body.is_high_priority").unwrap_or(false);
     let transactional = v.boolean(obj, "is_transactional", "body.is_transactional").unwrap_or(true);
     let scheduled_at = v.integer(obj, "scheduled_at_millis", "body.scheduled_at_millis", 0, i64::MAX);
+    let skip_check = v.boolean(obj, "skip_deliverability_check", "body.skip_deliverability_check");
     v.finish()?;
     let email = NewEmail {
         recipient: recipient.expect("validated"),
@@ -118,6 +140,7 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         is_high_priority: high,
         is_transactional: transactional,
         scheduled_at,
+        skip_deliverability_check: skip_check.unwrap_or(false),
     };
     let id = enqueue(ctx, &auth.tenancy, email).await.map_err(store_error)?;
     Ok(json_with_status(201, &json!({ "id": id })))
@@ -186,12 +209,13 @@ fn variables_field(v: &mut Validator, obj: Option<&Map<String, Value>>) -> Optio
 }
 
 /// One edit (§5.5): ?1 now; new ?2 recipient, ?3 source, ?4 variables, ?5 schedule, ?6 pause
-/// (each null: unchanged); ?7 cancel and ?8 "content changed" (0/1), which starts the email
-/// over; ?9 tenancy, ?10 id. Only in the editable statuses.
+/// and ?11 deliverability opt-out (each null: unchanged); ?7 cancel and ?8 "content changed"
+/// (0/1), which starts the email over; ?9 tenancy, ?10 id. Only in the editable statuses.
 const EDIT_SQL: &str = concat!(
     "UPDATE email_outbox SET updated_at = ?1, recipient = COALESCE(?2, recipient), \
      tsx_source = COALESCE(?3, tsx_source), variables = COALESCE(?4, variables), \
      scheduled_at = COALESCE(?5, scheduled_at), \
+     skip_deliverability_check = COALESCE(?11, skip_deliverability_check), \
      is_paused = CASE WHEN ?7 = 1 THEN 0 ELSE COALESCE(?6, is_paused) END, \
      is_queued = CASE WHEN ?7 = 1 OR ?8 = 1 OR ?5 IS NOT NULL THEN 0 ELSE is_queued END, \
      next_send_retry_at = CASE WHEN ?7 = 1 OR ?8 = 1 THEN NULL ELSE next_send_retry_at END, \
@@ -227,7 +251,8 @@ async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
-    let fields = ["to", "tsx_source", "variables", "scheduled_at_millis", "is_paused", "cancel"];
+    let fields =
+        ["to", "tsx_source", "variables", "scheduled_at_millis", "is_paused", "cancel", "skip_deliverability_check"];
     let obj = v.body_object(&body, &fields);
     let recipient = recipient_field(&mut v, obj, false);
     let source = source_field(&mut v, obj, false);
@@ -235,6 +260,7 @@ async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let scheduled_at = v.integer(obj, "scheduled_at_millis", "body.scheduled_at_millis", 0, i64::MAX);
     let paused = v.boolean(obj, "is_paused", "body.is_paused");
     let cancel = v.boolean(obj, "cancel", "body.cancel");
+    let skip_check = v.boolean(obj, "skip_deliverability_check", "body.skip_deliverability_check");
     if cancel == Some(false) {
         v.fail("body.cancel must be one of the following values: true".into());
     }
@@ -252,6 +278,7 @@ async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
         content_changed.into(),
         auth.tenancy.id.clone().into(),
         id.into(),
+        skip_check.into(),
     ];
     let changed = ctx.store.execute(EDIT_SQL, params).await.map_err(store_error)?;
     let row = read_one(ctx, &auth.tenancy, id).await?.ok_or_else(|| ApiError::status(404, "Email not found"))?;
@@ -324,7 +351,7 @@ fn email_json(row: &SqlRow) -> ApiResult<Value> {
     put("theme_id", Value::Null);
     put("to", json_column(row, "recipient")?);
     put("variables", json_column(row, "variables")?);
-    put("skip_deliverability_check", json!(false));
+    put("skip_deliverability_check", json!(row.bool("skip_deliverability_check").map_err(e)?));
     put("scheduled_at_millis", json!(row.int("scheduled_at").map_err(e)?));
     put("created_with", json!("programmatic-call"));
     put("email_draft_id", Value::Null);
@@ -346,7 +373,8 @@ fn email_json(row: &SqlRow) -> ApiResult<Value> {
         put("text", json!(row.opt_text("rendered_text").map_err(e)?));
         put("is_transactional", json!(row.bool("is_transactional").map_err(e)?));
         put("is_high_priority", json!(row.bool("is_high_priority").map_err(e)?));
-        put("notification_category_id", Value::Null);
+        let transactional = row.bool("is_transactional").map_err(e)?;
+        put("notification_category_id", json!(shared::notifications::category_of(transactional).id));
     }
     match status.as_str() {
         "RENDER_ERROR" => put("render_error", json!(row.opt_text("render_error_external_message").map_err(e)?)),

@@ -222,7 +222,8 @@ mod tests {
                     "0003_config.sql",
                     "0004_email.sql",
                     "0005_managed_domains.sql",
-                    "0006_email_capacity.sql"
+                    "0006_email_capacity.sql",
+                    "0007_email_recipients.sql"
                 ]
             );
             assert_eq!(crate::migrations::migrate(&store).await.unwrap(), every);
