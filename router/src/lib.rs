@@ -88,6 +88,7 @@ mod tests {
         ("emails", "/api/v1/emails/capacity-boost"),
         ("emails", "/api/v1/emails/notification-preference/me/4f6f8873-3d04-46bd-8bef-18338b1a1b4c"),
         ("emails", "/api/v1/emails/unsubscribe-link"),
+        ("emails", "/api/v1/emails/send-email"),
         ("emails", "/api/v1/internal/emails/managed-onboarding/apply"),
     ];
 

@@ -118,29 +118,43 @@ pub struct NewEmail {
 }
 
 pub async fn enqueue(ctx: &Context, tenancy: &Tenancy, email: NewEmail) -> Result<String, StoreError> {
-    let id = new_uuid(ctx.random.as_ref());
+    let ids = enqueue_many(ctx, tenancy, vec![email]).await?;
+    Ok(ids.into_iter().next().expect("one id per email"))
+}
+
+/// Puts emails in the outbox in one atomic batch (all or none); returns their ids in order.
+pub async fn enqueue_many(ctx: &Context, tenancy: &Tenancy, emails: Vec<NewEmail>) -> Result<Vec<String>, StoreError> {
     let now = ctx.now();
-    ctx.store
-        .execute(
-            "INSERT INTO email_outbox (tenancy_id, id, tsx_source, is_high_priority, recipient, variables, \
+    let mut ids = Vec::with_capacity(emails.len());
+    let mut statements = Vec::with_capacity(emails.len());
+    for email in emails {
+        let id = new_uuid(ctx.random.as_ref());
+        statements.push(insert_email(tenancy, &id, email, now));
+        ids.push(id);
+    }
+    ctx.store.batch(&statements).await?;
+    Ok(ids)
+}
+
+fn insert_email(tenancy: &Tenancy, id: &str, email: NewEmail, now: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO email_outbox (tenancy_id, id, tsx_source, is_high_priority, recipient, variables, \
              override_subject, is_transactional, scheduled_at, skip_deliverability_check, created_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?10, ?10)",
-            vec![
-                tenancy.id.clone().into(),
-                id.clone().into(),
-                email.tsx_source.into(),
-                email.is_high_priority.into(),
-                email.recipient.to_json().to_string().into(),
-                email.variables.to_string().into(),
-                email.override_subject.into(),
-                email.is_transactional.into(),
-                email.scheduled_at.unwrap_or(now).into(),
-                now.into(),
-                email.skip_deliverability_check.into(),
-            ],
-        )
-        .await?;
-    Ok(id)
+        vec![
+            tenancy.id.clone().into(),
+            id.into(),
+            email.tsx_source.into(),
+            email.is_high_priority.into(),
+            email.recipient.to_json().to_string().into(),
+            email.variables.to_string().into(),
+            email.override_subject.into(),
+            email.is_transactional.into(),
+            email.scheduled_at.unwrap_or(now).into(),
+            now.into(),
+            email.skip_deliverability_check.into(),
+        ],
+    )
 }
 
 /// The status of a row as SQL (upstream's CASE, first match wins), upper case; the one

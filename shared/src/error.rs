@@ -423,6 +423,15 @@ impl KnownError {
         )
     }
 
+    pub fn requires_custom_email_server() -> Self {
+        Self::new(
+            "REQUIRES_CUSTOM_EMAIL_SERVER",
+            400,
+            "This action requires a custom SMTP server. Please edit your email server configuration and try again.",
+            None,
+        )
+    }
+
     /// `expires_at`: ISO 8601.
     pub fn email_capacity_boost_already_active(expires_at: &str) -> Self {
         Self::new(

@@ -511,6 +511,101 @@ async fn the_shared_server_checks_deliverability_first() {
     assert_eq!(read(&down, &p, &id).await["status"], "sent");
 }
 
+/// §5.8: a user deleted after queueing, or whose primary email is removed, is skipped with the
+/// reason; the email is stored, so it does not matter how the user changed.
+#[tokio::test]
+async fn users_deleted_or_without_email_after_queueing_are_skipped() {
+    let sink = SmtpSink::start();
+    let h = host_with_smtp(&sink);
+    let p = h.create_project(false).await;
+    let gone = h.user_with_session(&p, json!({ "primary_email": "gone@example.com" })).await;
+    let emailless = h.user_with_session(&p, json!({ "primary_email": "was@example.com" })).await;
+    let to = |user: &UserSession| json!({ "to": { "type": "user-primary-email", "user_id": user.user_id }, "tsx_source": "hi" });
+    let (to_gone, to_emailless) = (enqueue(&h, &p, to(&gone)).await, enqueue(&h, &p, to(&emailless)).await);
+    assert_eq!(h.request("DELETE", &format!("/api/v1/users/{}", gone.user_id)).server(&p).send().await.status, 200);
+    let res = h
+        .request("PATCH", &format!("/api/v1/users/{}", emailless.user_id))
+        .server(&p)
+        .json(&json!({ "primary_email": null }))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    run_queue(&h).await;
+    assert!(sink.messages().is_empty());
+    let email = read(&h, &p, &to_gone).await;
+    assert_eq!(
+        (&email["skipped_reason"], &email["skipped_details"]),
+        (&json!("USER_ACCOUNT_DELETED"), &json!({ "user_id": gone.user_id }))
+    );
+    assert_eq!(read(&h, &p, &to_emailless).await["skipped_reason"], "USER_HAS_NO_PRIMARY_EMAIL");
+}
+
+/// `POST /emails/send-email` (§5.6, §5.8): one email per user — a list or everyone — each
+/// sent on its own; refused on the shared server and for unknown users, writing nothing.
+#[tokio::test]
+async fn send_email_reaches_each_user_separately_and_needs_a_custom_server() {
+    let sink = SmtpSink::start();
+    let h = host_with_smtp(&sink);
+    let p = h.create_project(false).await;
+    let mut users = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        users.push(h.user_with_session(&p, json!({ "primary_email": format!("{name}@example.com") })).await.user_id);
+    }
+    let send = |body: Value| h.post("/api/v1/emails/send-email").server(&p).json(&body);
+    let two = json!({ "user_ids": [users[0], users[1]], "html": "<title>Hi {{ what }}</title>Hello", "variables": { "what": "there" } });
+    send(two.clone()).send().await.assert_known_error(400, "REQUIRES_CUSTOM_EMAIL_SERVER");
+    let res = set_email_server(
+        &h,
+        &p,
+        json!({ "isShared": false, "provider": "smtp", "host": "127.0.0.1", "port": sink.port,
+        "username": "u", "password": "p", "senderName": "Proj", "senderEmail": "proj@proj.test" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    for bad in [
+        json!({ "html": "x" }),
+        json!({ "user_ids": [users[0]], "all_users": true, "html": "x" }),
+        json!({ "all_users": false, "html": "x" }),
+        json!({ "user_ids": [], "html": "x" }),
+        json!({ "user_ids": ["not-a-uuid"], "html": "x" }),
+        json!({ "user_ids": [users[0]] }),
+        json!({ "user_ids": [users[0]], "html": "x", "notification_category_name": "Spam" }),
+    ] {
+        send(bad).send().await.assert_known_error(400, "SCHEMA_ERROR");
+    }
+    let unknown = json!({ "user_ids": [users[0], "00000000-0000-4000-8000-000000000000"], "html": "x" });
+    send(unknown).send().await.assert_known_error(404, "USER_NOT_FOUND");
+    assert_eq!(
+        h.db_query("SELECT count(*) FROM email_outbox", &[]),
+        vec![vec!["0".to_string()]],
+        "refused calls write nothing"
+    );
+
+    let res = send(two).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let mut named: Vec<String> =
+        res.json()["results"].as_array().unwrap().iter().map(|r| r["user_id"].as_str().unwrap().to_string()).collect();
+    named.sort();
+    let mut expected = vec![users[0].clone(), users[1].clone()];
+    expected.sort();
+    assert_eq!(named, expected);
+    run_queue(&h).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "one message per user: {messages:#?}");
+    for (message, other) in [("ann", "ben"), ("ben", "ann")] {
+        let m = messages
+            .iter()
+            .find(|m| m.contains(&format!("X-Envelope-To: {message}@example.com")))
+            .expect("each user's own email");
+        assert!(!m.contains(&format!("{other}@example.com")) && m.contains("Subject: Hi there"), "{m}");
+    }
+    let res =
+        send(json!({ "all_users": true, "html": "Everyone", "notification_category_name": "Marketing" })).send().await;
+    assert_eq!(res.json()["results"].as_array().unwrap().len(), 3, "{}", res.text);
+    run_queue(&h).await;
+    assert_eq!(sink.messages().len(), 5);
+}
+
 /// Writes `emails.server` into the project's environment override.
 async fn set_email_server(h: &Host, p: &Project, server: Value) -> api_tests::Res {
     let body = json!({ "config_override_string": json!({ "emails.server": server }).to_string() });

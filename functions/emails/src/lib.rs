@@ -1,6 +1,7 @@
 //! The emails function (contract part 1, §5.5, §5.7): the email outbox API for servers and
 //! admins, delivery info and capacity boosts, managed email domains (`managed.rs`), and users'
-//! notification preferences with the unsubscribe link (`preferences.rs`).
+//! notification preferences with the unsubscribe link (`preferences.rs`), and sending to users
+//! (`send.rs`).
 //! `POST /emails/outbox` enqueues one email; `GET /emails/outbox` lists them newest first with
 //! status filters and cursor paging; `GET /emails/outbox/{id}` reads one and `PATCH` edits,
 //! pauses or cancels it. The companion's email worker renders and sends them.
@@ -12,6 +13,7 @@ shared::spin_http!(crate::handle);
 
 mod managed;
 mod preferences;
+mod send;
 
 use serde_json::{json, Map, Value};
 
@@ -42,6 +44,7 @@ enum Route {
     Preferences,
     Preference,
     Unsubscribe,
+    SendEmail,
 }
 
 fn router() -> &'static matchit::Router<Route> {
@@ -56,6 +59,7 @@ fn router() -> &'static matchit::Router<Route> {
         r.insert(preference, Route::Preferences).expect("routes do not overlap");
         r.insert(format!("{preference}/{{category_id}}"), Route::Preference).expect("routes do not overlap");
         r.insert("/api/v1/emails/unsubscribe-link", Route::Unsubscribe).expect("routes do not overlap");
+        r.insert("/api/v1/emails/send-email", Route::SendEmail).expect("routes do not overlap");
         let managed = "/api/v1/internal/emails/managed-onboarding";
         for (action, route) in [
             ("setup", Route::ManagedSetup),
@@ -104,6 +108,7 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
         (Route::Preferences, M::GET) => preferences::list(ctx, req, &param("user_id")).await,
         (Route::Preference, M::PATCH) => preferences::update(ctx, req, &param("user_id"), &param("category_id")).await,
         (Route::Unsubscribe, M::GET) => preferences::unsubscribe(ctx, req).await,
+        (Route::SendEmail, M::POST) => send::send_email(ctx, req).await,
         _ => Err(ApiError::status(405, "Method not allowed")),
     }
 }
@@ -124,7 +129,7 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     ];
     let obj = v.body_object(&body, &fields);
     let recipient = recipient_field(&mut v, obj, true);
-    let source = source_field(&mut v, obj, true);
+    let source = source_field(&mut v, obj, "tsx_source", true);
     let subject = v.string(obj, "subject", "body.subject", false);
     let variables = variables_field(&mut v, obj).unwrap_or_else(|| json!({}));
     let high = v.boolean(obj, "is_high_priority", "body.is_high_priority").unwrap_or(false);
@@ -187,11 +192,11 @@ fn recipient_field(v: &mut Validator, obj: Option<&Map<String, Value>>, required
     }
 }
 
-/// `body.tsx_source`, at most [`MAX_TEMPLATE_BYTES`].
-fn source_field(v: &mut Validator, obj: Option<&Map<String, Value>>, required: bool) -> Option<String> {
-    let source = v.string(obj, "tsx_source", "body.tsx_source", required);
+/// A template field (`body.<key>`), at most [`MAX_TEMPLATE_BYTES`].
+fn source_field(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str, required: bool) -> Option<String> {
+    let source = v.string(obj, key, &format!("body.{key}"), required);
     if source.as_ref().is_some_and(|s| s.len() > MAX_TEMPLATE_BYTES) {
-        v.fail(format!("body.tsx_source must be at most {MAX_TEMPLATE_BYTES} bytes"));
+        v.fail(format!("body.{key} must be at most {MAX_TEMPLATE_BYTES} bytes"));
     }
     source
 }
@@ -255,7 +260,7 @@ async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
         ["to", "tsx_source", "variables", "scheduled_at_millis", "is_paused", "cancel", "skip_deliverability_check"];
     let obj = v.body_object(&body, &fields);
     let recipient = recipient_field(&mut v, obj, false);
-    let source = source_field(&mut v, obj, false);
+    let source = source_field(&mut v, obj, "tsx_source", false);
     let variables = variables_field(&mut v, obj);
     let scheduled_at = v.integer(obj, "scheduled_at_millis", "body.scheduled_at_millis", 0, i64::MAX);
     let paused = v.boolean(obj, "is_paused", "body.is_paused");
