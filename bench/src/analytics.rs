@@ -73,7 +73,7 @@ async fn endpoint_overhead(corpus: &[String], rounds: usize) {
             let endpoint_ms = start.elapsed().as_secs_f64() * 1000.0;
             assert_eq!(res.status, 200, "{sql}: {}", res.text);
 
-            let query = analytics_query::engine_query(
+            let query = shared::clickhouse::user_query(
                 scope(sql).unwrap(),
                 &project.id,
                 "main",

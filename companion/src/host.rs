@@ -25,8 +25,9 @@ use shared::adapters::system::{OsRandom, SystemClock};
 use shared::context::Config;
 use shared::{Context, Request, Response};
 
-/// Request bodies larger than this are refused with 413 before any handler runs.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Request bodies larger than this are refused with 413 before any handler runs. Sized for the
+/// largest accepted body: an AI query with three 3 MiB images (functions keep tighter limits).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -273,6 +274,9 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
     }
     if emails::serves(path) {
         return emails::handle(req, ctx).await;
+    }
+    if mcp::serves(path) {
+        return mcp::handle(req, ctx).await;
     }
     shared::http::text(404, "Not found")
 }

@@ -23,6 +23,9 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
     if emails::serves(path) {
         return Some("EMAILS");
     }
+    if mcp::serves(path) {
+        return Some("MCP");
+    }
     None
 }
 

@@ -145,6 +145,36 @@ fn param_text(value: &Value) -> String {
     }
 }
 
+/// What the engine runs for a user query the guard has scoped: the scope parameters, the
+/// tenancy's custom settings (read by a real server's row policies), the query id (also as
+/// `log_comment`, which the timing endpoint reads), the limits, and the user's parameters.
+pub fn user_query(
+    scoped_sql: String,
+    project_id: &str,
+    branch_id: &str,
+    query_id: &str,
+    timeout_ms: i64,
+    params: serde_json::Map<String, Value>,
+) -> Query {
+    let mut query = Query::new(scoped_sql)
+        .query_id(query_id)
+        .setting("log_comment", query_id)
+        .param(crate::query_guard::PROJECT_PARAM, project_id)
+        .param(crate::query_guard::BRANCH_PARAM, branch_id)
+        .setting("SQL_project_id", project_id)
+        .setting("SQL_branch_id", branch_id)
+        .setting("max_execution_time", timeout_ms as f64 / 1000.0)
+        .setting("readonly", 1)
+        .setting("allow_ddl", 0)
+        .setting("max_result_rows", 10_000)
+        .setting("max_result_bytes", 10_485_760)
+        .setting("result_overflow_mode", "throw");
+    for (name, value) in params {
+        query = query.param(&name, value);
+    }
+    query
+}
+
 /// Parses `Code: N. DB::Exception: <message> (<NAME>) (version ...)`. The message is the text
 /// between `Exception: ` and `(<NAME>)`, trailing space included, as upstream's client has it.
 pub fn parse_error(text: &str) -> Option<ClickHouseError> {

@@ -38,6 +38,31 @@ pub struct Config {
     /// `STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR`: emails per hour per tenancy before growth and
     /// boosts (200 in production, 100000 elsewhere).
     pub default_email_capacity_per_hour: f64,
+    pub ai: AiConfig,
+}
+
+/// Where the AI endpoints (functions/mcp) send model calls and find documentation.
+#[derive(Clone, Default, PartialEq)]
+pub struct AiConfig {
+    /// `STACK_AI_BASE_URL`: an OpenAI-compatible API (`<base>/chat/completions`), such as
+    /// OpenRouter's. Unset: AI calls answer 503.
+    pub base_url: Option<String>,
+    /// `STACK_AI_API_KEY`: the key for callers without project authentication.
+    pub api_key: Option<String>,
+    /// `STACK_AI_AUTHENTICATED_API_KEY`: the key for authenticated callers (upstream's
+    /// external-key routing); unset: `api_key`.
+    pub authenticated_api_key: Option<String>,
+    /// `STACK_DOCS_MCP_URL`: the documentation MCP server whose tools the `docs` tool set offers.
+    pub docs_mcp_url: Option<String>,
+}
+
+impl std::fmt::Debug for AiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AiConfig")
+            .field("base_url", &self.base_url)
+            .field("docs_mcp_url", &self.docs_mcp_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The providers Stack can offer its own OAuth app for.
@@ -165,6 +190,12 @@ impl Config {
             None if environment == Environment::Production => 200.0,
             None => 100_000.0,
         };
+        let ai = AiConfig {
+            base_url: source.get("STACK_AI_BASE_URL").map(|u| u.trim_end_matches('/').to_string()),
+            api_key: source.get("STACK_AI_API_KEY"),
+            authenticated_api_key: source.get("STACK_AI_AUTHENTICATED_API_KEY"),
+            docs_mcp_url: source.get("STACK_DOCS_MCP_URL"),
+        };
         Ok(Config {
             server_secret,
             access_token_lifetime_ms,
@@ -175,6 +206,7 @@ impl Config {
             shared_oauth_client_ids,
             allow_shared_oauth_access_tokens,
             default_email_capacity_per_hour,
+            ai,
         })
     }
 

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_managed_domains.sql", include_str!("../migrations/0005_managed_domains.sql")),
     ("0006_email_capacity.sql", include_str!("../migrations/0006_email_capacity.sql")),
     ("0007_email_recipients.sql", include_str!("../migrations/0007_email_recipients.sql")),
+    ("0008_mcp_call_log.sql", include_str!("../migrations/0008_mcp_call_log.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

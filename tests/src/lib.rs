@@ -14,6 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
+pub mod ai_fakes;
 pub mod analytics_data;
 
 /// A running host under test.
@@ -567,6 +568,7 @@ const WORKER_CONFIGS: &[&str] = &[
     "functions/replays/wrangler.toml",
     "functions/config/wrangler.toml",
     "functions/emails/wrangler.toml",
+    "functions/mcp/wrangler.toml",
 ];
 
 /// A copy of a repository Wrangler config for one test host: paths made absolute, the build

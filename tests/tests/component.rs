@@ -112,3 +112,35 @@ async fn the_replays_component_serves_health_and_authenticates_against_its_store
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.json(), json!({ "items": [], "pagination": { "next_cursor": null } }));
 }
+
+/// The MCP component: `tools/list`, and `ask_stack_auth` end to end over wasi:http outbound
+/// calls to the (local, recording) model API and docs server, with the call logged in SQLite.
+#[tokio::test]
+async fn the_mcp_component_lists_its_tool_and_answers_through_the_model() {
+    use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, DOCS_SEARCH_TEXT};
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = Host::start_component_with(
+        "mcp",
+        &[("STACK_AI_BASE_URL", &format!("{}/v1", llm.url)), ("STACK_DOCS_MCP_URL", &format!("{}/mcp", docs.url))],
+    );
+    let rpc = |body: serde_json::Value| h.post("/api/internal/mcp").json(&body).send();
+    let res = rpc(json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list" })).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json()["result"]["tools"][0]["name"], "ask_stack_auth");
+    let res = rpc(json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": { "name": "ask_stack_auth",
+        "arguments": { "question": "sessions?", "reason": "r", "userPrompt": "p" } } }))
+    .await;
+    let text = res.json()["result"]["content"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(text.starts_with(&format!("From the docs: {DOCS_SEARCH_TEXT}")), "{}", res.text);
+    assert_eq!(llm.requests().len(), 2);
+    assert_eq!(llm.requests()[0].uri, "/v1/chat/completions");
+    let mut logged = Vec::new();
+    for _ in 0..50 {
+        logged = h.db_query("SELECT question, step_count FROM mcp_call_log", &[]);
+        if !logged.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(logged, vec![vec!["sessions?".to_string(), "2".to_string()]]);
+}

@@ -185,7 +185,7 @@ async fn an_oversized_body_is_refused_before_any_handler_and_writes_nothing() {
     let host = Host::start(&[]);
     let p = host.create_project(false).await;
     let before = host.db_snapshot();
-    let big = format!("{{\"display_name\":\"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    let big = format!("{{\"display_name\":\"{}\"}}", "x".repeat(17 * 1024 * 1024));
     let res = host.post("/api/v1/users").server(&p).raw_body("application/json", &big).send().await;
     assert_eq!(res.status, 413);
     assert_eq!(host.db_snapshot(), before);

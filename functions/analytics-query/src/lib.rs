@@ -13,10 +13,10 @@ shared::spin_http!(crate::handle);
 use serde_json::{json, Value};
 
 use shared::auth::{authenticate, AuthRule, ADMIN_ONLY, SERVER_OR_ADMIN};
-use shared::clickhouse::{user_message, Query};
+use shared::clickhouse::{user_message, user_query, Query};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{canonicalize, json, Request, Response};
-use shared::query_guard::{check_param_names, scope, BRANCH_PARAM, PROJECT_PARAM};
+use shared::query_guard::{check_param_names, scope};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
@@ -83,7 +83,7 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let tenancy = &auth.tenancy;
     let query_id =
         format!("{}:{}:{}", tenancy.project_id, tenancy.branch_id, shared::crypto::new_uuid(ctx.random.as_ref()));
-    let query = engine_query(scoped, &tenancy.project_id, &tenancy.branch_id, &query_id, timeout_ms, params);
+    let query = user_query(scoped, &tenancy.project_id, &tenancy.branch_id, &query_id, timeout_ms, params);
     match store.limited_client().rows(ctx.http.as_ref(), &query).await {
         Ok(rows) => Ok(json(&json!({ "result": rows, "query_id": query_id }))),
         Err(e) => Err(analytics_error(user_message(&e, ctx.config.shows_internal_errors()))),
@@ -99,36 +99,6 @@ const TIMING_SQL: &str = "SELECT \
     FROM system.query_log \
     WHERE log_comment = {query_id:String} AND type = 'QueryFinish' \
     ORDER BY event_time_microseconds DESC LIMIT 1";
-
-/// What the engine runs for a user query the guard has scoped: the scope parameters, the
-/// tenancy's custom settings (read by a real server's row policies), the query id (also as
-/// `log_comment`, which the timing endpoint reads), the limits, and the user's parameters.
-pub fn engine_query(
-    scoped_sql: String,
-    project_id: &str,
-    branch_id: &str,
-    query_id: &str,
-    timeout_ms: i64,
-    params: serde_json::Map<String, Value>,
-) -> Query {
-    let mut query = Query::new(scoped_sql)
-        .query_id(query_id)
-        .setting("log_comment", query_id)
-        .param(PROJECT_PARAM, project_id)
-        .param(BRANCH_PARAM, branch_id)
-        .setting("SQL_project_id", project_id)
-        .setting("SQL_branch_id", branch_id)
-        .setting("max_execution_time", timeout_ms as f64 / 1000.0)
-        .setting("readonly", 1)
-        .setting("allow_ddl", 0)
-        .setting("max_result_rows", 10_000)
-        .setting("max_result_bytes", 10_485_760)
-        .setting("result_overflow_mode", "throw");
-    for (name, value) in params {
-        query = query.param(&name, value);
-    }
-    query
-}
 
 async fn timing(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;

@@ -223,7 +223,8 @@ mod tests {
                     "0004_email.sql",
                     "0005_managed_domains.sql",
                     "0006_email_capacity.sql",
-                    "0007_email_recipients.sql"
+                    "0007_email_recipients.sql",
+                    "0008_mcp_call_log.sql",
                 ]
             );
             assert_eq!(crate::migrations::migrate(&store).await.unwrap(), every);

@@ -42,6 +42,10 @@ pub const CONFIG_KEYS: &[&str] = &[
     "STACK_MICROSOFT_CLIENT_ID",
     "STACK_SPOTIFY_CLIENT_ID",
     "STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS",
+    "STACK_AI_BASE_URL",
+    "STACK_AI_API_KEY",
+    "STACK_AI_AUTHENTICATED_API_KEY",
+    "STACK_DOCS_MCP_URL",
 ];
 
 /// Configuration read once per request into a map (Spin variables are async to read).

@@ -1,0 +1,551 @@
+//! `POST /api/v1/ai/query/{mode}` (contract part 2, §4.1): a chat with Stack's assistant.
+//! `generate` answers JSON `{content, finalText, conversationId}`; `stream` answers the same
+//! run as an AI SDK UI-message stream. The run is a tool loop: the model may call the docs
+//! tools (run here, against the docs MCP server), `queryAnalytics` (run here, scoped to the
+//! caller's project) or the client-side tools (dashboard, email; returned with a null result
+//! for the caller to apply, which ends the run). `ask_stack_auth` calls [`generate`] directly.
+
+use serde_json::{json, Map, Value};
+
+use shared::auth::{authenticate, AuthRule, RequestAuth, ANY_ACCESS};
+use shared::error::{ApiError, ApiResult};
+use shared::http::{header, json as json_response, Request, Response};
+use shared::ports::SqlValue;
+use shared::validate::{parse_body, Validator};
+use shared::Context;
+
+use crate::{dashboard, docs, llm, prompts};
+
+/// The tool sets a request may ask for.
+pub const TOOL_SETS: &[&str] = &[
+    "docs",
+    "sql-query",
+    "create-email-theme",
+    "create-email-template",
+    "create-email-draft",
+    "update-dashboard",
+    "patch-dashboard",
+];
+
+const MAX_IMAGES_PER_MESSAGE: usize = 3;
+const MAX_IMAGE_BYTES: usize = 3 * 1024 * 1024;
+
+/// One run of the assistant.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub quality: String,
+    pub speed: String,
+    pub tools: Vec<String>,
+    pub system_prompt: String,
+    /// The conversation, AI SDK shaped: `{role, content}` with string or part-array content.
+    pub messages: Vec<Value>,
+    /// Whether the caller authenticated (stronger models; `sql-query` needs it).
+    pub authenticated: bool,
+    /// The project `queryAnalytics` reads: `(project_id, branch_id)`.
+    pub analytics_scope: Option<(String, String)>,
+    /// `mcpCallMetadata`: the call is logged and gets a conversation id.
+    pub mcp_call: Option<Value>,
+}
+
+/// Why a run failed: an HTTP status and a plain-text message.
+pub type RunError = (u16, String);
+
+/// `POST /api/v1/ai/query/{mode}`.
+pub async fn query(ctx: &Context, req: &Request, mode: &str) -> ApiResult<Response> {
+    if mode != "stream" && mode != "generate" {
+        return Err(Validator::single(req, "params.mode must be one of the following values: stream, generate"));
+    }
+    // Authentication is optional; when the caller sends it, it must be valid.
+    let auth = match header(req, "x-stack-access-type") {
+        Some(_) => Some(authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?),
+        None => None,
+    };
+    let mut run = parse_request(req, auth.is_some())?;
+    if run.tools.iter().any(|t| !TOOL_SETS.contains(&t.as_str())) {
+        return Err(ApiError::status(400, "Invalid tool names in request."));
+    }
+    let project_id = parse_body(req)?.and_then(|b| b.get("projectId").and_then(Value::as_str).map(str::to_string));
+    if let Some(project_id) = project_id {
+        run.analytics_scope = Some(project_scope(auth.as_ref(), &project_id)?);
+    } else if let Some(auth) = &auth {
+        run.analytics_scope = Some((auth.tenancy.project_id.clone(), auth.tenancy.branch_id.clone()));
+    }
+    check_images(&run.messages)?;
+    let answer = generate(ctx, run).await.map_err(|(status, message)| ApiError::status(status, message))?;
+    Ok(if mode == "generate" { json_response(&answer) } else { ui_message_stream(&answer) })
+}
+
+/// `projectId` names the project whose data the tools may read: only its admins may.
+/// (Upstream checks the dashboard user's managed projects; here the caller must hold the
+/// project's admin credentials.)
+fn project_scope(auth: Option<&RequestAuth>, project_id: &str) -> ApiResult<(String, String)> {
+    match auth {
+        Some(auth) if auth.tenancy.project_id == project_id && auth.access_type == shared::auth::AccessType::Admin => {
+            Ok((auth.tenancy.project_id.clone(), auth.tenancy.branch_id.clone()))
+        }
+        _ => Err(ApiError::status(403, "You do not have access to this project")),
+    }
+}
+
+fn one_of(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str, allowed: &[&str]) -> Option<String> {
+    let path = format!("body.{key}");
+    let value = v.string(obj, key, &path, true)?;
+    if allowed.contains(&value.as_str()) {
+        Some(value)
+    } else {
+        v.fail(format!("{path} must be one of the following values: {}", allowed.join(", ")));
+        None
+    }
+}
+
+fn parse_request(req: &Request, authenticated: bool) -> ApiResult<GenerateRequest> {
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let fields = ["quality", "speed", "tools", "systemPrompt", "messages", "projectId", "mcpCallMetadata"];
+    let obj = v.body_object(&body, &fields);
+    let quality = one_of(&mut v, obj, "quality", &["dumb", "smart", "smartest"]);
+    let speed = one_of(&mut v, obj, "speed", &["slow", "fast"]);
+    let tools = string_array(&mut v, obj, "tools");
+    let system_prompt = one_of(&mut v, obj, "systemPrompt", prompts::SYSTEM_PROMPTS);
+    let messages = messages_field(&mut v, obj);
+    v.string(obj, "projectId", "body.projectId", false);
+    let mcp_call = match obj.and_then(|o| o.get("mcpCallMetadata")) {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(meta)) => {
+            for key in ["toolName", "reason", "userPrompt"] {
+                v.string(Some(meta), key, &format!("body.mcpCallMetadata.{key}"), true);
+            }
+            v.string(Some(meta), "conversationId", "body.mcpCallMetadata.conversationId", false);
+            Some(Value::Object(meta.clone()))
+        }
+        Some(other) => {
+            v.fail(format!("body.mcpCallMetadata must be a `object` type, but the final value was: `{other}`."));
+            None
+        }
+    };
+    v.finish()?;
+    Ok(GenerateRequest {
+        quality: quality.expect("validated"),
+        speed: speed.expect("validated"),
+        tools: tools.expect("validated"),
+        system_prompt: system_prompt.expect("validated"),
+        messages: messages.expect("validated"),
+        authenticated,
+        analytics_scope: None,
+        mcp_call,
+    })
+}
+
+fn string_array(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str) -> Option<Vec<String>> {
+    match obj.and_then(|o| o.get(key)) {
+        None | Some(Value::Null) if obj.is_some() => {
+            v.fail(format!("body.{key} must be defined"));
+            None
+        }
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(s) => out.push(s.to_string()),
+                    None => {
+                        v.fail(format!("body.{key}[{i}] must be a `string` type, but the final value was: `{item}`."))
+                    }
+                }
+            }
+            Some(out)
+        }
+        Some(other) => {
+            v.fail(format!("body.{key} must be a `array` type, but the final value was: `{other}`."));
+            None
+        }
+    }
+}
+
+fn messages_field(v: &mut Validator, obj: Option<&Map<String, Value>>) -> Option<Vec<Value>> {
+    let messages = match obj.and_then(|o| o.get("messages")) {
+        None | Some(Value::Null) if obj.is_some() => {
+            v.fail("body.messages must be defined".into());
+            return None;
+        }
+        None | Some(Value::Null) => return None,
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            v.fail(format!("body.messages must be a `array` type, but the final value was: `{other}`."));
+            return None;
+        }
+    };
+    if messages.is_empty() {
+        v.fail("body.messages field must have at least 1 items".into());
+    }
+    for (i, message) in messages.iter().enumerate() {
+        let path = format!("body.messages[{i}]");
+        let Some(message) = message.as_object() else {
+            v.fail(format!("{path} must be a `object` type, but the final value was: `{message}`."));
+            continue;
+        };
+        match message.get("role").and_then(Value::as_str) {
+            Some("user" | "assistant" | "tool") => {}
+            None if message.get("role").is_none() => v.fail(format!("{path}.role must be defined")),
+            _ => v.fail(format!("{path}.role must be one of the following values: user, assistant, tool")),
+        }
+        if message.get("content").is_none_or(Value::is_null) {
+            v.fail(format!("{path}.content must be defined"));
+        }
+    }
+    Some(messages.clone())
+}
+
+/// At most three images per message, each at most 3 MiB decoded.
+fn check_images(messages: &[Value]) -> ApiResult<()> {
+    for message in messages {
+        let Some(parts) = message["content"].as_array() else { continue };
+        let images: Vec<&Value> = parts.iter().filter(|p| p["type"] == "image").collect();
+        if images.len() > MAX_IMAGES_PER_MESSAGE {
+            return Err(ApiError::status(400, "Maximum 3 images per message."));
+        }
+        for image in images {
+            let data = image["image"].as_str().unwrap_or_default();
+            let payload = data.split_once(";base64,").map_or(data, |(_, b64)| b64);
+            let padding = payload.bytes().rev().take_while(|b| *b == b'=').count().min(2);
+            let bytes = (payload.len() * 3 / 4).saturating_sub(padding);
+            if bytes > MAX_IMAGE_BYTES {
+                let mb = bytes as f64 / (1024.0 * 1024.0);
+                return Err(ApiError::status(400, format!("Image exceeds 3MB limit ({mb:.2}MB).")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many model calls a run may make.
+fn step_limit(run: &GenerateRequest) -> usize {
+    match run.system_prompt.as_str() {
+        _ if run.tools.is_empty() => 1,
+        "docs-ask-ai" | "command-center-ask-ai" => 50,
+        "create-dashboard" => 12,
+        _ => 5,
+    }
+}
+
+/// A client-side tool: the model's call goes back to the caller, who applies its arguments.
+fn client_tool(name: &str, description: &str) -> Value {
+    json!({ "type": "function", "function": { "name": name, "description": description,
+        "parameters": { "type": "object", "additionalProperties": false, "required": ["content"],
+            "properties": { "content": { "type": "string" } } } } })
+}
+
+fn query_analytics_tool() -> Value {
+    json!({ "type": "function", "function": { "name": "queryAnalytics",
+        "description": "Run a read-only ClickHouse SELECT over this project's analytics tables (events, users, ...) \
+            and get the rows as JSON.",
+        "parameters": { "type": "object", "additionalProperties": false, "required": ["query"],
+            "properties": { "query": { "type": "string" } } } } })
+}
+
+/// The model's tools for the requested sets, and which of them run here.
+async fn offered_tools(ctx: &Context, run: &GenerateRequest) -> (Vec<Value>, Vec<String>) {
+    let mut tools = Vec::new();
+    for set in &run.tools {
+        match set.as_str() {
+            "docs" => tools.extend(docs::tools(ctx).await),
+            // Without authentication there is no project to read: silently left out, as upstream.
+            "sql-query" if run.analytics_scope.is_some() => tools.push(query_analytics_tool()),
+            "create-email-theme" => tools.push(client_tool("createEmailTheme", "Return a React Email theme source.")),
+            "create-email-template" => {
+                tools.push(client_tool("createEmailTemplate", "Return a React Email template source."))
+            }
+            "create-email-draft" => tools.push(client_tool("createEmailDraft", "Return an email draft source.")),
+            "update-dashboard" => tools.push(dashboard::update_dashboard_tool()),
+            "patch-dashboard" => tools.push(dashboard::patch_dashboard_tool()),
+            _ => {}
+        }
+    }
+    let docs_set = run.tools.iter().any(|t| t == "docs");
+    let server_side = tools
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str())
+        .filter(|name| *name == "queryAnalytics" || (docs_set && !CLIENT_TOOLS.contains(name)))
+        .map(str::to_string)
+        .collect();
+    (tools, server_side)
+}
+
+const CLIENT_TOOLS: &[&str] =
+    &["createEmailTheme", "createEmailTemplate", "createEmailDraft", "updateDashboard", "patchDashboard"];
+
+/// AI SDK content (string or parts) to OpenAI chat messages.
+fn to_chat_messages(message: &Value) -> Vec<Value> {
+    let role = message["role"].as_str().unwrap_or("user");
+    let content = &message["content"];
+    let Some(parts) = content.as_array() else {
+        let text = content.as_str().map(str::to_string).unwrap_or_else(|| content.to_string());
+        return vec![json!({ "role": role, "content": text })];
+    };
+    match role {
+        "tool" => parts
+            .iter()
+            .filter(|p| p["type"] == "tool-result")
+            .map(|p| {
+                let output = p.get("output").or(p.get("result")).cloned().unwrap_or(Value::Null);
+                json!({ "role": "tool", "tool_call_id": p["toolCallId"], "content": output.to_string() })
+            })
+            .collect(),
+        "assistant" => {
+            let text: Vec<&str> =
+                parts.iter().filter(|p| p["type"] == "text").filter_map(|p| p["text"].as_str()).collect();
+            let calls: Vec<Value> = parts
+                .iter()
+                .filter(|p| p["type"] == "tool-call")
+                .map(|p| {
+                    let args = p.get("input").or(p.get("args")).cloned().unwrap_or(json!({}));
+                    json!({ "id": p["toolCallId"], "type": "function",
+                        "function": { "name": p["toolName"], "arguments": args.to_string() } })
+                })
+                .collect();
+            let mut out = json!({ "role": "assistant", "content": text.join("\n") });
+            if !calls.is_empty() {
+                out["tool_calls"] = Value::Array(calls);
+            }
+            vec![out]
+        }
+        _ => {
+            let converted: Vec<Value> = parts
+                .iter()
+                .filter_map(|p| match p["type"].as_str()? {
+                    "text" => Some(json!({ "type": "text", "text": p["text"] })),
+                    "image" => {
+                        let image = p["image"].as_str()?;
+                        let url = if image.starts_with("data:") || image.starts_with("http") {
+                            image.to_string()
+                        } else {
+                            let media = p["mediaType"].as_str().or(p["mimeType"].as_str()).unwrap_or("image/png");
+                            format!("data:{media};base64,{image}")
+                        };
+                        Some(json!({ "type": "image_url", "image_url": { "url": url } }))
+                    }
+                    _ => None,
+                })
+                .collect();
+            vec![json!({ "role": role, "content": converted })]
+        }
+    }
+}
+
+/// Runs `queryAnalytics` for the run's project through the query guard; rows or the error as
+/// text for the model.
+async fn query_analytics(ctx: &Context, scope: &(String, String), arguments: &Value) -> Value {
+    let Some(store) = ctx.config.clickhouse.as_ref() else {
+        return json!({ "error": "The analytics store is not configured." });
+    };
+    let Some(sql) = arguments["query"].as_str() else { return json!({ "error": "query must be a string" }) };
+    let scoped = match shared::query_guard::scope(sql) {
+        Ok(scoped) => scoped,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let query_id = format!("{}:{}:{}", scope.0, scope.1, shared::crypto::new_uuid(ctx.random.as_ref()));
+    let query = shared::clickhouse::user_query(scoped, &scope.0, &scope.1, &query_id, 10_000, Map::new());
+    match store.limited_client().rows(ctx.http.as_ref(), &query).await {
+        Ok(rows) => json!({ "rows": rows }),
+        Err(e) => json!({ "error": shared::clickhouse::user_message(&e, ctx.config.shows_internal_errors()) }),
+    }
+}
+
+/// One run: model calls and tool calls until the model stops, a client-side tool is called,
+/// or the step limit is reached. The answer is `{content, finalText, conversationId}`.
+pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunError> {
+    let started = ctx.now();
+    let model = llm::model(&run.quality, &run.speed, run.authenticated);
+    let (tools, server_side) = offered_tools(ctx, &run).await;
+    let mut chat = vec![json!({ "role": "system", "content": prompts::system_prompt(&run.system_prompt) })];
+    chat.extend(run.messages.iter().flat_map(to_chat_messages));
+
+    let mut content = Vec::new();
+    let mut final_text = String::new();
+    let mut steps = 0;
+    for _ in 0..step_limit(&run) {
+        steps += 1;
+        let completion = llm::complete(ctx, model, run.authenticated, &chat, &tools).await.map_err(|e| match e {
+            llm::LlmError::NotConfigured => (503, "The AI model is not configured (STACK_AI_BASE_URL).".to_string()),
+            llm::LlmError::Unavailable(why) => (502, format!("The AI model could not be reached: {why}")),
+            llm::LlmError::Status(status, body) => (502, format!("The AI model answered {status}: {body}")),
+        })?;
+        final_text = completion.text.clone();
+        if !completion.text.is_empty() {
+            content.push(json!({ "type": "text", "text": completion.text }));
+        }
+        if completion.tool_calls.is_empty() {
+            break;
+        }
+        let mut assistant = json!({ "role": "assistant", "content": completion.text, "tool_calls": [] });
+        let mut results = Vec::new();
+        let mut waits_for_client = false;
+        for call in &completion.tool_calls {
+            let args: Value = serde_json::from_str(&call.arguments).unwrap_or(Value::String(call.arguments.clone()));
+            let result = if !server_side.contains(&call.name) {
+                waits_for_client = true;
+                Value::Null
+            } else if call.name == "queryAnalytics" {
+                query_analytics(ctx, run.analytics_scope.as_ref().expect("offered only with a scope"), &args).await
+            } else {
+                Value::String(docs::call(ctx, &call.name, args.clone()).await)
+            };
+            assistant["tool_calls"].as_array_mut().expect("an array").push(json!({ "id": call.id, "type": "function",
+                "function": { "name": call.name, "arguments": call.arguments } }));
+            let text = result.as_str().map(str::to_string).unwrap_or_else(|| result.to_string());
+            results.push(json!({ "role": "tool", "tool_call_id": call.id, "content": text }));
+            content.push(json!({ "type": "tool-call", "toolName": call.name, "toolCallId": call.id,
+                "args": args, "argsText": call.arguments, "result": result }));
+        }
+        if waits_for_client {
+            break;
+        }
+        chat.push(assistant);
+        chat.extend(results);
+    }
+
+    let conversation_id = run.mcp_call.as_ref().map(|meta| {
+        meta["conversationId"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| shared::crypto::new_uuid(ctx.random.as_ref()))
+    });
+    if let (Some(meta), Some(conversation_id)) = (&run.mcp_call, &conversation_id) {
+        let log = CallLog {
+            correlation_id: shared::crypto::new_uuid(ctx.random.as_ref()),
+            conversation_id: conversation_id.clone(),
+            tool_name: meta["toolName"].as_str().unwrap_or_default().to_string(),
+            reason: meta["reason"].as_str().unwrap_or_default().to_string(),
+            user_prompt: meta["userPrompt"].as_str().unwrap_or_default().to_string(),
+            question: first_user_text(&run.messages),
+            response: final_text.clone(),
+            step_count: steps,
+            inner_tool_calls: content.iter().filter(|b| b["type"] == "tool-call").cloned().collect(),
+            duration_ms: ctx.now() - started,
+            model_id: model.to_string(),
+        };
+        let background = ctx.clone();
+        ctx.background.spawn(Box::pin(async move { log.write(&background).await }));
+    }
+    Ok(json!({ "content": content, "finalText": final_text, "conversationId": conversation_id }))
+}
+
+fn first_user_text(messages: &[Value]) -> String {
+    let Some(first) = messages.iter().find(|m| m["role"] == "user") else { return String::new() };
+    first["content"].as_str().map(str::to_string).unwrap_or_else(|| first["content"].to_string())
+}
+
+/// One `ask_stack_auth` call (contract §3.8), kept in `mcp_call_log` for review.
+struct CallLog {
+    correlation_id: String,
+    conversation_id: String,
+    tool_name: String,
+    reason: String,
+    user_prompt: String,
+    question: String,
+    response: String,
+    step_count: usize,
+    inner_tool_calls: Vec<Value>,
+    duration_ms: i64,
+    model_id: String,
+}
+
+impl CallLog {
+    async fn write(self, ctx: &Context) {
+        let written = ctx
+            .store
+            .execute(
+                "INSERT INTO mcp_call_log (correlation_id, conversation_id, tool_name, reason, user_prompt, question, \
+                 response, step_count, inner_tool_calls_json, duration_ms, model_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    SqlValue::from(self.correlation_id),
+                    SqlValue::from(self.conversation_id),
+                    SqlValue::from(self.tool_name),
+                    SqlValue::from(self.reason),
+                    SqlValue::from(self.user_prompt),
+                    SqlValue::from(self.question),
+                    SqlValue::from(self.response),
+                    SqlValue::from(self.step_count as i64),
+                    SqlValue::from(Value::Array(self.inner_tool_calls).to_string()),
+                    SqlValue::from(self.duration_ms),
+                    SqlValue::from(self.model_id),
+                    SqlValue::from(ctx.now()),
+                ],
+            )
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "an MCP call could not be logged");
+        }
+    }
+}
+
+/// The answer as an AI SDK UI-message stream (server-sent events), written once the run is done.
+fn ui_message_stream(answer: &Value) -> Response {
+    let mut events = vec![json!({ "type": "start" }), json!({ "type": "start-step" })];
+    for (i, block) in answer["content"].as_array().into_iter().flatten().enumerate() {
+        if block["type"] == "text" {
+            let id = format!("text-{i}");
+            events.push(json!({ "type": "text-start", "id": id }));
+            events.push(json!({ "type": "text-delta", "id": id, "delta": block["text"] }));
+            events.push(json!({ "type": "text-end", "id": id }));
+        } else {
+            events.push(json!({ "type": "tool-input-available", "toolCallId": block["toolCallId"],
+                "toolName": block["toolName"], "input": block["args"] }));
+            if !block["result"].is_null() {
+                events.push(json!({ "type": "tool-output-available", "toolCallId": block["toolCallId"],
+                    "output": block["result"] }));
+            }
+        }
+    }
+    events.push(json!({ "type": "finish-step" }));
+    events.push(json!({ "type": "finish" }));
+    let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    http::Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .header("x-vercel-ai-ui-message-stream", "v1")
+        .body(body.into_bytes())
+        .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_are_limited_in_count_and_decoded_size() {
+        let image = |len: usize| json!({ "type": "image", "image": "A".repeat(len) });
+        let message = |parts: Vec<Value>| vec![json!({ "role": "user", "content": parts })];
+        assert!(check_images(&message(vec![image(8), image(8), image(8)])).is_ok());
+        let four = check_images(&message(vec![image(8), image(8), image(8), image(8)])).unwrap_err();
+        assert_eq!(four.into_response(false).body(), b"Maximum 3 images per message.");
+        // 4.2 MB of base64 is 3,145,728 bytes: exactly at the limit.
+        assert!(check_images(&message(vec![image(4 * 1024 * 1024)])).is_ok());
+        let big = check_images(&message(vec![image(5 * 1024 * 1024)])).unwrap_err();
+        assert_eq!(big.into_response(false).body(), b"Image exceeds 3MB limit (3.75MB).");
+    }
+
+    #[test]
+    fn ai_sdk_messages_become_chat_messages() {
+        let assistant = json!({ "role": "assistant", "content": [{ "type": "text", "text": "Let me look." },
+            { "type": "tool-call", "toolCallId": "c1", "toolName": "search", "input": { "query": "x" } }] });
+        assert_eq!(
+            to_chat_messages(&assistant),
+            vec![json!({ "role": "assistant", "content": "Let me look.", "tool_calls": [
+                { "id": "c1", "type": "function", "function": { "name": "search", "arguments": "{\"query\":\"x\"}" } }] })]
+        );
+        let tool =
+            json!({ "role": "tool", "content": [{ "type": "tool-result", "toolCallId": "c1", "output": "found" }] });
+        assert_eq!(
+            to_chat_messages(&tool),
+            vec![json!({ "role": "tool", "tool_call_id": "c1", "content": "\"found\"" })]
+        );
+        let user =
+            json!({ "role": "user", "content": [{ "type": "image", "image": "AAAA", "mediaType": "image/jpeg" }] });
+        assert_eq!(to_chat_messages(&user)[0]["content"][0]["image_url"]["url"], "data:image/jpeg;base64,AAAA");
+    }
+}

@@ -1,0 +1,338 @@
+//! The MCP server (contract part 2, §3.2-§3.3): stateless Streamable HTTP at
+//! `/api/internal/mcp`. Each POST carries one JSON-RPC message, parsed with rmcp's protocol
+//! types; a request gets one `application/json` answer (clients accept JSON or SSE), a
+//! notification gets 202. No sessions: every request stands alone, as upstream's handler.
+//!
+//! The one tool, `ask_stack_auth`, asks the AI query endpoint's generate mode (in-process: the
+//! same function serves it) with the docs tools, and returns its answer as text.
+
+use std::borrow::Cow;
+
+use rmcp::model::{ClientJsonRpcMessage, ClientRequest, ErrorCode, JsonRpcMessage, ProtocolVersion};
+use serde_json::{json, Map, Value};
+
+use shared::http::{Request, Response};
+use shared::Context;
+
+use crate::ai::{generate, GenerateRequest};
+
+/// Bodies larger than this are refused (a question is a few KB).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+const TOOL_DESCRIPTION: &str = "Ask the Stack Auth documentation assistant a question about Stack Auth: setup, \
+SDKs, the REST API, authentication flows, teams, permissions, payments, emails, analytics. It searches the \
+official documentation and answers with sources. Pass the conversationId from the previous answer to continue \
+a conversation.";
+
+/// The `ask_stack_auth` tool as `tools/list` shows it (upstream's schema, draft-07).
+pub fn ask_stack_auth_tool() -> Value {
+    json!({
+        "name": "ask_stack_auth",
+        "description": TOOL_DESCRIPTION,
+        "inputSchema": {
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "additionalProperties": false,
+            "type": "object",
+            "required": ["question", "reason", "userPrompt"],
+            "properties": {
+                "question": { "type": "string", "description": "The question about Stack Auth, in full sentences." },
+                "reason": { "type": "string", "minLength": 1, "description": "Why you are asking: what you are trying to do for the user." },
+                "userPrompt": { "type": "string", "minLength": 1, "description": "The user's request that led to this question, verbatim." },
+                "conversationId": { "type": "string", "description": "The conversationId of a previous answer, to continue that conversation." }
+            }
+        }
+    })
+}
+
+fn rpc_error(id: Option<&Value>, code: ErrorCode, message: impl Into<Cow<'static, str>>, data: Option<Value>) -> Value {
+    let mut error = json!({ "code": code.0, "message": message.into() });
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    let mut out = json!({ "jsonrpc": "2.0", "error": error });
+    if let Some(id) = id {
+        out["id"] = id.clone();
+    }
+    out
+}
+
+fn reply(status: u16, body: &Value) -> Response {
+    shared::http::json_with_status(status, body)
+}
+
+/// What one POST carries, once read.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A request: its id (as JSON) and the request.
+    Request(Value, Box<ClientRequest>),
+    /// A notification or a stray response: answered 202 with no body.
+    Notification,
+}
+
+/// Reads one POST body. Anything that is not one JSON-RPC 2.0 client message is refused with
+/// the JSON-RPC error to send (and a 4xx status): this is the parser the fuzz test drives.
+pub fn parse(body: &[u8]) -> Result<Incoming, (u16, Value)> {
+    if body.len() > MAX_BODY_BYTES {
+        let message = format!("Request body exceeds {MAX_BODY_BYTES} bytes");
+        return Err((413, rpc_error(None, ErrorCode::INVALID_REQUEST, message, None)));
+    }
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Err((400, rpc_error(None, ErrorCode::PARSE_ERROR, "Parse error: the body is not JSON", None)));
+    };
+    if value.is_array() {
+        let message = "Batched JSON-RPC messages are not supported";
+        return Err((400, rpc_error(None, ErrorCode::INVALID_REQUEST, message, None)));
+    }
+    let id = value.get("id").filter(|id| id.is_string() || id.is_number()).cloned();
+    match serde_json::from_value::<ClientJsonRpcMessage>(value) {
+        Ok(JsonRpcMessage::Request(request)) => {
+            Ok(Incoming::Request(serde_json::to_value(&request.id).expect("ids serialize"), Box::new(request.request)))
+        }
+        // Notifications (initialized, cancelled) and stray responses need no answer.
+        Ok(_) => Ok(Incoming::Notification),
+        Err(e) => {
+            let text = format!("Invalid request: not a JSON-RPC 2.0 client message ({e})");
+            Err((400, rpc_error(id.as_ref(), ErrorCode::INVALID_REQUEST, text, None)))
+        }
+    }
+}
+
+/// `POST /api/internal/mcp` (GET and DELETE answer 405: no server-initiated stream, no sessions).
+pub async fn handle(ctx: &Context, req: &Request) -> Response {
+    if req.method() != http::Method::POST {
+        let message = "Method not allowed: POST one JSON-RPC message";
+        let mut response = reply(405, &rpc_error(None, ErrorCode::INVALID_REQUEST, message, None));
+        response.headers_mut().insert("allow", http::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let (id, request) = match parse(req.body()) {
+        Ok(Incoming::Request(id, request)) => (id, request),
+        Ok(Incoming::Notification) => return shared::http::text(202, ""),
+        Err((status, error)) => return reply(status, &error),
+    };
+    let result = match *request {
+        ClientRequest::InitializeRequest(init) => Ok(initialize_result(&init.params.protocol_version)),
+        ClientRequest::PingRequest(_) => Ok(json!({})),
+        ClientRequest::ListToolsRequest(_) => Ok(json!({ "tools": [ask_stack_auth_tool()] })),
+        ClientRequest::CallToolRequest(call) => {
+            call_tool(ctx, &call.params.name, call.params.arguments.unwrap_or_default()).await
+        }
+        other => {
+            let message = format!("Method not found: {}", other.method());
+            Err(rpc_error(None, ErrorCode::METHOD_NOT_FOUND, message, None))
+        }
+    };
+    match result {
+        Ok(result) => reply(200, &json!({ "jsonrpc": "2.0", "id": id, "result": result })),
+        Err(mut error) => {
+            error["id"] = id;
+            reply(200, &error)
+        }
+    }
+}
+
+/// The client's version when this server speaks it, else the newest both know.
+fn initialize_result(requested: &ProtocolVersion) -> Value {
+    let known = [
+        ProtocolVersion::V_2024_11_05,
+        ProtocolVersion::V_2025_03_26,
+        ProtocolVersion::V_2025_06_18,
+        ProtocolVersion::V_2025_11_25,
+    ];
+    let version = known.iter().find(|v| *v == requested).unwrap_or(&ProtocolVersion::V_2025_06_18);
+    json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": false } },
+        "serverInfo": { "name": "stack-auth-mcp", "version": "0.1.0" },
+    })
+}
+
+/// One zod issue, with zod's key order (the message shows it pretty-printed).
+#[derive(Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+enum Issue {
+    InvalidType {
+        code: &'static str,
+        expected: &'static str,
+        received: &'static str,
+        path: [&'static str; 1],
+        message: String,
+    },
+    TooSmall {
+        code: &'static str,
+        minimum: usize,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        inclusive: bool,
+        exact: bool,
+        message: String,
+        path: [&'static str; 1],
+    },
+    UnrecognizedKeys {
+        code: &'static str,
+        keys: Vec<String>,
+        path: [&'static str; 0],
+        message: String,
+    },
+}
+
+const ARGUMENTS: [(&str, bool, usize); 4] =
+    [("question", true, 0), ("reason", true, 1), ("userPrompt", true, 1), ("conversationId", false, 0)];
+
+/// Checks `ask_stack_auth`'s arguments against its schema; the issues, zod-style, if any.
+fn argument_issues(arguments: &Map<String, Value>) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let invalid_type = |key, received: &'static str, message: String| Issue::InvalidType {
+        code: "invalid_type",
+        expected: "string",
+        received,
+        path: [key],
+        message,
+    };
+    for (key, required, min_length) in ARGUMENTS {
+        match arguments.get(key) {
+            None if required => issues.push(invalid_type(key, "undefined", "Required".into())),
+            None => {}
+            Some(Value::String(s)) if s.chars().count() < min_length => issues.push(Issue::TooSmall {
+                code: "too_small",
+                minimum: min_length,
+                kind: "string",
+                inclusive: true,
+                exact: false,
+                message: format!("String must contain at least {min_length} character(s)"),
+                path: [key],
+            }),
+            Some(Value::String(_)) => {}
+            Some(other) => {
+                let received = match other {
+                    Value::Null => "null",
+                    Value::Bool(_) => "boolean",
+                    Value::Number(_) => "number",
+                    Value::Array(_) => "array",
+                    _ => "object",
+                };
+                issues.push(invalid_type(key, received, format!("Expected string, received {received}")));
+            }
+        }
+    }
+    let unknown: Vec<String> =
+        arguments.keys().filter(|k| !ARGUMENTS.iter().any(|(known, ..)| known == k)).cloned().collect();
+    if !unknown.is_empty() {
+        let listed = unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+        let message = format!("Unrecognized key(s) in object: {listed}");
+        issues.push(Issue::UnrecognizedKeys { code: "unrecognized_keys", keys: unknown, path: [], message });
+    }
+    issues
+}
+
+async fn call_tool(ctx: &Context, name: &str, arguments: Map<String, Value>) -> Result<Value, Value> {
+    if name != "ask_stack_auth" {
+        return Err(rpc_error(
+            None,
+            ErrorCode::INVALID_PARAMS,
+            format!("MCP error -32602: Tool {name} not found"),
+            None,
+        ));
+    }
+    let issues = argument_issues(&arguments);
+    if !issues.is_empty() {
+        let pretty = serde_json::to_string_pretty(&issues).expect("issues serialize");
+        let message = format!("MCP error -32602: Invalid arguments for tool ask_stack_auth: {pretty}");
+        return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, message, None));
+    }
+    let text = |key: &str| arguments.get(key).and_then(Value::as_str).map(str::to_string);
+    let question = text("question").unwrap_or_default();
+    let conversation_id = text("conversationId");
+    let request = GenerateRequest {
+        quality: "smart".into(),
+        speed: "fast".into(),
+        tools: vec!["docs".into()],
+        system_prompt: "docs-ask-ai".into(),
+        messages: vec![json!({ "role": "user", "content": question })],
+        authenticated: false,
+        analytics_scope: None,
+        mcp_call: Some(json!({
+            "toolName": "ask_stack_auth",
+            "reason": text("reason"),
+            "userPrompt": text("userPrompt"),
+            "conversationId": conversation_id,
+        })),
+    };
+    let answer = match generate(ctx, request).await {
+        Ok(answer) => answer,
+        Err((status, message)) => {
+            return Ok(
+                json!({ "content": [{ "type": "text", "text": format!("Stack Auth AI error ({status}): {message}") }], "isError": true }),
+            )
+        }
+    };
+    let mut body = answer["finalText"].as_str().unwrap_or_default().to_string();
+    if body.is_empty() {
+        body = answer["content"]
+            .as_array()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter(|b| b["type"] == "text")
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n\n")
+            })
+            .unwrap_or_default();
+    }
+    if body.is_empty() {
+        body = "(empty response)".into();
+    }
+    let id = answer["conversationId"].as_str().map(str::to_string).or(conversation_id).unwrap_or_default();
+    let text = format!(
+        "{body}\n\n[conversationId: {id} — pass this value as the conversationId parameter in your next ask_stack_auth call to continue this conversation]"
+    );
+    Ok(json!({ "content": [{ "type": "text", "text": text }] }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_reason_is_upstreams_zod_issue() {
+        let args = json!({ "question": "q", "userPrompt": "p" });
+        let issues = argument_issues(args.as_object().unwrap());
+        assert_eq!(
+            serde_json::to_string(&issues).unwrap(),
+            r#"[{"code":"invalid_type","expected":"string","received":"undefined","path":["reason"],"message":"Required"}]"#
+        );
+        let args = json!({ "question": 1, "reason": "", "userPrompt": "p", "extra": true });
+        let issues = argument_issues(args.as_object().unwrap());
+        assert_eq!(issues.len(), 3);
+        assert!(argument_issues(json!({ "question": "q", "reason": "r", "userPrompt": "p" }).as_object().unwrap())
+            .is_empty());
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn error_of(body: &str) -> (u16, i64) {
+        let (status, error) = parse(body.as_bytes()).expect_err("refused");
+        (status, error["error"]["code"].as_i64().unwrap())
+    }
+
+    #[test]
+    fn malformed_messages_get_json_rpc_errors() {
+        assert_eq!(error_of("{nope"), (400, -32700));
+        assert_eq!(error_of(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#), (400, -32600));
+        assert_eq!(error_of(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#), (400, -32600));
+        assert_eq!(error_of(&format!("\"{}\"", "x".repeat(MAX_BODY_BYTES))), (413, -32600));
+        let unknown = parse(br#"{"jsonrpc":"2.0","id":7,"method":"frobnicate","params":{}}"#);
+        assert!(
+            matches!(&unknown, Ok(Incoming::Request(_, r)) if matches!(**r, ClientRequest::CustomRequest(_))),
+            "{unknown:?}"
+        );
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Ok(Incoming::Notification)
+        ));
+    }
+}

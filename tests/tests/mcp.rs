@@ -1,0 +1,447 @@
+//! The MCP server and the AI endpoints (contract part 2, §3-§4), against local stand-ins for the
+//! model API and the docs MCP server that record what they receive.
+
+use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, DASHBOARD_SOURCE, DOCS_SEARCH_TEXT};
+use api_tests::{Host, RecordingServer};
+use serde_json::{json, Value};
+
+const MCP: &str = "/api/internal/mcp";
+const API_KEY: &str = "sk-or-test-anonymous";
+const AUTH_KEY: &str = "sk-or-test-authenticated";
+
+/// A host whose AI endpoints talk to `llm` and `docs`.
+fn ai_host(llm: &RecordingServer, docs: &RecordingServer) -> Host {
+    Host::start(&[
+        ("STACK_AI_BASE_URL", &format!("{}/api/v1", llm.url)),
+        ("STACK_AI_API_KEY", API_KEY),
+        ("STACK_AI_AUTHENTICATED_API_KEY", AUTH_KEY),
+        ("STACK_DOCS_MCP_URL", &format!("{}/mcp", docs.url)),
+    ])
+}
+
+async fn rpc(h: &Host, message: Value) -> api_tests::Res {
+    h.post(MCP).header("accept", "application/json, text/event-stream").json(&message).send().await
+}
+
+/// The JSON-RPC answer in a body that is JSON or SSE (the first `data:` line), as clients read it.
+fn answer(res: &api_tests::Res) -> Value {
+    match res.text.lines().find_map(|l| l.strip_prefix("data: ")) {
+        Some(data) => serde_json::from_str(data).expect("SSE data is JSON"),
+        None => res.json(),
+    }
+}
+
+#[tokio::test]
+async fn tools_list_shows_exactly_ask_stack_auth_with_upstreams_schema() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let init = rpc(
+        &h,
+        json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": { "name": "e2e", "version": "1" } } }),
+    )
+    .await;
+    assert_eq!(init.status, 200, "{}", init.text);
+    let init = answer(&init);
+    assert_eq!(init["result"]["serverInfo"], json!({ "name": "stack-auth-mcp", "version": "0.1.0" }));
+    assert_eq!(init["result"]["protocolVersion"], "2025-03-26");
+
+    let res = rpc(&h, json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {} })).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let body = answer(&res);
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert_eq!(body["id"], 1);
+    let tools = body["result"]["tools"].as_array().expect("tools");
+    assert_eq!(tools.len(), 1);
+    assert_eq!(tools[0]["name"], "ask_stack_auth");
+    let schema = &tools[0]["inputSchema"];
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["type"], "object");
+    assert_eq!(schema["required"], json!(["question", "reason", "userPrompt"]));
+    let properties = schema["properties"].as_object().unwrap();
+    assert_eq!(properties.keys().collect::<Vec<_>>(), ["conversationId", "question", "reason", "userPrompt"]);
+    assert_eq!(properties["reason"]["minLength"], 1);
+    assert_eq!(properties["userPrompt"]["minLength"], 1);
+    assert!(properties["question"].get("minLength").is_none());
+    assert!(llm.requests().is_empty(), "listing tools asks no model");
+}
+
+#[tokio::test]
+async fn a_call_without_reason_is_invalid_params_and_never_asks_the_model() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let res = rpc(
+        &h,
+        json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "ask_stack_auth", "arguments": { "question": "How do sessions work?", "userPrompt": "add auth" } } }),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let body = answer(&res);
+    assert_eq!(body["id"], 2);
+    assert_eq!(body["error"]["code"], -32602);
+    let issues = r#"[
+  {
+    "code": "invalid_type",
+    "expected": "string",
+    "received": "undefined",
+    "path": [
+      "reason"
+    ],
+    "message": "Required"
+  }
+]"#;
+    assert_eq!(
+        body["error"]["message"],
+        format!("MCP error -32602: Invalid arguments for tool ask_stack_auth: {issues}")
+    );
+    assert!(llm.requests().is_empty() && docs.requests().is_empty());
+}
+
+#[tokio::test]
+async fn ask_stack_auth_searches_the_docs_and_answers_with_a_conversation_id() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let question = "How long do refresh tokens last?";
+    let res = rpc(&h, json!({ "jsonrpc": "2.0", "id": "q1", "method": "tools/call", "params": {
+        "name": "ask_stack_auth",
+        "arguments": { "question": question, "reason": "setting session lifetimes", "userPrompt": "make sessions shorter" } } }))
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let body = answer(&res);
+    assert_eq!(body["id"], "q1");
+    assert!(body["result"].get("isError").is_none_or(|e| e == false), "{body}");
+    let text = body["result"]["content"][0]["text"].as_str().expect("text content");
+    let (reply, trailer) = text.split_once("\n\n[conversationId: ").expect("the conversation trailer");
+    assert_eq!(reply, format!("From the docs: {DOCS_SEARCH_TEXT}"));
+    let conversation_id = trailer.split_once(' ').unwrap().0;
+    assert_eq!(conversation_id.len(), 36, "a UUID: {trailer}");
+    assert!(trailer.ends_with("— pass this value as the conversationId parameter in your next ask_stack_auth call to continue this conversation]"));
+
+    // The model saw the system prompt, the question and the docs server's tools, unauthenticated.
+    let calls = llm.requests();
+    assert_eq!(calls.len(), 2, "one call for the search, one for the answer");
+    assert!(calls[0].uri.ends_with("/api/v1/chat/completions"));
+    assert_eq!(calls[0].header("authorization"), Some(format!("Bearer {API_KEY}").as_str()));
+    let first = calls[0].json();
+    assert_eq!(first["model"], "x-ai/grok-4.1-fast", "smart/fast for an unauthenticated caller");
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert_eq!(first["messages"][1], json!({ "role": "user", "content": question }));
+    assert_eq!(first["messages"].as_array().unwrap().len(), 2, "reason and userPrompt are not sent to the model");
+    let names: Vec<&str> =
+        first["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["search", "fetch"]);
+    assert_eq!(first["tools"][0]["function"]["parameters"]["required"], json!(["query"]));
+    let second = calls[1].json();
+    let messages = second["messages"].as_array().unwrap();
+    assert_eq!(messages[2]["tool_calls"][0]["function"]["name"], "search");
+    assert_eq!(messages[3], json!({ "role": "tool", "tool_call_id": "call_search", "content": DOCS_SEARCH_TEXT }));
+
+    // The docs server got a session handshake, then the search the model asked for.
+    let docs_calls: Vec<Value> = docs.requests().iter().map(|r| r.json()).collect();
+    let methods: Vec<&str> = docs_calls.iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(
+        methods,
+        [
+            "initialize",
+            "notifications/initialized",
+            "tools/list",
+            "initialize",
+            "notifications/initialized",
+            "tools/call"
+        ]
+    );
+    assert_eq!(docs_calls[5]["params"], json!({ "name": "search", "arguments": { "query": question } }));
+
+    // The call is logged for review, with the reason the model never saw.
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = h.db_query(
+            "SELECT tool_name, reason, user_prompt, question, response, step_count, model_id, inner_tool_calls_json \
+             FROM mcp_call_log WHERE conversation_id = ?",
+            &[conversation_id],
+        );
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 1, "one log row");
+    let row = &rows[0];
+    assert_eq!(
+        &row[..7],
+        [
+            "ask_stack_auth",
+            "setting session lifetimes",
+            "make sessions shorter",
+            question,
+            reply,
+            "2",
+            "x-ai/grok-4.1-fast"
+        ]
+    );
+    let inner: Value = serde_json::from_str(&row[7]).unwrap();
+    assert_eq!(inner[0]["toolName"], "search");
+
+    // The conversation continues under the id the caller passes back.
+    let res = rpc(&h, json!({ "jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": { "name": "ask_stack_auth",
+        "arguments": { "question": "And access tokens?", "reason": "r", "userPrompt": "p", "conversationId": conversation_id } } }))
+    .await;
+    let text = answer(&res)["result"]["content"][0]["text"].as_str().unwrap().to_string();
+    assert!(text.contains(&format!("[conversationId: {conversation_id} —")), "{text}");
+}
+
+#[tokio::test]
+async fn model_failures_become_tool_errors_not_protocol_errors() {
+    let failing =
+        RecordingServer::start(|_| (429, "application/json", r#"{"error":{"message":"rate limited"}}"#.into()));
+    let docs = fake_docs_mcp();
+    let h = ai_host(&failing, &docs);
+    let res = rpc(
+        &h,
+        json!({ "jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": { "name": "ask_stack_auth",
+        "arguments": { "question": "q", "reason": "r", "userPrompt": "p" } } }),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let result = &answer(&res)["result"];
+    assert_eq!(result["isError"], true);
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Stack Auth AI error (502): The AI model answered 429:"), "{text}");
+    assert_eq!(failing.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_gets_json_rpc_errors_and_never_a_5xx() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let send_raw = |body: String| h.post(MCP).raw_body("application/json", &body).send();
+    let code = |res: &api_tests::Res| res.json()["error"]["code"].as_i64().unwrap();
+
+    let res = send_raw("{\"jsonrpc\":\"2.0\",".into()).await;
+    assert_eq!((res.status, code(&res)), (400, -32700), "bad JSON: {}", res.text);
+    let res = send_raw(json!({ "jsonrpc": "1.0", "id": 1, "method": "tools/list" }).to_string()).await;
+    assert_eq!((res.status, code(&res)), (400, -32600), "wrong version: {}", res.text);
+    assert_eq!(res.json()["id"], 1);
+    let res = send_raw(json!({ "jsonrpc": "2.0", "id": 5, "method": "tools/destroy" }).to_string()).await;
+    assert_eq!((res.status, code(&res)), (200, -32601), "unknown method: {}", res.text);
+    assert_eq!(res.json()["id"], 5);
+    let res = send_raw(format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(300_000)
+    ))
+    .await;
+    assert_eq!((res.status, code(&res)), (413, -32600), "oversized: {}", res.text);
+    let batch: Vec<Value> = (0..1000).map(|i| json!({ "jsonrpc": "2.0", "id": i, "method": "tools/list" })).collect();
+    let res = send_raw(Value::Array(batch).to_string()).await;
+    assert_eq!((res.status, code(&res)), (400, -32600), "batch: {}", res.text);
+    let res = send_raw(
+        json!({ "jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": { "name": "rm_rf" } }).to_string(),
+    )
+    .await;
+    assert_eq!((res.status, code(&res)), (200, -32602), "unknown tool: {}", res.text);
+    let res =
+        send_raw(json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": "nope" }).to_string()).await;
+    assert_eq!((res.status, code(&res)), (400, -32600), "params of the wrong type: {}", res.text);
+    let res = send_raw(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }).to_string()).await;
+    assert_eq!((res.status, res.text.as_str()), (202, ""), "a notification");
+    let res = h.get(MCP).send().await;
+    assert_eq!((res.status, res.header("allow")), (405, Some("POST")), "no server-initiated stream");
+    let res = h.delete(MCP).send().await;
+    assert_eq!(res.status, 405, "no sessions to end");
+    assert_eq!(code(&res), -32600);
+    assert!(llm.requests().is_empty());
+}
+
+fn ai_body(extra: Value) -> Value {
+    let mut body = json!({ "quality": "smart", "speed": "fast", "tools": [], "systemPrompt": "docs-ask-ai",
+        "messages": [{ "role": "user", "content": "Hello" }] });
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            body.as_object_mut().unwrap().remove(k);
+        } else {
+            body[k] = v.clone();
+        }
+    }
+    body
+}
+
+#[tokio::test]
+async fn ai_query_validates_its_input_as_upstream() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let res = h.post("/api/v1/ai/query/chat").json(&ai_body(json!({}))).send().await;
+    let body = res.assert_known_error(400, "SCHEMA_ERROR");
+    assert!(body["error"].as_str().unwrap().contains("must be one of the following values: stream, generate"));
+    let schema_cases = [
+        (json!({ "quality": null }), "body.quality must be defined"),
+        (json!({ "quality": "genius" }), "body.quality must be one of the following values: dumb, smart, smartest"),
+        (json!({ "speed": null }), "body.speed must be defined"),
+        (json!({ "speed": "warp" }), "body.speed must be one of the following values: slow, fast"),
+        (json!({ "tools": null }), "body.tools must be defined"),
+        (json!({ "systemPrompt": null }), "body.systemPrompt must be defined"),
+        (json!({ "systemPrompt": "jailbreak" }), "body.systemPrompt must be one of the following values"),
+        (json!({ "messages": null }), "body.messages must be defined"),
+        (json!({ "messages": [] }), "body.messages field must have at least 1 items"),
+        (
+            json!({ "messages": [{ "role": "system", "content": "x" }] }),
+            "body.messages[0].role must be one of the following values: user, assistant, tool",
+        ),
+        (json!({ "messages": [{ "role": "user" }] }), "body.messages[0].content must be defined"),
+    ];
+    for (change, expected) in schema_cases {
+        let res = h.post("/api/v1/ai/query/generate").json(&ai_body(change.clone())).send().await;
+        let body = res.assert_known_error(400, "SCHEMA_ERROR");
+        assert!(body["error"].as_str().unwrap().contains(expected), "{change}: {}", body["error"]);
+    }
+    let res = h.post("/api/v1/ai/query/generate").json(&ai_body(json!({ "tools": ["docs", "shell"] }))).send().await;
+    assert_eq!((res.status, res.text.as_str()), (400, "Invalid tool names in request."));
+    let other = h.create_project(false).await;
+    let res = h.post("/api/v1/ai/query/generate").json(&ai_body(json!({ "projectId": other.id }))).send().await;
+    assert_eq!((res.status, res.text.as_str()), (403, "You do not have access to this project"));
+    let mine = h.create_project(false).await;
+    let res =
+        h.post("/api/v1/ai/query/generate").server(&mine).json(&ai_body(json!({ "projectId": mine.id }))).send().await;
+    assert_eq!(
+        (res.status, res.text.as_str()),
+        (403, "You do not have access to this project"),
+        "server keys are not enough"
+    );
+    let image = |len: usize| json!({ "type": "image", "image": "A".repeat(len) });
+    let four = json!({ "messages": [{ "role": "user", "content": [image(4), image(4), image(4), image(4)] }] });
+    let res = h.post("/api/v1/ai/query/generate").json(&ai_body(four)).send().await;
+    assert_eq!((res.status, res.text.as_str()), (400, "Maximum 3 images per message."));
+    let big =
+        json!({ "messages": [{ "role": "user", "content": [{ "type": "text", "text": "look" }, image(4_400_000)] }] });
+    let res = h.post("/api/v1/ai/query/generate").json(&ai_body(big)).send().await;
+    assert_eq!((res.status, res.text.as_str()), (400, "Image exceeds 3MB limit (3.15MB)."));
+    assert!(llm.requests().is_empty(), "nothing invalid reaches the model");
+}
+
+#[tokio::test]
+async fn generate_returns_client_side_tool_calls_for_the_caller_to_apply() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let project = h.create_project(false).await;
+    let body = ai_body(json!({ "quality": "smartest", "speed": "slow", "systemPrompt": "create-dashboard",
+        "tools": ["update-dashboard", "patch-dashboard", "sql-query"], "projectId": project.id,
+        "messages": [{ "role": "user", "content": "Build a dashboard of sign-ups" }] }));
+    let res = h.post("/api/v1/ai/query/generate").admin(&project).json(&body).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let answer = res.json();
+    assert_eq!(answer["conversationId"], Value::Null, "only MCP calls start conversations");
+    assert_eq!(
+        answer["content"],
+        json!([{ "type": "tool-call", "toolName": "updateDashboard", "toolCallId": "call_dash",
+        "args": { "content": DASHBOARD_SOURCE }, "argsText": json!({ "content": DASHBOARD_SOURCE }).to_string(), "result": null }])
+    );
+    let calls = llm.requests();
+    assert_eq!(calls.len(), 1, "a client-side tool call ends the run");
+    assert_eq!(calls[0].header("authorization"), Some(format!("Bearer {AUTH_KEY}").as_str()));
+    let sent = calls[0].json();
+    assert_eq!(sent["model"], "anthropic/claude-opus-4.6", "smartest for an authenticated caller");
+    let names: Vec<&str> =
+        sent["tools"].as_array().unwrap().iter().map(|t| t["function"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["updateDashboard", "patchDashboard", "queryAnalytics"]);
+
+    // Unauthenticated: the weaker model, and no analytics tool (silently, as upstream).
+    let body =
+        ai_body(json!({ "quality": "smartest", "speed": "slow", "tools": ["sql-query"], "systemPrompt": "run-query" }));
+    let res = h.post("/api/v1/ai/query/generate").json(&body).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json()["content"], json!([{ "type": "text", "text": "You asked: \"Hello\"" }]));
+    let sent = llm.requests()[1].json();
+    assert_eq!(sent["model"], "x-ai/grok-4.1-fast");
+    assert!(sent.get("tools").is_none());
+    assert_eq!(llm.requests()[1].header("authorization"), Some(format!("Bearer {API_KEY}").as_str()));
+}
+
+#[tokio::test]
+async fn stream_mode_answers_an_ai_sdk_ui_message_stream() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let body = ai_body(json!({ "tools": ["docs"], "messages": [{ "role": "user", "content": "sessions?" }] }));
+    let res = h.post("/api/v1/ai/query/stream").json(&body).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.header("content-type"), Some("text/event-stream"));
+    let events: Vec<Value> = res
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "start",
+            "start-step",
+            "tool-input-available",
+            "tool-output-available",
+            "text-start",
+            "text-delta",
+            "text-end",
+            "finish-step",
+            "finish"
+        ]
+    );
+    assert_eq!(events[2]["input"], json!({ "query": "sessions?" }));
+    assert_eq!(events[3]["output"], DOCS_SEARCH_TEXT);
+    assert_eq!(events[5]["delta"], format!("From the docs: {DOCS_SEARCH_TEXT}"));
+    assert!(res.text.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn without_a_model_api_the_endpoints_say_so() {
+    let h = Host::start(&[]);
+    let res = h.post("/api/v1/ai/query/generate").json(&ai_body(json!({}))).send().await;
+    assert_eq!((res.status, res.text.as_str()), (503, "The AI model is not configured (STACK_AI_BASE_URL)."));
+}
+
+#[tokio::test]
+async fn the_ai_proxy_needs_a_project_and_a_known_model() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let project = h.create_project(false).await;
+    let path = "/api/latest/integrations/ai-proxy/v1/chat/completions?trace=1";
+    let body = json!({ "model": "x-ai/grok-4.1-fast", "messages": [{ "role": "user", "content": "hi" }],
+        "metadata": { "user_id": "u".repeat(300) } });
+    let res = h.post(path).json(&body).send().await;
+    res.assert_known_error(400, "ACCESS_TYPE_REQUIRED");
+    let res = h.post(path).client(&project).json(&json!({ "model": "openai/o3-pro", "messages": [] })).send().await;
+    assert_eq!(res.status, 400);
+    assert!(res.text.starts_with("Model \"openai/o3-pro\" is not available through the AI proxy"), "{}", res.text);
+    let res = h.post(path).client(&project).raw_body("application/json", "[1,2]").send().await;
+    assert_eq!((res.status, res.text.as_str()), (400, "Request body must be a JSON object"));
+    assert!(llm.requests().is_empty(), "nothing refused is forwarded");
+
+    let res = h.post(path).client(&project).json(&body).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.header("cache-control"), Some("no-cache"));
+    assert_eq!(res.json()["choices"][0]["message"]["content"], "You asked: \"hi\"");
+    let forwarded = &llm.requests()[0];
+    assert_eq!(forwarded.uri, "/api/v1/chat/completions?trace=1");
+    assert_eq!(forwarded.header("authorization"), Some(format!("Bearer {API_KEY}").as_str()));
+    assert_eq!(forwarded.header("anthropic-version"), Some("2023-06-01"));
+    assert!(forwarded.header("x-stack-publishable-client-key").is_none(), "Stack credentials stay here");
+    let sent = forwarded.json();
+    assert_eq!(sent["metadata"]["user_id"], "u".repeat(128));
+    assert_eq!(sent["model"], "x-ai/grok-4.1-fast");
+
+    // Upstream errors pass through with their status.
+    let res = h.get("/api/v1/integrations/ai-proxy/v1/models").client(&project).send().await;
+    assert_eq!(res.status, 404);
+}
+
+#[tokio::test]
+async fn the_init_prompt_has_a_web_variant() {
+    let h = Host::start(&[]);
+    let cli = h.get("/api/v1/ai/init-prompt").send().await;
+    let web = h.get("/api/v1/ai/init-prompt?web=true").send().await;
+    assert_eq!((cli.status, web.status), (200, 200));
+    assert!(cli.text.contains("STACK AUTH SETUP INSTRUCTIONS") && web.text.contains("STACK AUTH SETUP INSTRUCTIONS"));
+    assert!(web.text.contains("npx @stackframe/stack-cli init"));
+    assert!(!cli.text.contains("npx @stackframe/stack-cli init"));
+}
