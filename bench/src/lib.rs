@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use api_tests::{Project, UserSession};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 /// Throughput and latency of one run.
@@ -22,7 +22,7 @@ pub struct LoadResult {
 /// builds the n-th request of a client; any status other than 200 counts as an error.
 pub async fn load<F>(base_url: &str, clients: usize, duration: Duration, request: F) -> LoadResult
 where
-    F: Fn(usize, usize) -> http::Request<Empty<Bytes>> + Clone + 'static,
+    F: Fn(usize, usize) -> http::Request<Full<Bytes>> + Clone + 'static,
 {
     let authority = base_url.trim_start_matches("http://").to_string();
     let deadline = Instant::now() + duration;
@@ -77,7 +77,7 @@ pub fn refresh_requests(
     project: &Project,
     sessions: &[UserSession],
     clients: usize,
-) -> impl Fn(usize, usize) -> http::Request<Empty<Bytes>> + Clone + 'static {
+) -> impl Fn(usize, usize) -> http::Request<Full<Bytes>> + Clone + 'static {
     let project = project.id.clone();
     let tokens: Vec<String> = sessions.iter().map(|s| s.refresh_token.clone()).collect();
     move |client, n| {
@@ -86,12 +86,23 @@ pub fn refresh_requests(
             .header("x-stack-access-type", "client")
             .header("x-stack-project-id", &project)
             .header("x-stack-refresh-token", token)
-            .body(Empty::new())
+            .body(Full::default())
             .unwrap()
     }
 }
 
 /// A `GET` request builder for one path.
-pub fn get_requests(path: &'static str) -> impl Fn(usize, usize) -> http::Request<Empty<Bytes>> + Clone + 'static {
-    move |_, _| http::Request::get(path).body(Empty::new()).unwrap()
+pub fn get_requests(path: &'static str) -> impl Fn(usize, usize) -> http::Request<Full<Bytes>> + Clone + 'static {
+    move |_, _| http::Request::get(path).body(Full::default()).unwrap()
+}
+
+/// A `POST` request builder with the same JSON body every time.
+pub fn json_requests(
+    path: &'static str,
+    body: &serde_json::Value,
+) -> impl Fn(usize, usize) -> http::Request<Full<Bytes>> + Clone + 'static {
+    let body = Bytes::from(body.to_string());
+    move |_, _| {
+        http::Request::post(path).header("content-type", "application/json").body(Full::new(body.clone())).unwrap()
+    }
 }

@@ -93,6 +93,10 @@ mod tests {
         ("emails", "/api/v1/emails/unsubscribe-link"),
         ("emails", "/api/v1/emails/send-email"),
         ("emails", "/api/v1/internal/emails/managed-onboarding/apply"),
+        ("mcp", "/api/internal/mcp"),
+        ("mcp", "/api/v1/ai/query/generate"),
+        ("mcp", "/api/v1/ai/init-prompt"),
+        ("mcp", "/api/v1/integrations/ai-proxy/v1/chat/completions"),
     ];
 
     /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the

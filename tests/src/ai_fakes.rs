@@ -29,7 +29,8 @@ fn tool_call(id: &str, name: &str, arguments: Value) -> Value {
 }
 
 /// `POST /chat/completions`: after a tool result, an answer that quotes it; for a question
-/// mentioning "dashboard" with the dashboard tool offered, an `updateDashboard` call; with a
+/// `sql: <query>` with `queryAnalytics` offered, that query; for a question mentioning
+/// "dashboard" with the dashboard tool offered, an `updateDashboard` call; with a
 /// `search` tool offered, a `search` call for the question; otherwise an answer that quotes the
 /// question. Anything but a chat completion gets 404.
 pub fn fake_llm() -> RecordingServer {
@@ -47,7 +48,12 @@ pub fn fake_llm() -> RecordingServer {
             messages.iter().rev().find(|m| m["role"] == "user").map(|m| m["content"].to_string()).unwrap_or_default();
         if last["role"] == "tool" {
             let quoted = last["content"].as_str().unwrap_or_default();
-            return completion(json!({ "role": "assistant", "content": format!("From the docs: {quoted}") }));
+            return completion(json!({ "role": "assistant", "content": format!("The tool said: {quoted}") }));
+        }
+        if let (Some(sql), true) =
+            (last["content"].as_str().and_then(|q| q.strip_prefix("sql: ")), offered("queryAnalytics"))
+        {
+            return completion(tool_call("call_sql", "queryAnalytics", json!({ "query": sql })));
         }
         if question.contains("dashboard") && offered("updateDashboard") {
             return completion(tool_call("call_dash", "updateDashboard", json!({ "content": DASHBOARD_SOURCE })));

@@ -131,7 +131,7 @@ async fn the_mcp_component_lists_its_tool_and_answers_through_the_model() {
         "arguments": { "question": "sessions?", "reason": "r", "userPrompt": "p" } } }))
     .await;
     let text = res.json()["result"]["content"][0]["text"].as_str().unwrap_or_default().to_string();
-    assert!(text.starts_with(&format!("From the docs: {DOCS_SEARCH_TEXT}")), "{}", res.text);
+    assert!(text.starts_with(&format!("The tool said: {DOCS_SEARCH_TEXT}")), "{}", res.text);
     assert_eq!(llm.requests().len(), 2);
     assert_eq!(llm.requests()[0].uri, "/v1/chat/completions");
     let mut logged = Vec::new();

@@ -114,7 +114,7 @@ async fn ask_stack_auth_searches_the_docs_and_answers_with_a_conversation_id() {
     assert!(body["result"].get("isError").is_none_or(|e| e == false), "{body}");
     let text = body["result"]["content"][0]["text"].as_str().expect("text content");
     let (reply, trailer) = text.split_once("\n\n[conversationId: ").expect("the conversation trailer");
-    assert_eq!(reply, format!("From the docs: {DOCS_SEARCH_TEXT}"));
+    assert_eq!(reply, format!("The tool said: {DOCS_SEARCH_TEXT}"));
     let conversation_id = trailer.split_once(' ').unwrap().0;
     assert_eq!(conversation_id.len(), 36, "a UUID: {trailer}");
     assert!(trailer.ends_with("— pass this value as the conversationId parameter in your next ask_stack_auth call to continue this conversation]"));
@@ -251,6 +251,9 @@ async fn malformed_json_rpc_gets_json_rpc_errors_and_never_a_5xx() {
     let res = h.delete(MCP).send().await;
     assert_eq!(res.status, 405, "no sessions to end");
     assert_eq!(code(&res), -32600);
+    let res = h.get("/api/internal/sse").send().await;
+    assert_eq!(res.status, 404);
+    assert!(res.text.contains("Streamable HTTP at /api/internal/mcp"), "{}", res.text);
     assert!(llm.requests().is_empty());
 }
 
@@ -389,7 +392,7 @@ async fn stream_mode_answers_an_ai_sdk_ui_message_stream() {
     );
     assert_eq!(events[2]["input"], json!({ "query": "sessions?" }));
     assert_eq!(events[3]["output"], DOCS_SEARCH_TEXT);
-    assert_eq!(events[5]["delta"], format!("From the docs: {DOCS_SEARCH_TEXT}"));
+    assert_eq!(events[5]["delta"], format!("The tool said: {DOCS_SEARCH_TEXT}"));
     assert!(res.text.ends_with("data: [DONE]\n\n"));
 }
 
@@ -444,4 +447,56 @@ async fn the_init_prompt_has_a_web_variant() {
     assert!(cli.text.contains("STACK AUTH SETUP INSTRUCTIONS") && web.text.contains("STACK AUTH SETUP INSTRUCTIONS"));
     assert!(web.text.contains("npx @stackframe/stack-cli init"));
     assert!(!cli.text.contains("npx @stackframe/stack-cli init"));
+}
+
+/// The `sql-query` tool set: the model's SQL goes through the same guard and scoping as the
+/// analytics endpoint, so it reads the caller's project only.
+#[tokio::test]
+async fn the_analytics_tool_reads_only_the_callers_project() {
+    use shared::adapters::native::ReqwestClient;
+    let front = api_tests::ClickHouseFront::start();
+    let ch = shared::clickhouse::ClickHouse {
+        url: front.url.clone(),
+        database: "default".into(),
+        user: None,
+        password: None,
+    };
+    shared::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = Host::start(&[("STACK_AI_BASE_URL", &format!("{}/v1", llm.url)), ("STACK_CLICKHOUSE_URL", &front.url)]);
+    let (a, b) = (h.create_project(false).await, h.create_project(false).await);
+    let mut rows = Vec::new();
+    for (project, n) in [(&a, 2), (&b, 5)] {
+        for i in 0..n {
+            rows.push(json!({ "event_type": "$token-refresh", "event_at": "2026-11-26 10:00:00.000", "data": {},
+                "project_id": project.id, "branch_id": "main", "user_id": format!("user-{i}") }));
+        }
+    }
+    ch.insert(&ReqwestClient::new(), "analytics_internal.events", &rows).await.unwrap();
+    drop(docs);
+
+    let ask = |p: &api_tests::Project, project_id: Option<&str>, sql: &str| {
+        let mut body = ai_body(json!({ "tools": ["sql-query"], "systemPrompt": "run-query",
+            "messages": [{ "role": "user", "content": format!("sql: {sql}") }] }));
+        if let Some(id) = project_id {
+            body["projectId"] = json!(id);
+        }
+        h.post("/api/v1/ai/query/generate").admin(p).json(&body).send()
+    };
+    let tool_result = |res: api_tests::Res| {
+        assert_eq!(res.status, 200, "{}", res.text);
+        let answer = res.json();
+        assert_eq!(answer["content"][0]["toolName"], "queryAnalytics", "{answer}");
+        answer["content"][0]["result"].clone()
+    };
+    let count = "SELECT count() AS c FROM events";
+    assert_eq!(tool_result(ask(&a, Some(&a.id), count).await), json!({ "rows": [{ "c": "2" }] }));
+    assert_eq!(tool_result(ask(&b, None, count).await), json!({ "rows": [{ "c": "5" }] }), "the caller's own project");
+    let other = format!("SELECT count() AS c FROM events WHERE project_id = '{}'", b.id);
+    assert_eq!(tool_result(ask(&a, Some(&a.id), &other).await), json!({ "rows": [{ "c": "0" }] }));
+    let refused = tool_result(ask(&a, Some(&a.id), "SELECT name FROM system.tables").await);
+    assert!(refused["error"].as_str().is_some_and(|e| !e.is_empty()) && refused.get("rows").is_none(), "{refused}");
+    // The model saw the rows as the tool's answer.
+    let last = llm.requests().last().unwrap().json();
+    assert_eq!(last["messages"].as_array().unwrap().last().unwrap()["role"], "tool");
 }

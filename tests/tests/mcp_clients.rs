@@ -38,7 +38,7 @@ async fn the_rmcp_client_lists_and_calls_ask_stack_auth() {
         .expect("tools/call");
     assert_ne!(result.is_error, Some(true));
     let text = serde_json::to_value(&result.content).unwrap()[0]["text"].as_str().unwrap().to_string();
-    assert!(text.starts_with(&format!("From the docs: {DOCS_SEARCH_TEXT}\n\n[conversationId: ")), "{text}");
+    assert!(text.starts_with(&format!("The tool said: {DOCS_SEARCH_TEXT}\n\n[conversationId: ")), "{text}");
     assert_eq!(llm.requests().len(), 2);
 
     // A call the schema refuses comes back as the protocol error, through the SDK.
@@ -105,7 +105,7 @@ async fn the_official_inspector_cli_lists_and_calls_ask_stack_auth() {
     .await
     .unwrap();
     let text = called["content"][0]["text"].as_str().expect("text content");
-    assert!(text.starts_with(&format!("From the docs: {DOCS_SEARCH_TEXT}")), "{called}");
+    assert!(text.starts_with(&format!("The tool said: {DOCS_SEARCH_TEXT}")), "{called}");
     let first = llm.requests()[0].json();
     assert_eq!(first["messages"][1]["content"], "How long do refresh tokens last?");
 }

@@ -33,8 +33,8 @@ fn router() -> &'static matchit::Router<Route> {
     static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
     ROUTER.get_or_init(|| {
         let mut r = matchit::Router::new();
-        // `/api/internal/{transport}`: Streamable HTTP is the one transport (`mcp`).
-        r.insert("/api/internal/mcp", Route::Mcp).expect("routes do not overlap");
+        // `/api/internal/{transport}`, as upstream; Streamable HTTP (`mcp`) is the one transport.
+        r.insert("/api/internal/{transport}", Route::Mcp).expect("routes do not overlap");
         r.insert("/api/v1/ai/query/{mode}", Route::Query).expect("routes do not overlap");
         r.insert("/api/v1/ai/init-prompt", Route::InitPrompt).expect("routes do not overlap");
         r.insert("/api/v1/integrations/ai-proxy/{*path}", Route::Proxy).expect("routes do not overlap");
@@ -63,7 +63,12 @@ async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
     let param = |name: &str| matched.params.get(name).unwrap_or_default().to_string();
     use http::Method as M;
     match (matched.value, req.method().clone()) {
-        (Route::Mcp, _) => Ok(server::handle(ctx, req).await),
+        (Route::Mcp, _) if param("transport") == "mcp" => Ok(server::handle(ctx, req).await),
+        (Route::Mcp, _) => Err(ApiError::status(
+            404,
+            "Unknown MCP transport: this server speaks Streamable HTTP at /api/internal/mcp (the SSE transport, \
+             deprecated since MCP 2025-03-26, is not offered)",
+        )),
         (Route::Query, M::POST) => ai::query(ctx, req, &param("mode")).await,
         (Route::Proxy, M::GET | M::POST) => proxy::forward(ctx, req, &param("path")).await,
         (Route::InitPrompt, M::GET) => {
