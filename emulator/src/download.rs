@@ -130,3 +130,21 @@ pub async fn download(
     std::fs::rename(&partial, dest).map_err(|e| file_error(dest, e))?;
     Ok(done)
 }
+
+/// Extracts the entry `name` (at any depth) of the zip file `zip` to `dest`, through a
+/// temporary file and a rename.
+pub fn extract_file(zip: &Path, name: &str, dest: &Path) -> Result<(), DownloadError> {
+    let open_error =
+        |e: &dyn std::fmt::Display| DownloadError::File { path: zip.display().to_string(), reason: e.to_string() };
+    let file = std::fs::File::open(zip).map_err(|e| open_error(&e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| open_error(&e))?;
+    let index = (0..archive.len())
+        .find(|&i| archive.name_for_index(i).is_some_and(|n| n == name || n.ends_with(&format!("/{name}"))))
+        .ok_or_else(|| open_error(&format!("the artifact has no {name}")))?;
+    let mut entry = archive.by_index(index).map_err(|e| open_error(&e))?;
+    let tmp = partial_path(dest);
+    let mut out = std::fs::File::create(&tmp).map_err(|e| file_error(&tmp, e))?;
+    std::io::copy(&mut entry, &mut out).map_err(|e| file_error(&tmp, e))?;
+    out.sync_all().map_err(|e| file_error(&tmp, e))?;
+    std::fs::rename(&tmp, dest).map_err(|e| file_error(dest, e))
+}

@@ -134,6 +134,17 @@ mod tests {
     }
 
     #[test]
+    fn a_long_volume_id_is_cut_to_32_characters_and_the_descriptors_stay_valid() {
+        let id = "V".repeat(64);
+        let iso = build_iso(&id, &[Entry::file("a", "x")]).unwrap();
+        assert_eq!(&iso[16 * 2048 + 40..16 * 2048 + 72], "V".repeat(32).as_bytes());
+        assert_eq!(iso[16 * 2048 + 881], 1, "file structure version");
+        assert_eq!((iso[17 * 2048], &iso[17 * 2048 + 1..17 * 2048 + 6]), (2, &b"CD001"[..]));
+        let terminator = (17..32).find(|s| iso[s * 2048] == 255).expect("a terminator descriptor");
+        assert_eq!(&iso[terminator * 2048 + 1..terminator * 2048 + 6], b"CD001");
+    }
+
+    #[test]
     fn bad_names_are_refused() {
         for name in ["", "a/b", &"x".repeat(65), "emoji-😀"] {
             assert!(matches!(build_iso("V", &[Entry::file(name, "x")]), Err(IsoError::BadName(_))), "{name}");

@@ -209,3 +209,58 @@ fn a_missing_asset_and_refused_credentials_say_what_to_do() {
     let error = api.list_releases("private/app").unwrap_err();
     assert!(error.to_string().contains("answered 401") && error.to_string().contains("GITHUB_TOKEN"), "{error}");
 }
+
+/// `--pr`: the pull request's head branch, its newest successful workflow run, that run's
+/// artifact (a zip file), and the image inside it.
+#[test]
+fn a_pull_requests_build_comes_from_its_newest_successful_run() {
+    use std::io::Write;
+    let image = asset_bytes(100_000);
+    let mut zip_bytes = Vec::new();
+    {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_bytes));
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        writer.start_file("build/stack-emulator-amd64.qcow2", options).unwrap();
+        writer.write_all(&image).unwrap();
+        writer.finish().unwrap();
+    }
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", server.server_addr().to_ip().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let url = request.url().to_string();
+            log.lock().unwrap().push(url.clone());
+            let body = match url.as_str() {
+                "/repos/acme/app/pulls/42" => br#"{"head":{"ref":"feat/qemu #2"}}"#.to_vec(),
+                "/repos/acme/app/actions/workflows/qemu-emulator-build.yaml/runs?branch=feat%2Fqemu+%232&status=success&per_page=1" => {
+                    br#"{"workflow_runs":[{"id":777}]}"#.to_vec()
+                }
+                "/repos/acme/app/actions/runs/777/artifacts?per_page=100" => {
+                    br#"{"artifacts":[{"id":5,"name":"qemu-emulator-arm64"},{"id":6,"name":"qemu-emulator-amd64"}]}"#.to_vec()
+                }
+                "/repos/acme/app/actions/artifacts/6/zip" => zip_bytes.clone(),
+                "/repos/acme/app/pulls/43" => br#"{"head":{"ref":"empty"}}"#.to_vec(),
+                _ if url.contains("branch=empty") => br#"{"workflow_runs":[]}"#.to_vec(),
+                _ => {
+                    let _ = request.respond(tiny_http::Response::from_string("no").with_status_code(404));
+                    continue;
+                }
+            };
+            let _ = request.respond(tiny_http::Response::from_data(body));
+        }
+    });
+    let api = GitHub::new(&base, Some("ghp_test".into()));
+    assert_eq!(api.run_for_pr("acme/app", 42).unwrap(), 777);
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("qemu-emulator-amd64.zip");
+    api.download_run_artifact("acme/app", 777, "qemu-emulator-amd64", &zip_path, &mut Quiet).unwrap();
+    let dest = dir.path().join("stack-emulator-amd64.qcow2");
+    emulator::download::extract_file(&zip_path, "stack-emulator-amd64.qcow2", &dest).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), image);
+    let error = api.run_for_pr("acme/app", 43).unwrap_err();
+    assert_eq!(error.to_string(), "No successful build found for PR #43 (branch: empty).");
+    let error = api.download_run_artifact("acme/app", 777, "qemu-emulator-riscv", &zip_path, &mut Quiet).unwrap_err();
+    assert!(error.to_string().contains("has no artifact qemu-emulator-riscv"), "{error}");
+}
