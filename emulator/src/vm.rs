@@ -38,6 +38,41 @@ pub enum Layout {
     Snapshot { incoming: bool },
 }
 
+/// UEFI firmware an arm64 guest boots from: the first of these that exists.
+pub const ARM64_FIRMWARE: [&str; 4] = [
+    "/opt/homebrew/share/qemu/edk2-aarch64-code.fd",
+    "/usr/share/qemu/edk2-aarch64-code.fd",
+    "/usr/share/AAVMF/AAVMF_CODE.fd",
+    "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+];
+
+fn on_path(binary: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
+}
+
+/// What `start` and `capture` need from the host: QEMU for the architecture, `qemu-img`, and
+/// for arm64 UEFI firmware. Missing pieces are listed with how to install them.
+pub fn preflight(settings: &Settings) -> Result<(), VmError> {
+    let (qemu_linux, qemu_mac) =
+        if settings.arch == "arm64" { ("qemu-system-arm", "qemu") } else { ("qemu-system-x86", "qemu") };
+    let os = std::env::consts::OS;
+    let mut missing = Vec::new();
+    for (binary, linux, mac) in [(settings.qemu_binary(), qemu_linux, qemu_mac), ("qemu-img", "qemu-utils", "qemu")] {
+        if !on_path(binary) {
+            missing.push(format!("  - {binary}  →  {}", crate::format::install_hint(os, mac, linux)));
+        }
+    }
+    if settings.arch == "arm64" && settings.kernel.is_none() && !ARM64_FIRMWARE.iter().any(|f| Path::new(f).exists()) {
+        let hint = crate::format::install_hint(os, "qemu", "qemu-efi-aarch64");
+        missing.push(format!("  - UEFI firmware for arm64 ({})  →  {hint}", ARM64_FIRMWARE.join(", ")));
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        fail(format!("The emulator needs these on this machine:\n{}", missing.join("\n")))
+    }
+}
+
 /// QEMU's arguments for `layout`.
 pub fn qemu_args(settings: &Settings, paths: &Paths, layout: Layout) -> Vec<String> {
     let ports = settings.ports;
@@ -51,6 +86,11 @@ pub fn qemu_args(settings: &Settings, paths: &Paths, layout: Layout) -> Vec<Stri
         Layout::Snapshot { .. } => (settings.snapshot_ram_mb, settings.snapshot_cpus),
     };
     push(&["-m", &ram.to_string(), "-smp", &cpus.to_string()]);
+    if settings.arch == "arm64" && settings.kernel.is_none() {
+        if let Some(firmware) = ARM64_FIRMWARE.iter().find(|f| Path::new(f).exists()) {
+            push(&["-bios", firmware]);
+        }
+    }
     if let Some((kernel, initrd, append)) = &settings.kernel {
         push(&["-kernel", &p(kernel)]);
         if let Some(initrd) = initrd {
@@ -266,6 +306,7 @@ pub fn start(settings: &Settings, paths: &Paths, say: &mut dyn FnMut(&str)) -> R
         say(&format!("The emulator is already running (pid {pid}); reusing it."));
         return Ok(Started::AlreadyRunning);
     }
+    preflight(settings)?;
     if !paths.image(settings.arch).exists() {
         return fail(format!(
             "No emulator image at {}. Run `stack-emulator pull` first.",
@@ -404,6 +445,7 @@ pub fn capture(settings: &Settings, paths: &Paths, say: &mut dyn FnMut(&str)) ->
     if !paths.image(arch).exists() {
         return fail(format!("No emulator image at {}. Run `stack-emulator pull` first.", paths.image(arch).display()));
     }
+    preflight(settings)?;
     if zst.exists() && !settings.force_capture {
         say("A snapshot exists; keeping it (EMULATOR_FORCE_CAPTURE=1 takes a new one).");
         return Ok(false);
@@ -533,5 +575,29 @@ pub fn reset(settings: &Settings, paths: &Paths) -> Result<(), VmError> {
     match std::fs::remove_dir_all(&paths.run) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("delete the run folder", e)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_lists_what_is_missing_with_install_hints() {
+        let mut settings = Settings::from_env(Some("amd64")).unwrap();
+        settings.kernel = None;
+        let saved = std::env::var_os("PATH");
+        // SAFETY of the env change: this is the only test in this binary that touches PATH.
+        unsafe { std::env::set_var("PATH", "/nonexistent") };
+        let error = preflight(&settings).unwrap_err().0;
+        match saved {
+            Some(path) => unsafe { std::env::set_var("PATH", path) },
+            None => unsafe { std::env::remove_var("PATH") },
+        }
+        assert!(error.contains("  - qemu-system-x86_64  →  "), "{error}");
+        assert!(error.contains("  - qemu-img  →  "), "{error}");
+        if std::env::consts::OS == "linux" {
+            assert!(error.contains("apt install qemu-utils (or your distro's equivalent)"), "{error}");
+        }
     }
 }

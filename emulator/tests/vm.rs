@@ -71,6 +71,7 @@ fn home_with_image() -> (tempfile::TempDir, Paths) {
     (home, paths)
 }
 
+/// `GET` on the guest's stand-in services through the forwarded port.
 fn get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -78,7 +79,11 @@ fn get(port: u16, path: &str) -> String {
     write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    // Only a 200's body: anything else reads as empty.
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") => body.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Stops the VM even when an assertion fails half-way.
@@ -123,6 +128,13 @@ fn capture_resume_reuse_stop_and_fall_back_from_a_corrupt_snapshot() {
     assert_eq!(vm::stop(&settings, &paths).unwrap(), Stopped::PoweredOff);
     assert_eq!(vm::running_pid(&paths), None);
     assert_eq!(vm::stop(&settings, &paths).unwrap(), Stopped::NotRunning);
+
+    // EMULATOR_NO_ROTATION: the guest keeps the snapshot's secrets; the host records the placeholder.
+    let keep = Settings { no_rotation: true, ..settings.clone() };
+    assert_eq!(vm::start(&keep, &paths, &mut say).unwrap(), Started::Resumed, "{said:?}");
+    assert_eq!(std::fs::read_to_string(paths.internal_pck()).unwrap(), emulator::secrets::placeholder_pck());
+    assert_eq!(get(settings.ports.backend, "/rotated-digest"), "", "no rotation ran in the guest");
+    assert_eq!(vm::stop(&keep, &paths).unwrap(), Stopped::PoweredOff);
 
     // A corrupt snapshot: start says so and cold-boots.
     std::fs::write(paths.snapshot("amd64"), b"not a zstd stream").unwrap();
