@@ -15,7 +15,13 @@ use emulator::control;
 use emulator::settings::{Paths, Ports, Settings};
 use emulator::vm::{self, Started, Stopped};
 
+/// The tiny VM, built once per test binary (the script also locks against other processes).
 fn test_vm() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_test_vm).clone()
+}
+
+fn build_test_vm() -> PathBuf {
     let cache = std::env::var("STACK_EDGE_CACHE").unwrap_or_else(|_| "/var/cache/stack-edge".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vm/build-test-vm.sh");
     let text = std::fs::read(&script).unwrap();

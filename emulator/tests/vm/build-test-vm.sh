@@ -11,6 +11,10 @@ out="$1"
 [ -s "$out/vmlinuz" ] && [ -s "$out/initramfs.gz" ] && exit 0
 cache="${STACK_EDGE_CACHE:-/var/cache/stack-edge}/emulator-vm"
 mkdir -p "$cache/debs" "$out"
+# One build at a time (tests run in parallel): wait for the lock, then look again.
+exec 9>"$out.lock"
+flock 9
+[ -s "$out/vmlinuz" ] && [ -s "$out/initramfs.gz" ] && exit 0
 kernel_pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/ { print $2; exit }')"
 kver="${kernel_pkg#linux-image-}"
 (cd "$cache/debs" && { ls "$kernel_pkg"_*.deb >/dev/null 2>&1 || apt-get download -qq "$kernel_pkg"; } \
