@@ -60,11 +60,10 @@ pub async fn query(ctx: &Context, req: &Request, mode: &str) -> ApiResult<Respon
         Some(_) => Some(authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?),
         None => None,
     };
-    let mut run = parse_request(req, auth.is_some())?;
+    let (mut run, project_id) = parse_request(req, auth.is_some())?;
     if run.tools.iter().any(|t| !TOOL_SETS.contains(&t.as_str())) {
         return Err(ApiError::status(400, "Invalid tool names in request."));
     }
-    let project_id = parse_body(req)?.and_then(|b| b.get("projectId").and_then(Value::as_str).map(str::to_string));
     if let Some(project_id) = project_id {
         run.analytics_scope = Some(project_scope(auth.as_ref(), &project_id)?);
     } else if let Some(auth) = &auth {
@@ -98,7 +97,8 @@ fn one_of(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str, allowe
     }
 }
 
-fn parse_request(req: &Request, authenticated: bool) -> ApiResult<GenerateRequest> {
+/// The run a request asks for, and its `projectId` if any.
+fn parse_request(req: &Request, authenticated: bool) -> ApiResult<(GenerateRequest, Option<String>)> {
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
     let fields = ["quality", "speed", "tools", "systemPrompt", "messages", "projectId", "mcpCallMetadata"];
@@ -108,7 +108,7 @@ fn parse_request(req: &Request, authenticated: bool) -> ApiResult<GenerateReques
     let tools = string_array(&mut v, obj, "tools");
     let system_prompt = one_of(&mut v, obj, "systemPrompt", prompts::SYSTEM_PROMPTS);
     let messages = messages_field(&mut v, obj);
-    v.string(obj, "projectId", "body.projectId", false);
+    let project_id = v.string(obj, "projectId", "body.projectId", false);
     let mcp_call = match obj.and_then(|o| o.get("mcpCallMetadata")) {
         None | Some(Value::Null) => None,
         Some(Value::Object(meta)) => {
@@ -124,16 +124,19 @@ fn parse_request(req: &Request, authenticated: bool) -> ApiResult<GenerateReques
         }
     };
     v.finish()?;
-    Ok(GenerateRequest {
-        quality: quality.expect("validated"),
-        speed: speed.expect("validated"),
-        tools: tools.expect("validated"),
-        system_prompt: system_prompt.expect("validated"),
-        messages: messages.expect("validated"),
-        authenticated,
-        analytics_scope: None,
-        mcp_call,
-    })
+    Ok((
+        GenerateRequest {
+            quality: quality.expect("validated"),
+            speed: speed.expect("validated"),
+            tools: tools.expect("validated"),
+            system_prompt: system_prompt.expect("validated"),
+            messages: messages.expect("validated"),
+            authenticated,
+            analytics_scope: None,
+            mcp_call,
+        },
+        project_id,
+    ))
 }
 
 fn string_array(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str) -> Option<Vec<String>> {

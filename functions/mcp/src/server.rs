@@ -44,11 +44,8 @@ pub fn ask_stack_auth_tool() -> Value {
     })
 }
 
-fn rpc_error(id: Option<&Value>, code: ErrorCode, message: impl Into<Cow<'static, str>>, data: Option<Value>) -> Value {
-    let mut error = json!({ "code": code.0, "message": message.into() });
-    if let Some(data) = data {
-        error["data"] = data;
-    }
+fn rpc_error(id: Option<&Value>, code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Value {
+    let error = json!({ "code": code.0, "message": message.into() });
     let mut out = json!({ "jsonrpc": "2.0", "error": error });
     if let Some(id) = id {
         out["id"] = id.clone();
@@ -74,14 +71,14 @@ pub enum Incoming {
 pub fn parse(body: &[u8]) -> Result<Incoming, (u16, Value)> {
     if body.len() > MAX_BODY_BYTES {
         let message = format!("Request body exceeds {MAX_BODY_BYTES} bytes");
-        return Err((413, rpc_error(None, ErrorCode::INVALID_REQUEST, message, None)));
+        return Err((413, rpc_error(None, ErrorCode::INVALID_REQUEST, message)));
     }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
-        return Err((400, rpc_error(None, ErrorCode::PARSE_ERROR, "Parse error: the body is not JSON", None)));
+        return Err((400, rpc_error(None, ErrorCode::PARSE_ERROR, "Parse error: the body is not JSON")));
     };
     if value.is_array() {
         let message = "Batched JSON-RPC messages are not supported";
-        return Err((400, rpc_error(None, ErrorCode::INVALID_REQUEST, message, None)));
+        return Err((400, rpc_error(None, ErrorCode::INVALID_REQUEST, message)));
     }
     let id = value.get("id").filter(|id| id.is_string() || id.is_number()).cloned();
     match serde_json::from_value::<ClientJsonRpcMessage>(value) {
@@ -92,7 +89,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, (u16, Value)> {
         Ok(_) => Ok(Incoming::Notification),
         Err(e) => {
             let text = format!("Invalid request: not a JSON-RPC 2.0 client message ({e})");
-            Err((400, rpc_error(id.as_ref(), ErrorCode::INVALID_REQUEST, text, None)))
+            Err((400, rpc_error(id.as_ref(), ErrorCode::INVALID_REQUEST, text)))
         }
     }
 }
@@ -101,7 +98,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, (u16, Value)> {
 pub async fn handle(ctx: &Context, req: &Request) -> Response {
     if req.method() != http::Method::POST {
         let message = "Method not allowed: POST one JSON-RPC message";
-        let mut response = reply(405, &rpc_error(None, ErrorCode::INVALID_REQUEST, message, None));
+        let mut response = reply(405, &rpc_error(None, ErrorCode::INVALID_REQUEST, message));
         response.headers_mut().insert("allow", http::HeaderValue::from_static("POST"));
         return response;
     }
@@ -119,7 +116,7 @@ pub async fn handle(ctx: &Context, req: &Request) -> Response {
         }
         other => {
             let message = format!("Method not found: {}", other.method());
-            Err(rpc_error(None, ErrorCode::METHOD_NOT_FOUND, message, None))
+            Err(rpc_error(None, ErrorCode::METHOD_NOT_FOUND, message))
         }
     };
     match result {
@@ -227,18 +224,13 @@ fn argument_issues(arguments: &Map<String, Value>) -> Vec<Issue> {
 
 async fn call_tool(ctx: &Context, name: &str, arguments: Map<String, Value>) -> Result<Value, Value> {
     if name != "ask_stack_auth" {
-        return Err(rpc_error(
-            None,
-            ErrorCode::INVALID_PARAMS,
-            format!("MCP error -32602: Tool {name} not found"),
-            None,
-        ));
+        return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, format!("MCP error -32602: Tool {name} not found")));
     }
     let issues = argument_issues(&arguments);
     if !issues.is_empty() {
         let pretty = serde_json::to_string_pretty(&issues).expect("issues serialize");
         let message = format!("MCP error -32602: Invalid arguments for tool ask_stack_auth: {pretty}");
-        return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, message, None));
+        return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, message));
     }
     let text = |key: &str| arguments.get(key).and_then(Value::as_str).map(str::to_string);
     let question = text("question").unwrap_or_default();
