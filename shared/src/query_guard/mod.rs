@@ -1,5 +1,6 @@
 //! The guard in front of user SQL for the analytics store: the first of two independent locks
-//! on tenant isolation (a real ClickHouse server adds row policies as the second).
+//! on tenant isolation (a real ClickHouse server's dedicated user, grants and row policies are
+//! the second; see docs/security.md).
 //!
 //! A query is parsed with `sqlparser`'s ClickHouse dialect and accepted only if it is one
 //! SELECT (with WITH and UNION) that reads the exposed tables and nothing else: no table
@@ -9,6 +10,23 @@
 //! subquery filtered to the caller's project and branch through query parameters; the rest of
 //! the text stays verbatim, so what the user wrote is what runs. A query the parser cannot read
 //! is rejected: what cannot be checked does not run.
+//!
+//! The key decision: because the *text* runs, the guard's reading of the text must be
+//! ClickHouse's. sqlparser's lexer is not ClickHouse's (it does not treat a backslash as an
+//! escape inside quoted identifiers, knows no heredocs or `# ` comments, ...), and every such
+//! difference is a place where a `FROM` the guard thinks is quoted is real to ClickHouse. So
+//! before parsing, the text is also lexed by `lexer.rs`, a lexer written from ClickHouse's own
+//! lexical rules, and `agreement.rs` refuses any query on whose token boundaries the two
+//! disagree. That check does not enumerate bad spellings: a difference in either lexer that
+//! nobody has found yet is refused all the same, because it shows up as a disagreement. The
+//! differential test (`tests/tests/guard_oracle.rs`) holds the whole guard against ClickHouse's
+//! own parser (`EXPLAIN AST` in the local engine).
+//!
+//! Every input is bounded before it costs anything: the text's size, the parser's nesting
+//! depth, and the number of table references; the rewrite is linear in the text's length.
+
+mod agreement;
+pub mod lexer;
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -20,6 +38,17 @@ use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
+
+use agreement::Offsets;
+use lexer::Kind;
+
+/// The longest query text the guard reads (upstream has no limit of its own; ClickHouse's
+/// `max_query_size` default is 256 KiB, and the scoping adds to the text).
+pub const MAX_QUERY_BYTES: usize = 100 * 1024;
+/// How deeply expressions and subqueries may nest (the parser's recursion limit).
+pub const MAX_NESTING: usize = 50;
+/// How many table references one query may hold.
+pub const MAX_TABLE_REFERENCES: usize = 100;
 
 /// The tables user SQL may read (views in the `default` database on a real server).
 pub const EXPOSED_TABLES: [&str; 12] = [
@@ -65,7 +94,25 @@ const FORBIDDEN_FUNCTIONS: &[&str] = &[
     "dictgetdescendants",
     "hascolumnintable",
     "gethttpheader",
+    "getclienthttpheader",
     "getmacro",
+    // They describe the server rather than the tenant's data.
+    "getserversetting",
+    "getmergetreesetting",
+    "currentuser",
+    "user",
+    "currentprofiles",
+    "currentroles",
+    "enabledroles",
+    "defaultroles",
+    "hostname",
+    "fqdn",
+    "fullhostname",
+    "getoskernelversion",
+    "serveruuid",
+    "tcpport",
+    "displayname",
+    "buildid",
     "filesystemavailable",
     "filesystemcapacity",
     "filesystemunreserved",
@@ -118,12 +165,63 @@ pub enum GuardError {
     TableModifier,
     #[error("Query parameter names may not start with {SCOPE_PARAM_PREFIX} ({0}).")]
     ReservedParameter(String),
+    #[error("Query parameters of type Identifier are not allowed: they can name any table.")]
+    IdentifierParameter,
+    #[error("The query is longer than {MAX_QUERY_BYTES} bytes.")]
+    TooLarge,
+    #[error("The query nests expressions or subqueries more than {MAX_NESTING} levels deep.")]
+    TooDeep,
+    #[error("The query holds more than {MAX_TABLE_REFERENCES} table references.")]
+    TooManyTables,
+    #[error("The query cannot be read at byte {at}: {what}.")]
+    Unreadable { at: usize, what: &'static str },
+    #[error("ClickHouse would read this query differently from the guard at byte {at} (near `{near}`), so it was not run. Backslashes in quoted identifiers, `$...$` heredocs and `#` comments are the usual causes.")]
+    LexerDisagreement { at: usize, near: String },
 }
 
 /// Checks `sql` and returns it with every exposed-table reference scoped to the caller's
 /// project and branch (bound as the query parameters [`PROJECT_PARAM`] and [`BRANCH_PARAM`]).
 pub fn scope(sql: &str) -> Result<String, GuardError> {
-    let statements = Parser::parse_sql(&ClickHouseDialect {}, sql).map_err(|e| unparsable(sql, e))?;
+    scope_with(sql, true)
+}
+
+/// [`scope`] without the lexer agreement check: only for the differential test, which shows
+/// that its ClickHouse oracle catches what the check prevents.
+#[doc(hidden)]
+pub fn scope_without_lexer_agreement(sql: &str) -> Result<String, GuardError> {
+    scope_with(sql, false)
+}
+
+fn scope_with(sql: &str, lexer_agreement: bool) -> Result<String, GuardError> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(GuardError::TooLarge);
+    }
+    let dialect = ClickHouseDialect {};
+    let clickhouse_tokens = lexer::tokens(sql);
+    if lexer_agreement {
+        if let Some(error) = clickhouse_tokens.iter().find_map(|t| match t.kind {
+            Kind::Error(what) => Some(GuardError::Unreadable { at: t.start, what }),
+            _ => None,
+        }) {
+            return Err(error);
+        }
+    }
+    refuse_identifier_parameters(sql, &clickhouse_tokens)?;
+    let offsets = Offsets::new(sql);
+    let tokens =
+        Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| GuardError::Unparsable(e.to_string()))?;
+    if lexer_agreement {
+        agreement::check(&clickhouse_tokens, &tokens, &offsets)
+            .map_err(|d| GuardError::LexerDisagreement { at: d.at, near: sql[d.at..].chars().take(24).collect() })?;
+    }
+    let statements = Parser::new(&dialect)
+        .with_recursion_limit(MAX_NESTING)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| match e {
+            ParserError::RecursionLimitExceeded => GuardError::TooDeep,
+            e => unparsable(sql, e),
+        })?;
     let statement = match statements.as_slice() {
         [one] => one,
         [] => return Err(GuardError::NotASelect),
@@ -136,7 +234,31 @@ pub fn scope(sql: &str) -> Result<String, GuardError> {
     if let Some(error) = check.error {
         return Err(error);
     }
-    Ok(rewrite(sql, &check.references))
+    Ok(rewrite(sql, &offsets, &check.references))
+}
+
+/// Refuses `{name:Identifier}` placeholders: ClickHouse substitutes such a parameter as a
+/// name, so its value could name any table. (Read from ClickHouse's tokens: `{`, a name, `:`,
+/// then a type up to `}`.)
+fn refuse_identifier_parameters(sql: &str, tokens: &[lexer::Token]) -> Result<(), GuardError> {
+    let significant: Vec<&lexer::Token> = tokens.iter().filter(|t| t.kind.is_significant()).collect();
+    for (i, token) in significant.iter().enumerate() {
+        if token.kind != Kind::OpeningCurlyBrace {
+            continue;
+        }
+        let Some(colon) = significant.get(i + 2) else { continue };
+        if colon.kind != Kind::Colon {
+            continue;
+        }
+        let type_words = significant[i + 3..].iter().take_while(|t| t.kind != Kind::ClosingCurlyBrace);
+        for word in type_words {
+            let text = sql[word.start..word.end].trim_matches(|c| c == '`' || c == '"');
+            if text.eq_ignore_ascii_case("identifier") {
+                return Err(GuardError::IdentifierParameter);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Statement keywords the parser may not know in ClickHouse's spelling: a query that starts with
@@ -319,6 +441,9 @@ impl Visitor for Check {
                 let Some(exposed) = EXPOSED_TABLES.iter().find(|t| **t == table) else {
                     return self.fail(GuardError::UnknownTable(name.to_string()));
                 };
+                if self.references.len() == MAX_TABLE_REFERENCES {
+                    return self.fail(GuardError::TooManyTables);
+                }
                 let span = name.span();
                 self.references.push(Reference {
                     start: span.start,
@@ -374,35 +499,24 @@ fn is_name(expr: &Expr) -> bool {
     }
 }
 
-/// Replaces each reference's text with its scoped subquery, last first so earlier offsets stay
-/// valid.
-fn rewrite(sql: &str, references: &[Reference]) -> String {
-    let mut out = sql.to_string();
-    let mut ordered: Vec<&Reference> = references.iter().collect();
-    ordered.sort_by_key(|r| std::cmp::Reverse(byte_offset(sql, r.start)));
-    for r in ordered {
-        let (start, end) = (byte_offset(sql, r.start), byte_offset(sql, r.end));
+/// Replaces each reference's text with its scoped subquery, in one pass over the text.
+fn rewrite(sql: &str, offsets: &Offsets, references: &[Reference]) -> String {
+    let mut ranges: Vec<(usize, usize, &Reference)> =
+        references.iter().map(|r| (offsets.byte(r.start), offsets.byte(r.end), r)).collect();
+    ranges.sort_by_key(|(start, ..)| *start);
+    let mut out = String::with_capacity(sql.len() + ranges.len() * 160);
+    let mut copied = 0;
+    for (start, end, r) in ranges {
+        out.push_str(&sql[copied..start]);
         let alias = if r.has_alias { String::new() } else { format!(" AS {}", r.table) };
-        let scoped = format!(
+        out.push_str(&format!(
             "(SELECT * FROM default.{t} WHERE project_id = {{{PROJECT_PARAM}:String}} AND branch_id = {{{BRANCH_PARAM}:String}}){alias}",
             t = r.table
-        );
-        out.replace_range(start..end, &scoped);
+        ));
+        copied = end;
     }
+    out.push_str(&sql[copied..]);
     out
-}
-
-/// The byte offset of a 1-based (line, character column) location in `sql`.
-fn byte_offset(sql: &str, location: Location) -> usize {
-    let mut offset = 0;
-    for (index, line) in sql.split_inclusive('\n').enumerate() {
-        if index + 1 == location.line as usize {
-            return offset
-                + line.char_indices().nth(location.column as usize - 1).map(|(i, _)| i).unwrap_or(line.len());
-        }
-        offset += line.len();
-    }
-    sql.len()
 }
 
 #[cfg(test)]
@@ -516,6 +630,77 @@ mod tests {
         for (sql, expected) in cases {
             let err = scope(sql).unwrap_err();
             assert!(expected(&err), "{sql}: {err:?}");
+        }
+    }
+
+    /// Every class of lexer disagreement found or suspected (issue 15): each spelling is
+    /// refused before the parser's reading of it can matter.
+    #[test]
+    fn lexer_bypass_classes_are_refused() {
+        let lexer_error =
+            |e: &GuardError| matches!(e, GuardError::LexerDisagreement { .. } | GuardError::Unreadable { .. });
+        let cases: &[RejectCase] = &[
+            // The confirmed leak: a backslash escapes the closing quote for ClickHouse only.
+            // For sqlparser `x\` ends at the second backtick and a second identifier follows; for
+            // ClickHouse the first runs to the third backtick, and the FROM after it is real.
+            ("SELECT `x\\` , ` FROM analytics_internal.events WHERE project_id = 'A' -- ` FROM events", lexer_error),
+            ("SELECT \"x\\\" , \" FROM system.query_log -- \" FROM events", lexer_error),
+            ("SELECT count() FROM events AS `e\\`, system.tables AS `x`", lexer_error),
+            // Heredocs: the tag is anything up to the next `$`.
+            ("SELECT $a b$ FROM system.tables $a b$ FROM events", lexer_error),
+            ("SELECT $a '$ , (SELECT 1 FROM system.tables) , '$a '$ FROM events", |e| {
+                matches!(e, GuardError::LexerDisagreement { .. } | GuardError::Unparsable(_))
+            }),
+            // Comments sqlparser does not know.
+            ("SELECT count() FROM events // , system.tables", lexer_error),
+            ("SELECT 1 #x", lexer_error),
+            // Typographic quotes and other non-ASCII outside quotes.
+            ("SELECT \u{2018}a\u{2019} FROM events", lexer_error),
+            ("SELECT \u{201c}x\u{201d} FROM events", lexer_error),
+            ("SELECT 1\u{a0}FROM events", lexer_error),
+            // Numbers running into words, and stray characters.
+            ("SELECT 1events FROM events", lexer_error),
+            ("SELECT 1 FROM events \\G", lexer_error),
+            // An Identifier parameter names whatever table its value says.
+            ("SELECT * FROM events WHERE user_id IN {t:Identifier}", |e| *e == GuardError::IdentifierParameter),
+            ("SELECT {t: Identifier}", |e| *e == GuardError::IdentifierParameter),
+        ];
+        for (sql, expected) in cases {
+            let err = scope(sql).unwrap_err();
+            assert!(expected(&err), "{sql}: {err:?}");
+        }
+        // Where both read a heredoc or a `# ` comment alike, it stays a string or a comment.
+        let heredoc = scope("SELECT $x$ FROM system.tables $x$ FROM events").unwrap();
+        assert!(heredoc.starts_with("SELECT $x$ FROM system.tables $x$ FROM (SELECT"), "{heredoc}");
+        let comment = scope("SELECT count() FROM events # , system.tables").unwrap();
+        assert!(comment.ends_with(") AS events # , system.tables"), "{comment}");
+        // With the agreement check switched off, the confirmed case gets through: the check is
+        // what stops it (the differential test shows ClickHouse then reads the other tenant's table).
+        let leak = "SELECT `x\\` , ` FROM analytics_internal.events -- ` FROM events";
+        assert!(scope_without_lexer_agreement(leak).is_ok());
+    }
+
+    #[test]
+    fn inputs_are_bounded() {
+        let long = format!("SELECT 1 AS x{}", " ".repeat(MAX_QUERY_BYTES));
+        assert_eq!(scope(&long), Err(GuardError::TooLarge));
+        let deep = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
+        assert_eq!(scope(&deep), Err(GuardError::TooDeep));
+        let many = format!("SELECT 1 FROM events{}", ", events".repeat(MAX_TABLE_REFERENCES));
+        assert_eq!(scope(&many), Err(GuardError::TooManyTables));
+        let fits = format!("SELECT 1 FROM events{}", ", events".repeat(MAX_TABLE_REFERENCES - 1));
+        assert_eq!(scope(&fits).unwrap().matches("__stack_project_id").count(), MAX_TABLE_REFERENCES);
+    }
+
+    #[test]
+    fn functions_that_describe_the_server_are_refused() {
+        for sql in [
+            "SELECT getClientHTTPHeader('x')",
+            "SELECT getServerSetting('max_threads')",
+            "SELECT currentUser()",
+            "SELECT hostName()",
+        ] {
+            assert!(matches!(scope(sql), Err(GuardError::ForbiddenFunction(_))), "{sql}");
         }
     }
 
