@@ -26,6 +26,8 @@ pub struct Query {
     pub params: Vec<(String, Value)>,
     pub settings: Vec<(String, String)>,
     pub query_id: Option<String>,
+    /// How long the HTTP call may take (the port's client default when unset).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Query {
@@ -42,6 +44,10 @@ impl Query {
     }
     pub fn query_id(mut self, id: impl Into<String>) -> Query {
         self.query_id = Some(id.into());
+        self
+    }
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Query {
+        self.timeout = Some(timeout);
         self
     }
 }
@@ -120,6 +126,9 @@ impl ClickHouse {
         }
         let body = data.unwrap_or_else(|| query.sql.as_bytes().to_vec());
         let mut request = http::Request::post(url.as_str());
+        if let Some(timeout) = query.timeout {
+            request = request.extension(crate::ports::RequestTimeout(timeout));
+        }
         if let Some(user) = &self.user {
             request = request.header("x-clickhouse-user", user);
         }
@@ -145,9 +154,22 @@ fn param_text(value: &Value) -> String {
     }
 }
 
+/// Resource limits on every user query (the endpoint and the AI tool). Upstream sets readonly,
+/// the result bounds and the execution time, with a 1 GB memory profile on the server; these
+/// add memory, rows read and threads per query, so no tenant's query can take the engine.
+pub const MAX_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+pub const MAX_ROWS_TO_READ: u64 = 100_000_000;
+pub const MAX_THREADS: u64 = 2;
+pub const MAX_RESULT_ROWS: u64 = 10_000;
+pub const MAX_RESULT_BYTES: u64 = 10_485_760;
+/// How much longer than the query's own time limit the HTTP call may take (the answer's
+/// transfer, the engine's own overshoot).
+const CALL_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the engine runs for a user query the guard has scoped: the scope parameters, the
 /// tenancy's custom settings (read by a real server's row policies), the query id (also as
 /// `log_comment`, which the timing endpoint reads), the limits, and the user's parameters.
+/// The HTTP call may take as long as the query may, plus a margin.
 pub fn user_query(
     scoped_sql: String,
     project_id: &str,
@@ -158,17 +180,23 @@ pub fn user_query(
 ) -> Query {
     let mut query = Query::new(scoped_sql)
         .query_id(query_id)
+        .timeout(std::time::Duration::from_millis(timeout_ms.max(0) as u64) + CALL_MARGIN)
         .setting("log_comment", query_id)
         .param(crate::query_guard::PROJECT_PARAM, project_id)
         .param(crate::query_guard::BRANCH_PARAM, branch_id)
         .setting("SQL_project_id", project_id)
         .setting("SQL_branch_id", branch_id)
         .setting("max_execution_time", timeout_ms as f64 / 1000.0)
-        .setting("readonly", 1)
+        .setting("max_memory_usage", MAX_MEMORY_BYTES)
+        .setting("max_rows_to_read", MAX_ROWS_TO_READ)
+        .setting("read_overflow_mode", "throw")
+        .setting("max_threads", MAX_THREADS)
         .setting("allow_ddl", 0)
-        .setting("max_result_rows", 10_000)
-        .setting("max_result_bytes", 10_485_760)
-        .setting("result_overflow_mode", "throw");
+        .setting("max_result_rows", MAX_RESULT_ROWS)
+        .setting("max_result_bytes", MAX_RESULT_BYTES)
+        .setting("result_overflow_mode", "throw")
+        // Last, so every limit above is set before the query may change none.
+        .setting("readonly", 1);
     for (name, value) in params {
         query = query.param(&name, value);
     }
@@ -238,6 +266,7 @@ const SAFE_CODES: &[u32] = &[
     158, // TOO_MANY_ROWS
     159, // TIMEOUT_EXCEEDED
     164, // READONLY
+    241, // MEMORY_LIMIT_EXCEEDED: the query's own use against its limit
     396, // TOO_MANY_ROWS_OR_BYTES
     636, // CANNOT_EXTRACT_TABLE_STRUCTURE
 ];

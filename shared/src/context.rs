@@ -105,14 +105,20 @@ pub struct ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    /// The client that runs user SQL (as `limited_user` on a real server).
-    pub fn limited_client(&self) -> crate::clickhouse::ClickHouse {
-        crate::clickhouse::ClickHouse {
+    /// The client that runs user SQL: as `limited_user`, the dedicated low-privilege user whose
+    /// grants and row policies are the second lock. Fails closed: in production, without that
+    /// user's password there is no client (the caller answers 503). Elsewhere (the local engine,
+    /// which has no users) the query guard is the only lock; docs/security.md says so.
+    pub fn limited_client(&self, environment: Environment) -> Result<crate::clickhouse::ClickHouse, UserSqlDisabled> {
+        if self.external_password.is_none() && environment == Environment::Production {
+            return Err(UserSqlDisabled);
+        }
+        Ok(crate::clickhouse::ClickHouse {
             url: self.url.clone(),
             database: self.database.clone(),
             user: self.external_password.as_ref().map(|_| "limited_user".to_string()),
             password: self.external_password.clone(),
-        }
+        })
     }
 
     /// The client that writes events and applies the schema.
@@ -125,6 +131,11 @@ impl ClickHouseConfig {
         }
     }
 }
+
+/// User SQL is refused: production without a dedicated low-privilege ClickHouse user.
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq)]
+#[error("User SQL is disabled: the analytics store has no dedicated low-privilege user configured (STACK_CLICKHOUSE_EXTERNAL_PASSWORD).")]
+pub struct UserSqlDisabled;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("configuration: {0}")]

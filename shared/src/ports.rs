@@ -160,6 +160,12 @@ pub trait Random {
 #[error("outbound HTTP failed: {0}")]
 pub struct HttpError(pub String);
 
+/// How long an outbound call may take, as a request extension. Without it a native client's
+/// default bound applies; a call allowed longer (a user query with a long timeout, a model
+/// call) says so. Runtimes whose fetch has no client-side bound ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTimeout(pub std::time::Duration);
+
 #[async_trait(?Send)]
 pub trait HttpClient {
     async fn send(&self, request: crate::http::Request) -> Result<crate::http::Response, HttpError>;

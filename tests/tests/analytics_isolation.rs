@@ -60,6 +60,20 @@ const BASE: &[&str] = &[
     "DESCRIBE TABLE analytics_internal.events",
     "KILL QUERY WHERE 1",
     "SYSTEM FLUSH LOGS",
+    // Where the guard's lexer and ClickHouse's disagree (issue 15): a backslash escapes a quoted
+    // identifier's closing quote for ClickHouse only, so the FROM after it was real.
+    "SELECT `x\\` , ` FROM analytics_internal.events -- ` FROM events",
+    "SELECT \"x\\\" , \" FROM analytics_internal.events -- \" FROM events",
+    "SELECT `x\\` , ` FROM system.query_log -- ` FROM events",
+    "SELECT `x\\` , ` FROM system.tables -- ` FROM events",
+    "SELECT `x\\` , ` , user_id FROM analytics_internal.events WHERE 1 -- ` FROM events",
+    "SELECT $a b$ FROM analytics_internal.events $a b$ FROM events",
+    "SELECT count() FROM events // , analytics_internal.events",
+    "SELECT count() FROM events #, analytics_internal.events",
+    "SELECT * FROM events WHERE user_id IN {t:Identifier}",
+    "SELECT 1events FROM analytics_internal.events",
+    "SELECT \u{2018}x\u{2019} FROM analytics_internal.events",
+    "SELECT 1 FROM events /* /* */ , analytics_internal.events */",
 ];
 
 /// Attacks that only answer a yes/no question about another project's rows (so no marker text
@@ -100,7 +114,12 @@ async fn no_attack_query_reaches_another_project() {
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
     let http = ReqwestClient::new();
     apply_schema(&ch, &http, None).await.unwrap();
-    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url), ("STACK_ENVIRONMENT", "production")]);
+    // Production needs the low-privilege user's password (the local engine ignores it).
+    let h = Host::start(&[
+        ("STACK_CLICKHOUSE_URL", &front.url),
+        ("STACK_ENVIRONMENT", "production"),
+        ("STACK_CLICKHOUSE_EXTERNAL_PASSWORD", "the-local-engine-ignores-it"),
+    ]);
     let a: Project = h.create_project(false).await;
     let b: Project = h.create_project(false).await;
     let marker = format!("secret-of-b-{}", &b.id[..8]);
@@ -130,6 +149,16 @@ async fn no_attack_query_reaches_another_project() {
     // The scoped spellings of the plain queries do run: isolation is not just refusal.
     assert!(answered >= 10, "only {answered} queries were answered");
 
+    // An Identifier parameter would name any table its value says.
+    let res = h
+        .post("/api/v1/internal/analytics/query")
+        .admin(&a)
+        .json(&json!({ "query": "SELECT * FROM {t:Identifier}", "params": { "t": "analytics_internal.events" } }))
+        .send()
+        .await;
+    res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
+    assert!(!res.text.contains(&marker), "{}", res.text);
+
     // Parameters named like the scope parameters are refused, in every spelling.
     for name in ["__stack_project_id", "__stack_branch_id", "__stack_x"] {
         let res = h
@@ -140,4 +169,51 @@ async fn no_attack_query_reaches_another_project() {
             .await;
         res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
     }
+}
+
+/// Fail closed: in production, user SQL needs the dedicated low-privilege ClickHouse user. Without
+/// its password the endpoint and the AI tool refuse with 503 instead of running as `default`.
+#[tokio::test]
+async fn production_without_a_low_privilege_user_refuses_user_sql() {
+    let front = ClickHouseFront::start();
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url), ("STACK_ENVIRONMENT", "production")]);
+    let a = h.create_project(false).await;
+    let res =
+        h.post("/api/v1/internal/analytics/query").admin(&a).json(&json!({ "query": "SELECT 1 AS v" })).send().await;
+    assert_eq!(res.status, 503, "{}", res.text);
+    assert!(res.text.contains("STACK_CLICKHOUSE_EXTERNAL_PASSWORD"), "{}", res.text);
+}
+
+/// Every resource limit stops a query that exceeds it with a clear 4xx.
+#[tokio::test]
+async fn resource_limits_stop_queries_that_exceed_them() {
+    let front = ClickHouseFront::start();
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
+    let a = h.create_project(false).await;
+    let run = |sql: String| h.post("/api/v1/internal/analytics/query").admin(&a).json(&json!({ "query": sql })).send();
+    let refused = |res: &api_tests::Res, what: &str| {
+        res.assert_known_error(400, "ANALYTICS_QUERY_ERROR");
+        let error = res.json()["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains(what), "expected {what:?} in {error:?}");
+    };
+    // Memory (512 MiB per query).
+    refused(
+        &run("SELECT length(groupArray(repeat('x', 2000))) FROM numbers(400000)".into()).await,
+        "memory limit exceeded",
+    );
+    // Rows read (100 million).
+    refused(&run("SELECT sum(number) FROM numbers(150000000)".into()).await, "Limit for rows");
+    // Result rows (10,000).
+    refused(&run("SELECT number FROM numbers(10001)".into()).await, "Limit for result exceeded");
+    // Threads: every query runs on at most two.
+    let res = run("SELECT getSetting('max_threads') AS t".into()).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json()["result"][0]["t"], json!(2), "{}", res.text);
+    // Text size (100 KiB) and nesting depth, before anything is parsed.
+    let long = format!("SELECT 1 AS x{}", " ".repeat(shared::query_guard::MAX_QUERY_BYTES));
+    refused(&run(long).await, "longer than");
+    let deep = format!("SELECT {}1{}", "(".repeat(100), ")".repeat(100));
+    refused(&run(deep).await, "levels deep");
+    // Settings cannot be changed from the query: the guard refuses the clause.
+    refused(&run("SELECT 1 SETTINGS max_memory_usage = 0".into()).await, "SETTINGS");
 }

@@ -358,6 +358,29 @@ async fn generate_returns_client_side_tool_calls_for_the_caller_to_apply() {
     assert_eq!(sent["model"], "x-ai/grok-4.1-fast");
     assert!(sent.get("tools").is_none());
     assert_eq!(llm.requests()[1].header("authorization"), Some(format!("Bearer {API_KEY}").as_str()));
+
+    // Client access holds no secret: it counts as anonymous (weaker model, anonymous key, no
+    // analytics tool), and it may not name a project for the tools to read.
+    let res = h.post("/api/v1/ai/query/generate").client(&project).json(&body).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let sent = llm.requests()[2].json();
+    assert_eq!(sent["model"], "x-ai/grok-4.1-fast");
+    assert!(sent.get("tools").is_none(), "{sent}");
+    assert_eq!(llm.requests()[2].header("authorization"), Some(format!("Bearer {API_KEY}").as_str()));
+    let mut named = body.clone();
+    named["projectId"] = json!(project.id);
+    for caller in ["client", "server"] {
+        let call = h.post("/api/v1/ai/query/generate").json(&named);
+        let call = if caller == "client" { call.client(&project) } else { call.server(&project) };
+        assert_eq!(call.send().await.status, 403, "{caller} access may not read the project's analytics");
+    }
+    // Server access is authenticated (the stronger model) but gets no analytics tool.
+    let res = h.post("/api/v1/ai/query/generate").server(&project).json(&body).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let sent = llm.requests()[3].json();
+    assert_eq!(sent["model"], "anthropic/claude-opus-4.6");
+    assert!(sent.get("tools").is_none(), "{sent}");
+    assert_eq!(llm.requests().len(), 4, "refused requests reach no model");
 }
 
 #[tokio::test]
@@ -413,14 +436,31 @@ async fn the_ai_proxy_needs_a_project_and_a_known_model() {
         "metadata": { "user_id": "u".repeat(300) } });
     let res = h.post(path).json(&body).send().await;
     res.assert_known_error(400, "ACCESS_TYPE_REQUIRED");
-    let res = h.post(path).client(&project).json(&json!({ "model": "openai/o3-pro", "messages": [] })).send().await;
+    // The platform's key is worth a secret: client access (no key needed) is refused.
+    let res = h.post(path).client(&project).json(&body).send().await;
+    res.assert_known_error(401, "INSUFFICIENT_ACCESS_TYPE");
+    // Only the model API's chat, messages and models paths, with their methods.
+    for (method, off_list, status) in [
+        ("POST", "/api/v1/integrations/ai-proxy/v1/files", 404),
+        ("DELETE", "/api/v1/integrations/ai-proxy/v1/models", 405),
+        // The HTTP client resolves `%2e%2e` as `..` before sending (WHATWG URL rules), so the
+        // host sees `/ai-proxy/admin/keys`; proxy.rs's unit test holds the raw spellings.
+        ("GET", "/api/v1/integrations/ai-proxy/v1/%2e%2e/admin/keys", 404),
+        ("GET", "/api/v1/integrations/ai-proxy/v1/%2E%2E/admin/keys", 404),
+        ("POST", "/api/v1/integrations/ai-proxy/v1/chat/completions/..%2f..%2fkeys", 400),
+        ("GET", "/api/v1/integrations/ai-proxy/v1//models", 400),
+    ] {
+        let res = h.request(method, off_list).server(&project).json(&body).send().await;
+        assert_eq!(res.status, status, "{method} {off_list}: {}", res.text);
+    }
+    let res = h.post(path).server(&project).json(&json!({ "model": "openai/o3-pro", "messages": [] })).send().await;
     assert_eq!(res.status, 400);
     assert!(res.text.starts_with("Model \"openai/o3-pro\" is not available through the AI proxy"), "{}", res.text);
-    let res = h.post(path).client(&project).raw_body("application/json", "[1,2]").send().await;
+    let res = h.post(path).server(&project).raw_body("application/json", "[1,2]").send().await;
     assert_eq!((res.status, res.text.as_str()), (400, "Request body must be a JSON object"));
     assert!(llm.requests().is_empty(), "nothing refused is forwarded");
 
-    let res = h.post(path).client(&project).json(&body).send().await;
+    let res = h.post(path).server(&project).json(&body).send().await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.header("cache-control"), Some("no-cache"));
     assert_eq!(res.json()["choices"][0]["message"]["content"], "You asked: \"hi\"");
@@ -434,7 +474,7 @@ async fn the_ai_proxy_needs_a_project_and_a_known_model() {
     assert_eq!(sent["model"], "x-ai/grok-4.1-fast");
 
     // Upstream errors pass through with their status.
-    let res = h.get("/api/v1/integrations/ai-proxy/v1/models").client(&project).send().await;
+    let res = h.get("/api/v1/integrations/ai-proxy/v1/models").server(&project).send().await;
     assert_eq!(res.status, 404);
 }
 

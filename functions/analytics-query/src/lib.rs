@@ -84,7 +84,8 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let query_id =
         format!("{}:{}:{}", tenancy.project_id, tenancy.branch_id, shared::crypto::new_uuid(ctx.random.as_ref()));
     let query = user_query(scoped, &tenancy.project_id, &tenancy.branch_id, &query_id, timeout_ms, params);
-    match store.limited_client().rows(ctx.http.as_ref(), &query).await {
+    let client = store.limited_client(ctx.config.environment).map_err(|e| ApiError::status(503, e.to_string()))?;
+    match client.rows(ctx.http.as_ref(), &query).await {
         Ok(rows) => Ok(json(&json!({ "result": rows, "query_id": query_id }))),
         Err(e) => Err(analytics_error(user_message(&e, ctx.config.shows_internal_errors()))),
     }

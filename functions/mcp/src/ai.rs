@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, AuthRule, RequestAuth, ANY_ACCESS};
+use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
 use shared::error::{ApiError, ApiResult};
 use shared::http::{header, json as json_response, Request, Response};
 use shared::ports::SqlValue;
@@ -39,9 +39,10 @@ pub struct GenerateRequest {
     pub system_prompt: String,
     /// The conversation, AI SDK shaped: `{role, content}` with string or part-array content.
     pub messages: Vec<Value>,
-    /// Whether the caller authenticated (stronger models; `sql-query` needs it).
+    /// Whether the caller authenticated with server or admin access (stronger models, the
+    /// authenticated key).
     pub authenticated: bool,
-    /// The project `queryAnalytics` reads: `(project_id, branch_id)`.
+    /// The project `queryAnalytics` reads: `(project_id, branch_id)`; only for admin callers.
     pub analytics_scope: Option<(String, String)>,
     /// `mcpCallMetadata`: the call is logged and gets a conversation id.
     pub mcp_call: Option<Value>,
@@ -60,13 +61,17 @@ pub async fn query(ctx: &Context, req: &Request, mode: &str) -> ApiResult<Respon
         Some(_) => Some(authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?),
         None => None,
     };
-    let (mut run, project_id) = parse_request(req, auth.is_some())?;
+    // Only callers holding a secret count as authenticated (stronger models, the authenticated
+    // key): client access needs no key unless the project asks for one.
+    let holds_secret = auth.as_ref().is_some_and(|a| matches!(a.access_type, AccessType::Server | AccessType::Admin));
+    let (mut run, project_id) = parse_request(req, holds_secret)?;
     if run.tools.iter().any(|t| !TOOL_SETS.contains(&t.as_str())) {
         return Err(ApiError::status(400, "Invalid tool names in request."));
     }
+    // `queryAnalytics` reads a project's analytics, users included: its admins only.
     if let Some(project_id) = project_id {
         run.analytics_scope = Some(project_scope(auth.as_ref(), &project_id)?);
-    } else if let Some(auth) = &auth {
+    } else if let Some(auth) = auth.as_ref().filter(|a| a.access_type == AccessType::Admin) {
         run.analytics_scope = Some((auth.tenancy.project_id.clone(), auth.tenancy.branch_id.clone()));
     }
     check_images(&run.messages)?;
@@ -79,7 +84,7 @@ pub async fn query(ctx: &Context, req: &Request, mode: &str) -> ApiResult<Respon
 /// project's admin credentials.)
 fn project_scope(auth: Option<&RequestAuth>, project_id: &str) -> ApiResult<(String, String)> {
     match auth {
-        Some(auth) if auth.tenancy.project_id == project_id && auth.access_type == shared::auth::AccessType::Admin => {
+        Some(auth) if auth.tenancy.project_id == project_id && auth.access_type == AccessType::Admin => {
             Ok((auth.tenancy.project_id.clone(), auth.tenancy.branch_id.clone()))
         }
         _ => Err(ApiError::status(403, "You do not have access to this project")),
@@ -348,7 +353,11 @@ async fn query_analytics(ctx: &Context, scope: &(String, String), arguments: &Va
     };
     let query_id = format!("{}:{}:{}", scope.0, scope.1, shared::crypto::new_uuid(ctx.random.as_ref()));
     let query = shared::clickhouse::user_query(scoped, &scope.0, &scope.1, &query_id, 10_000, Map::new());
-    match store.limited_client().rows(ctx.http.as_ref(), &query).await {
+    let client = match store.limited_client(ctx.config.environment) {
+        Ok(client) => client,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    match client.rows(ctx.http.as_ref(), &query).await {
         Ok(rows) => json!({ "rows": rows }),
         Err(e) => json!({ "error": shared::clickhouse::user_message(&e, ctx.config.shows_internal_errors()) }),
     }

@@ -6,6 +6,9 @@ use serde_json::{json, Value};
 
 use shared::Context;
 
+/// How long one model call may take.
+const MODEL_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// OpenRouter model id for a quality/speed pair; authenticated callers get the stronger
 /// models where upstream gives them.
 pub fn model(quality: &str, speed: &str, authenticated: bool) -> &'static str {
@@ -71,8 +74,10 @@ pub async fn complete(
     if !tools.is_empty() {
         body["tools"] = Value::Array(tools.to_vec());
     }
-    let mut request =
-        http::Request::post(format!("{base}/chat/completions")).header("content-type", "application/json");
+    // A model's answer may take minutes; the HTTP port's 10 s default would cut it.
+    let mut request = http::Request::post(format!("{base}/chat/completions"))
+        .header("content-type", "application/json")
+        .extension(shared::ports::RequestTimeout(MODEL_CALL_TIMEOUT));
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
     }

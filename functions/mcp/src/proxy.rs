@@ -1,11 +1,13 @@
 //! The AI proxy (contract part 2, §4.2): `/api/v1/integrations/ai-proxy/v1/{...}` forwards to
 //! the model API (`STACK_AI_BASE_URL`, which ends in `/v1`) with Stack's key, so SDKs and the
 //! CLI can use models without their own. Unlike upstream, callers must authenticate with a
-//! project, and a model outside the allow-list is refused with 400 instead of being replaced.
+//! project's server or admin access (the platform's key is worth a secret), only the model API's
+//! chat, messages and models paths are forwarded (with their methods), and a model outside the
+//! allow-list is refused with 400 instead of being replaced.
 
 use serde_json::{Map, Value};
 
-use shared::auth::{authenticate, AuthRule, ANY_ACCESS};
+use shared::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::error::{ApiError, ApiResult};
 use shared::http::{Request, Response};
 use shared::Context;
@@ -15,6 +17,32 @@ use crate::llm::MODELS;
 /// The model a request without one gets (upstream's default).
 pub const DEFAULT_MODEL: &str = "anthropic/claude-sonnet-4.6";
 const MAX_USER_ID_CHARS: usize = 128;
+
+/// The model API paths the proxy forwards (after `v1/`), each with its one method.
+const PATHS: &[(&str, http::Method)] = &[
+    ("chat/completions", http::Method::POST),
+    ("messages", http::Method::POST),
+    ("messages/count_tokens", http::Method::POST),
+    ("models", http::Method::GET),
+];
+
+/// The allow-listed path `path` (what follows `/ai-proxy/`) names, or why it is refused.
+/// Dot segments, encoded characters and empty segments are refused before matching, so no
+/// spelling reaches anything but the listed paths.
+pub fn allowed_path(path: &str, method: &http::Method) -> Result<&'static str, ApiError> {
+    if path.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") || path.contains('%') {
+        return Err(ApiError::status(400, "Invalid AI proxy path: no empty, dot or encoded segments."));
+    }
+    let rest = path.strip_prefix("v1/").unwrap_or("");
+    match PATHS.iter().find(|(p, _)| *p == rest) {
+        Some((p, m)) if m == method => Ok(p),
+        Some(_) => Err(ApiError::status(405, "Method not allowed")),
+        None => Err(ApiError::status(
+            404,
+            "Not found: the AI proxy serves /v1/chat/completions, /v1/messages, /v1/messages/count_tokens and /v1/models",
+        )),
+    }
+}
 
 /// Whether the proxy forwards requests for `model`.
 pub fn model_allowed(model: &str) -> bool {
@@ -55,17 +83,16 @@ pub fn preprocess(body: Map<String, Value>) -> Map<String, Value> {
 
 /// Forwards one request; `path` is what follows `/ai-proxy/`.
 pub async fn forward(ctx: &Context, req: &Request, path: &str) -> ApiResult<Response> {
-    authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
-    let Some(rest) = path.strip_prefix("v1/") else {
-        return Err(ApiError::status(404, "Not found: the AI proxy serves /v1/..."));
-    };
+    authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
+    let rest = allowed_path(path, req.method())?;
     let ai = &ctx.config.ai;
     let base = ai.base_url.as_deref().ok_or_else(|| ApiError::status(503, "The AI model is not configured."))?;
     let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
     let mut upstream = http::Request::builder()
         .method(req.method().clone())
         .uri(format!("{base}/{rest}{query}"))
-        .header("anthropic-version", "2023-06-01");
+        .header("anthropic-version", "2023-06-01")
+        .extension(shared::ports::RequestTimeout(std::time::Duration::from_secs(300)));
     if let Some(key) = &ai.api_key {
         upstream = upstream.header("authorization", format!("Bearer {key}"));
     }
@@ -97,6 +124,28 @@ pub async fn forward(ctx: &Context, req: &Request, path: &str) -> ApiResult<Resp
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_listed_paths_with_their_methods_are_forwarded() {
+        let post = http::Method::POST;
+        assert_eq!(allowed_path("v1/chat/completions", &post).unwrap(), "chat/completions");
+        assert_eq!(allowed_path("v1/models", &http::Method::GET).unwrap(), "models");
+        for (path, status) in [
+            ("v1/../v2/keys", 400),
+            ("v1/%2e%2e/keys", 400),
+            ("v1/%2E%2e/keys", 400),
+            ("v1//chat/completions", 400),
+            ("v1/./messages", 400),
+            ("v1/chat/completions/", 400),
+            ("v1/keys", 404),
+            ("v1/files", 404),
+            ("v2/messages", 404),
+            ("v1/models", 405),
+        ] {
+            let refused = allowed_path(path, &post).unwrap_err();
+            assert!(matches!(refused, ApiError::Status { status: s, .. } if s == status), "{path}: {refused:?}");
+        }
+    }
 
     #[test]
     fn bodies_are_checked_and_bounded() {

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use async_trait::async_trait;
 
 use crate::http::{Request, Response};
-use crate::ports::{Background, HttpClient, HttpError, LocalFuture};
+use crate::ports::{Background, HttpClient, HttpError, LocalFuture, RequestTimeout};
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
@@ -37,14 +37,11 @@ impl Default for ReqwestClient {
 impl HttpClient for ReqwestClient {
     async fn send(&self, request: Request) -> Result<Response, HttpError> {
         let (parts, body) = request.into_parts();
-        let response = self
-            .client
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| HttpError(e.to_string()))?;
+        let mut builder = self.client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body);
+        if let Some(RequestTimeout(timeout)) = parts.extensions.get::<RequestTimeout>() {
+            builder = builder.timeout(*timeout);
+        }
+        let response = builder.send().await.map_err(|e| HttpError(e.to_string()))?;
         let mut builder = http::Response::builder().status(response.status());
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
