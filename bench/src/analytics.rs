@@ -5,6 +5,9 @@
 //!    on the release native host, and the same scoped query with the same settings sent straight
 //!    to the engine, alternately, one at a time; the overhead is the per-pair difference
 //!    (authentication, guard, the extra HTTP hop, re-encoding the rows).
+//! 3. The guard at its limits: a query of the largest accepted size holding as many table
+//!    references as fit (refused), and one holding the most references accepted, padded to the
+//!    size limit (scoped); and a 1 MiB query to the endpoint, refused on its size.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +16,7 @@ use api_tests::{ClickHouseFront, Host};
 use serde_json::json;
 use shared::adapters::native::ReqwestClient;
 use shared::clickhouse::ClickHouse;
-use shared::query_guard::scope;
+use shared::query_guard::{scope, MAX_QUERY_BYTES, MAX_TABLE_REFERENCES};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
@@ -46,7 +49,11 @@ async fn endpoint_overhead(corpus: &[String], rounds: usize) {
     let engine = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
     let http = ReqwestClient::new();
     shared::clickhouse::apply_schema(&engine, &http, None).await.expect("schema");
-    let host = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url), ("STACK_ENVIRONMENT", "production")]);
+    let host = Host::start(&[
+        ("STACK_CLICKHOUSE_URL", &front.url),
+        ("STACK_ENVIRONMENT", "production"),
+        ("STACK_CLICKHOUSE_EXTERNAL_PASSWORD", "the-local-engine-ignores-it"),
+    ]);
     let project = host.create_project(false).await;
     let data = Data {
         k: 1,
@@ -110,14 +117,83 @@ async fn endpoint_overhead(corpus: &[String], rounds: usize) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// Median and maximum time of `f` over `runs` runs, in milliseconds.
+fn time_ms(runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let s = sorted(
+        (0..runs)
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect(),
+    );
+    (percentile(&s, 0.5), s[s.len() - 1])
+}
+
+fn guard_at_the_limits() {
+    let mut most = String::from("SELECT 1 FROM events");
+    while most.len() + ",events".len() <= MAX_QUERY_BYTES {
+        most.push_str(",events");
+    }
+    let references = most.matches("events").count();
+    assert!(scope(&most).is_err(), "more references than allowed are refused");
+    let (p50, max) = time_ms(50, || {
+        std::hint::black_box(scope(&most).ok());
+    });
+    let allowed = format!("SELECT 1 FROM events{}", ",events".repeat(MAX_TABLE_REFERENCES - 1));
+    let padded = format!("{allowed} WHERE event_type != '{}'", "x".repeat(MAX_QUERY_BYTES - allowed.len() - 40));
+    assert!(padded.len() <= MAX_QUERY_BYTES && scope(&padded).is_ok());
+    let (p50_ok, max_ok) = time_ms(50, || {
+        std::hint::black_box(scope(&padded).ok());
+    });
+    println!("| query at the size limit | bytes | table references | result | p50 ms | max ms |");
+    println!("|---|---|---|---|---|---|");
+    println!("| as many references as fit | {} | {references} | refused | {p50:.2} | {max:.2} |", most.len());
+    println!(
+        "| most references accepted, padded | {} | {MAX_TABLE_REFERENCES} | scoped | {p50_ok:.2} | {max_ok:.2} |",
+        padded.len()
+    );
+}
+
+/// A 1 MiB query: the JSON body is read (the host's cap is 16 MiB, for AI images), and the
+/// guard refuses the text on its size before lexing or parsing it.
+async fn big_body() {
+    let host = Host::start(&[]);
+    let project = host.create_project(false).await;
+    let big = json!({ "query": format!("SELECT '{}'", "x".repeat(1024 * 1024)) }).to_string();
+    let mut refused = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        let res = host
+            .post("/api/v1/internal/analytics/query")
+            .admin(&project)
+            .raw_body("application/json", &big)
+            .send()
+            .await;
+        refused.push(start.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(res.status, 400, "{}", res.text);
+    }
+    let r = sorted(refused);
+    println!();
+    println!("| request | runs | p50 ms | p99 ms |");
+    println!("|---|---|---|---|");
+    println!(
+        "| 1 MiB query to the analytics endpoint (400, refused on size) | {} | {:.2} | {:.2} |",
+        r.len(),
+        percentile(&r, 0.5),
+        percentile(&r, 0.99)
+    );
+}
+
 fn main() {
     let corpus = usability_corpus();
     guard(&corpus);
     println!();
+    guard_at_the_limits();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(big_body());
+    println!();
     let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(endpoint_overhead(&corpus, rounds));
+    runtime.block_on(endpoint_overhead(&corpus, rounds));
 }

@@ -92,6 +92,9 @@ pub struct KeyCache {
 }
 
 const MAX_AUDIENCES: usize = 4096;
+/// The longest audience a token may name (a project id and `:restricted`/`:anon` are far
+/// shorter). Checked before anything is derived or cached: the audience is unverified input.
+pub const MAX_AUDIENCE_CHARS: usize = 128;
 
 impl KeyCache {
     pub fn new(server_secret: String) -> KeyCache {
@@ -216,6 +219,9 @@ pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessTok
     // else of the unverified payload is trusted.
     let unverified: Claims<Value> = untrusted.deserialize_claims_unchecked().map_err(|_| unparsable())?;
     let aud = unverified.custom.get("aud").and_then(Value::as_str).ok_or_else(unparsable)?;
+    if aud.len() > MAX_AUDIENCE_CHARS {
+        return Err(unparsable());
+    }
     let audience = keys.for_audience(aud);
     let kid = untrusted.header().key_id.as_deref();
     let verified: Token<AccessTokenClaims> = audience
@@ -338,6 +344,17 @@ mod tests {
             assert_eq!(decoded.is_anonymous, kind == UserKind::Anonymous);
             assert_eq!(decoded.expires_at_millis, 1_600_000);
         }
+    }
+
+    #[test]
+    fn long_unverified_audiences_are_refused_before_any_key_is_derived() {
+        let signer = KeyCache::new("b3RoZXItc2VjcmV0".into());
+        let mut long = claims("p1", UserKind::Normal);
+        long.aud = "p".repeat(MAX_AUDIENCE_CHARS + 1);
+        let token = sign(&signer, long, 1_000_000, 600_000);
+        let keys = KeyCache::new(SECRET.into());
+        assert_eq!(verify(&keys, &token, 1_000_001).unwrap_err().code, "UNPARSABLE_ACCESS_TOKEN");
+        assert!(keys.map.borrow().is_empty(), "nothing was derived or cached for it");
     }
 
     #[test]
