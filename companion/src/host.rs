@@ -25,9 +25,6 @@ use shared::adapters::system::{OsRandom, SystemClock};
 use shared::context::Config;
 use shared::{Context, Request, Response};
 
-/// Request bodies larger than this are refused with 413 before any handler runs. Sized for the
-/// largest accepted body: an AI query with three 3 MiB images (functions keep tighter limits).
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -214,10 +211,11 @@ async fn handle_hyper(
     test_scheduled: bool,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let limit = shared::http::max_body_bytes(parts.uri.path());
+    let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes().to_vec(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return shared::http::text(413, &format!("Request body too large (max {MAX_BODY_BYTES} bytes)"));
+            return shared::http::body_too_large(limit);
         }
         Err(_) => return shared::http::text(400, "Could not read the request body"),
     };

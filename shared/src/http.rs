@@ -55,6 +55,27 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
     query_pairs(req).into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
+/// The one request-body cap, applied by every runtime adapter (native host, Workers, Spin)
+/// before a handler runs or anything parses the body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// AI query bodies carry images (up to three of 3 MB each, base64-encoded): their paths alone
+/// get a larger cap.
+pub const MAX_AI_QUERY_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The body cap for a request to `path`.
+pub fn max_body_bytes(path: &str) -> usize {
+    if canonicalize(path).starts_with("/api/v1/ai/query/") {
+        MAX_AI_QUERY_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}
+
+/// The answer to a body over its cap: the same 413 on every runtime.
+pub fn body_too_large(limit: usize) -> Response {
+    text(413, &format!("Request body too large (max {limit} bytes)"))
+}
+
 /// The request path with the `/api/latest` alias mapped onto `/api/v1`, as upstream's router does.
 pub fn canonical_path(req: &Request) -> String {
     canonicalize(req.uri().path())

@@ -78,6 +78,15 @@ async fn uploads_follow_the_contract_and_bad_batches_store_nothing() {
         (fractional, 400, "body.started_at_ms must be an integer"),
         (large, 413, "Request body too large (max 1000000 bytes)"),
     ];
+    // The size is checked before the body is parsed: a large body that is not even JSON is 413.
+    let res = h
+        .post("/api/v1/session-replays/batch")
+        .client(&p)
+        .access_token(&s.access_token)
+        .raw_body("application/json", &"{".repeat(1_010_000))
+        .send()
+        .await;
+    assert_eq!(res.status, 413, "{}", res.text);
     for (body, status, text) in cases {
         let res = upload(&h, &p, &s, &body).send().await;
         assert_eq!(res.status, status, "{text}: {}", res.text);
@@ -345,8 +354,23 @@ async fn concurrent_batches_of_one_session_land_in_one_replay_with_every_event()
     assert_eq!(replays.len(), 1, "every batch joined one replay");
     let item = admin_get(&h, &p, &format!("/api/v1/internal/session-replays/{}", replays[0])).send().await.json();
     assert_eq!((&item["chunk_count"], &item["event_count"]), (&json!(50), &json!(150)));
-    let all = admin_get(&h, &p, &format!("/api/v1/internal/session-replays/{}/events", replays[0])).send().await.json();
-    let stored: usize =
-        all["chunk_events"].as_array().unwrap().iter().map(|c| c["events"].as_array().unwrap().len()).sum();
-    assert_eq!(stored, 150, "every event is readable back");
+    // Events come a page of chunks at a time (20 by default, at most 100), so no request
+    // inflates a whole long replay.
+    let path = format!("/api/v1/internal/session-replays/{}/events", replays[0]);
+    let first = admin_get(&h, &p, &path).send().await.json();
+    assert_eq!(first["chunks"].as_array().unwrap().len(), 50, "every chunk's metadata");
+    assert_eq!(first["chunk_events"].as_array().unwrap().len(), 20, "the default page");
+    let capped = admin_get(&h, &p, &format!("{path}?limit=1000")).send().await.json();
+    assert_eq!(capped["chunk_events"].as_array().unwrap().len(), 50.min(100));
+    let mut stored = 0;
+    for offset in (0..50).step_by(20) {
+        let page = admin_get(&h, &p, &format!("{path}?offset={offset}&limit=20")).send().await.json();
+        stored += page["chunk_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["events"].as_array().unwrap().len())
+            .sum::<usize>();
+    }
+    assert_eq!(stored, 150, "every event is readable back, page by page");
 }

@@ -17,6 +17,10 @@ const LIST_DEFAULT: i64 = 50;
 const LIST_MAX: i64 = 200;
 const CHUNKS_DEFAULT: i64 = 100;
 const CHUNKS_MAX: i64 = 500;
+/// Chunks whose events one `GET .../events` inflates: `limit` defaults to this and cannot
+/// exceed it (upstream inflates every chunk when no limit is given).
+const EVENT_CHUNKS_DEFAULT: usize = 20;
+const EVENT_CHUNKS_MAX: usize = 100;
 /// At most this many replays qualify through the click-count filter.
 const CLICK_FILTER_CAP: i64 = 1000;
 
@@ -306,7 +310,7 @@ pub async fn chunk_events(ctx: &Context, req: &Request, id: &str, chunk_id: &str
 }
 
 /// `GET /internal/session-replays/{id}/events`: every chunk's metadata, and the events of the
-/// chunks `[offset, offset + limit)`.
+/// chunks `[offset, offset + limit)`, at most [`EVENT_CHUNKS_MAX`] of them.
 pub async fn events(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let tenancy = admin(ctx, req).await?;
     require_replay(ctx, &tenancy, id).await?;
@@ -322,7 +326,11 @@ pub async fn events(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
         .await
         .map_err(store_error)?;
     let offset = query_param(req, "offset").and_then(|o| o.trim().parse::<usize>().ok()).unwrap_or(0);
-    let count = query_param(req, "limit").and_then(|l| l.trim().parse::<usize>().ok()).filter(|l| *l >= 1);
+    let count = query_param(req, "limit")
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .filter(|l| *l >= 1)
+        .unwrap_or(EVENT_CHUNKS_DEFAULT)
+        .min(EVENT_CHUNKS_MAX);
     let mut chunks = Vec::new();
     for row in &rows {
         let mut chunk = chunk_json(row)?;
@@ -330,7 +338,7 @@ pub async fn events(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
         chunks.push(chunk);
     }
     let mut chunk_events = Vec::new();
-    for row in rows.iter().skip(offset).take(count.unwrap_or(usize::MAX)) {
+    for row in rows.iter().skip(offset).take(count) {
         let chunk_id = row.text("id").map_err(store_error)?;
         let events = read_events(ctx, id, &chunk_id, &row.text("blob_key").map_err(store_error)?).await?;
         chunk_events.push(json!({ "chunk_id": chunk_id, "events": events }));

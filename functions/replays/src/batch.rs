@@ -117,6 +117,10 @@ const RECENT_REPLAY: &str = "SELECT id FROM session_replays WHERE tenancy_id = ?
 
 pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
+    // The size first: nothing parses a body that is too large.
+    if req.body().len() > MAX_BODY_BYTES {
+        return Err(ApiError::status(413, format!("Request body too large (max {MAX_BODY_BYTES} bytes)")));
+    }
     let batch = validate(req)?;
     let tenancy = &auth.tenancy;
     let overrides = store::load(ctx, tenancy).await.map_err(store_error)?;
@@ -128,9 +132,6 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let Some(refresh_token_id) = user.refresh_token_id.clone() else {
         return Err(ApiError::status(400, "A refresh token is required for session replays"));
     };
-    if req.body().len() > MAX_BODY_BYTES {
-        return Err(ApiError::status(413, format!("Request body too large (max {MAX_BODY_BYTES} bytes)")));
-    }
     if batch.events.is_empty() {
         return Err(ApiError::status(400, "events must not be empty"));
     }

@@ -276,14 +276,27 @@ pub async fn bootstrap(env: &worker::Env, ctx: &Context) -> worker::Result<()> {
     Ok(())
 }
 
-/// A buffered request from a Worker request.
-pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Request> {
+/// A buffered request from a Worker request, or the 413 answer when its body is over the cap
+/// (`shared::http::max_body_bytes`): the body is read as a stream and reading stops at the cap.
+pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Result<Request, Response>> {
+    use futures_util::StreamExt;
+    let limit = crate::http::max_body_bytes(&req.path());
     let mut builder = http::Request::builder().method(req.method().as_ref()).uri(req.url()?.as_str());
     for (name, value) in req.headers().entries() {
         builder = builder.header(name, value);
     }
-    let body = req.bytes().await?;
-    builder.body(body).map_err(|e| worker::Error::RustError(e.to_string()))
+    let mut body = Vec::new();
+    if req.inner().body().is_some() {
+        let mut stream = req.stream()?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > limit {
+                return Ok(Err(crate::http::body_too_large(limit)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    builder.body(body).map(Ok).map_err(|e| worker::Error::RustError(e.to_string()))
 }
 
 /// A Worker response from ours.
@@ -313,8 +326,10 @@ macro_rules! cloudflare_fetch {
             }
             let context = $crate::adapters::cloudflare::context(&env, ctx)?;
             $crate::adapters::cloudflare::bootstrap(&env, &context).await?;
-            let request = $crate::adapters::cloudflare::request_from_worker(req).await?;
-            let response = $handler(request, &context).await;
+            let response = match $crate::adapters::cloudflare::request_from_worker(req).await? {
+                Ok(request) => $handler(request, &context).await,
+                Err(too_large) => too_large,
+            };
             $crate::adapters::cloudflare::response_to_worker(response)
         }
     };

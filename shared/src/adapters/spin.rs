@@ -236,11 +236,18 @@ async fn open_store(source: &MapConfig) -> Result<Rc<dyn SqlStore>, String> {
     Ok(Rc::new(SqliteStore::new(&writer).map_err(|e| e.to_string())?))
 }
 
-/// A buffered request from the component's incoming request.
-pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, String> {
-    use http_body_util::BodyExt;
+/// A buffered request from the component's incoming request, or the answer to give instead:
+/// 413 when its body is over the cap (`shared::http::max_body_bytes`; reading stops there),
+/// 400 when it cannot be read.
+pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, Response> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec();
+    let limit = crate::http::max_body_bytes(parts.uri.path());
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(crate::http::body_too_large(limit)),
+        Err(e) => return Err(crate::http::text(400, &format!("could not read the request: {e}"))),
+    };
     Ok(http::Request::from_parts(parts, body))
 }
 
@@ -269,7 +276,7 @@ macro_rules! spin_http {
                 };
                 let response = match adapter::request_from_wasi(req).await {
                     Ok(request) => $handler(request, &context).await,
-                    Err(e) => $crate::http::text(400, &format!("could not read the request: {e}")),
+                    Err(refused) => refused,
                 };
                 deferred.run_pending().await;
                 response
