@@ -31,6 +31,7 @@ fn main() {
             let port = sink.port.to_string();
             let host = Host::start(&[
                 ("STACK_EMAIL_HOST", "127.0.0.1"),
+                ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
                 ("STACK_EMAIL_PORT", &port),
                 ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "100000000"),
             ]);
@@ -57,7 +58,7 @@ fn main() {
         // Recovery over a large outbox: rows written straight into the database.
         let sink = SmtpSink::start();
         let port = sink.port.to_string();
-        let host = Host::start(&[("STACK_EMAIL_HOST", "127.0.0.1"), ("STACK_EMAIL_PORT", &port)]);
+        let host = Host::start(&[("STACK_EMAIL_HOST", "127.0.0.1"), ("STACK_EMAIL_PORT", &port), ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1")]);
         let project = host.create_project(false).await;
         let tenancy = host.db_query("SELECT id FROM tenancies WHERE project_id = ?", &[&project.id])[0][0].clone();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;

@@ -44,6 +44,9 @@ pub struct EmailSettings {
     emailable: Option<Emailable>,
     capacity_per_hour: f64,
     cron_secret: Option<String>,
+    /// `STACK_SMTP_ALLOWED_HOSTS`: project mail servers exempt from the public-address and
+    /// mail-port rules (comma-separated host names or addresses, exactly as configured).
+    smtp_allowed_hosts: Vec<String>,
 }
 
 impl EmailSettings {
@@ -71,7 +74,11 @@ impl EmailSettings {
             api_key,
         });
         let cron_secret = var("CRON_SECRET").or_else(|| (!production).then(|| "mock_cron_secret".into()));
+        let smtp_allowed_hosts = var("STACK_SMTP_ALLOWED_HOSTS")
+            .map(|v| v.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect())
+            .unwrap_or_default();
         Ok(EmailSettings {
+            smtp_allowed_hosts,
             shared_server,
             resend,
             emailable,
@@ -82,7 +89,7 @@ impl EmailSettings {
 
     pub fn worker(&self) -> Result<EmailWorker, String> {
         Ok(EmailWorker {
-            mailer: SmtpMailer,
+            mailer: SmtpMailer::new(self.smtp_allowed_hosts.clone()),
             settings: QueueSettings {
                 capacity_per_hour: self.capacity_per_hour,
                 shared_server: self.shared_server.clone(),

@@ -703,7 +703,11 @@ async fn record_failure(
     external: Option<&str>,
 ) -> Result<Outcome, StoreError> {
     let now = ctx.now();
-    let external_message = external.map(str::to_string).unwrap_or_else(|| failure.message.clone());
+    // Users see the failure's class, never the server's raw answer: a project's own server can
+    // point anywhere, and the raw text would report what was found there.
+    let external_message = external
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("The email could not be sent ({}).", failure.error_type));
     let attempt = row.int("send_retries")? + 1;
     let mut errors: Vec<Value> =
         row.opt_text("send_attempt_errors")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();

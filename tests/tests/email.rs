@@ -16,6 +16,8 @@ fn host_with_smtp(sink: &SmtpSink) -> Host {
     let port = sink.port.to_string();
     Host::start(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
+        // Project servers here are local sinks on random ports: the operator allows them.
+        ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
         ("STACK_EMAIL_PORT", &port),
         ("STACK_EMAIL_SENDER", "noreply@test.example"),
         ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
@@ -267,6 +269,8 @@ async fn delivery_info_counts_sends_and_a_boost_raises_the_rate() {
     let port = sink.port.to_string();
     let h = Host::start(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
+        // Project servers here are local sinks on random ports: the operator allows them.
+        ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
         ("STACK_EMAIL_PORT", &port),
         ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "720"),
     ]);
@@ -453,6 +457,8 @@ async fn the_shared_server_checks_deliverability_first() {
     let env = |emailable_url: &str| {
         Host::start(&[
             ("STACK_EMAIL_HOST", "127.0.0.1"),
+            // Project servers here are local sinks on random ports: the operator allows them.
+            ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
             ("STACK_EMAIL_PORT", &port),
             ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
             ("STACK_EMAILABLE_API_KEY", "emailable-test-key"),
@@ -629,6 +635,8 @@ async fn each_project_sends_through_the_server_its_config_names() {
     let (shared_port, resend_port) = (shared_sink.port.to_string(), resend_sink.port.to_string());
     let h = Host::start(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
+        // Project servers here are local sinks on random ports: the operator allows them.
+        ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
         ("STACK_EMAIL_PORT", &shared_port),
         ("STACK_EMAIL_SENDER", "noreply@test.example"),
         ("STACK_RESEND_SMTP_HOST", "127.0.0.1"),
@@ -690,6 +698,45 @@ async fn each_project_sends_through_the_server_its_config_names() {
     let misconfigured = read(&h, &projects[5].0, &projects[5].1).await;
     assert!(misconfigured["server_error"].as_str().unwrap().contains("please check the email configuration"));
     assert_eq!(misconfigured["send_attempt_errors"][0]["internal_message"], "emails.server.username is not set");
+}
+
+/// A project's own mail server must be a public address on a mail port, unless the operator
+/// allow-lists it: otherwise the sender would probe the operator's network for the project. The
+/// user sees the class of the failure only.
+#[tokio::test]
+async fn project_mail_servers_on_private_addresses_or_odd_ports_are_refused() {
+    let sink = SmtpSink::start();
+    let h = Host::start(&[]);
+    let server = |host: &str, port: u16| {
+        json!({ "isShared": false, "provider": "smtp", "host": host, "port": port, "username": "u",
+                "password": "p", "senderName": "N", "senderEmail": "n@acme.test" })
+    };
+    let mut emails = Vec::new();
+    for (host, port, error_type) in [
+        ("127.0.0.1", sink.port, "PORT_NOT_ALLOWED"),
+        ("127.0.0.1", 587, "HOST_NOT_ALLOWED"),
+        ("localhost", 25, "HOST_NOT_ALLOWED"),
+        ("10.0.0.1", 587, "HOST_NOT_ALLOWED"),
+        ("169.254.169.254", 25, "HOST_NOT_ALLOWED"),
+        ("::ffff:127.0.0.1", 465, "HOST_NOT_ALLOWED"),
+        ("93.184.216.34", 22, "PORT_NOT_ALLOWED"),
+    ] {
+        let p = h.create_project(false).await;
+        let res = set_email_server(&h, &p, server(host, port)).await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        let id = enqueue(&h, &p, json!({ "to": { "type": "custom-emails", "emails": ["a@example.com"] }, "tsx_source": TEMPLATE, "variables": { "name": "A" } })).await;
+        emails.push((p, id, host, error_type));
+    }
+    run_queue(&h).await;
+    for (p, id, host, error_type) in &emails {
+        let email = read(&h, p, id).await;
+        assert_eq!(email["status"], "server-error", "{host}: {email:#}");
+        let error = &email["send_attempt_errors"][0];
+        assert_eq!(error["external_details"]["errorType"], *error_type, "{host}: {email:#}");
+        assert_eq!(email["server_error"], format!("The email could not be sent ({error_type})."), "{host}");
+        assert_eq!(email["send_retries"], json!(1), "refused once, never retried: {host}");
+    }
+    assert!(sink.messages().is_empty(), "nothing reached the local server");
 }
 
 /// Unknown server kinds and a managed server without its key are refused; nothing is written.
@@ -771,6 +818,8 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
     let port = sink.port.to_string();
     let env = [
         ("STACK_EMAIL_HOST", "127.0.0.1"),
+        // Project servers here are local sinks on random ports: the operator allows them.
+        ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
         ("STACK_EMAIL_PORT", port.as_str()),
         ("STACK_EMAIL_SENDER", "noreply@test.example"),
         // 100 a second: passes stay small and both workers keep sending, so kills land mid-pass.
