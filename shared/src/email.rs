@@ -25,7 +25,7 @@ use crate::ports::{Mailer, OutgoingEmail, SendFailure, SqlRow, Statement, StoreE
 use crate::Context;
 
 /// Rows claimed for rendering per pass.
-const RENDER_BATCH: i64 = 50;
+pub const RENDER_BATCH: i64 = 50;
 /// Emails a pass sends at the same time.
 const SEND_CONCURRENCY: usize = 8;
 /// Rendering or sending older than this is stuck.
@@ -289,12 +289,16 @@ pub async fn queue_step(
     let mut report = StepReport::default();
     let delta_seconds = seconds_since_last_pass(ctx, now).await?;
 
-    // Claim rows to render, render them, save only what this worker still owns.
+    // Claim rows to render, render them, save only what this worker still owns. The claim is
+    // fair across tenancies: each one's oldest email first, then each one's second, ...; one
+    // tenancy's backlog never delays another's renders by more than a pass.
     ctx.store
         .execute(
             "UPDATE email_outbox SET rendered_by_worker_id = ?1, started_rendering_at = ?2, updated_at = ?2 \
-             WHERE rowid IN (SELECT rowid FROM email_outbox WHERE rendered_by_worker_id IS NULL AND is_paused = 0 \
-             ORDER BY created_at LIMIT ?3)",
+             WHERE rowid IN (SELECT rowid FROM (SELECT rowid, created_at, \
+                 row_number() OVER (PARTITION BY tenancy_id ORDER BY created_at) AS turn \
+               FROM email_outbox WHERE rendered_by_worker_id IS NULL AND is_paused = 0) \
+             ORDER BY turn, created_at LIMIT ?3)",
             vec![worker.clone().into(), now.into(), RENDER_BATCH.into()],
         )
         .await?;

@@ -191,6 +191,8 @@ pub trait BlobStore {
     /// Stores `bytes` under `key`, replacing what was there.
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
+    /// Deletes the blobs under `keys`; keys that hold nothing are fine.
+    async fn delete(&self, keys: &[String]) -> Result<(), BlobError>;
 }
 
 // --- email ----------------------------------------------------------------------------------

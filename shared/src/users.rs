@@ -179,10 +179,26 @@ pub async fn get_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<
     rows.first().map(User::from_row).transpose()
 }
 
-/// Deletes a user and ends all of its sessions (each recorded in `deleted_rows`), atomically.
-/// Returns false when the user did not exist.
+/// Deletes the blobs of a user's session replays from the blob store (SQL table or R2), then
+/// the user, ending all of its sessions (each recorded in `deleted_rows`), atomically. Returns
+/// false when the user did not exist.
 pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<bool, StoreError> {
     let now = ctx.now();
+    let blob_keys: Vec<String> = ctx
+        .store
+        .query(
+            "SELECT c.blob_key FROM session_replay_chunks c JOIN session_replays r \
+             ON r.tenancy_id = c.tenancy_id AND r.id = c.session_replay_id WHERE r.tenancy_id = ? AND r.user_id = ?",
+            &[tenancy_id.into(), user_id.into()],
+        )
+        .await?
+        .iter()
+        .map(|row| row.text("blob_key"))
+        .collect::<Result<_, _>>()?;
+    // Blobs first: if the blob store fails, the user (and the keys to find the blobs by) stays,
+    // and a retry finishes the deletion. A chunk uploaded between the key query and the batch
+    // loses its row with the replay; its blob is then unreachable.
+    ctx.blobs.delete(&blob_keys).await.map_err(|e| StoreError::Unavailable(format!("replay blobs: {e}")))?;
     let changed = ctx
         .store
         .batch(&[
@@ -192,12 +208,7 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
                 vec![tenancy_id.into(), user_id.into()],
             ),
             // The user's session replays go too (upstream: a cascading foreign key), with their
-            // chunks and, in the SQL blob store, the chunks' events.
-            Statement::new(
-                "DELETE FROM blobs WHERE key IN (SELECT c.blob_key FROM session_replay_chunks c JOIN session_replays r \
-                 ON r.tenancy_id = c.tenancy_id AND r.id = c.session_replay_id WHERE r.tenancy_id = ? AND r.user_id = ?)",
-                vec![tenancy_id.into(), user_id.into()],
-            ),
+            // chunks; the chunks' events are blobs, deleted below.
             Statement::new(
                 "DELETE FROM session_replay_chunks WHERE tenancy_id = ? AND session_replay_id IN \
                  (SELECT id FROM session_replays WHERE tenancy_id = ? AND user_id = ?)",

@@ -520,6 +520,31 @@ impl Host {
         .expect("rows")
     }
 
+    /// How many blobs the host's blob store holds: the `blobs` table natively; on workerd the
+    /// local R2 bucket's objects (miniflare keeps each bucket's index in a SQLite file).
+    pub fn blob_count(&self) -> usize {
+        match runtime() {
+            Runtime::Native => self.db_query("SELECT count(*) FROM blobs", &[])[0][0].parse().expect("a count"),
+            Runtime::Cloudflare => {
+                let dir = self.data_dir.as_ref().expect("a data folder").join("v3/r2/miniflare-R2BucketObject");
+                let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+                entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|x| x == "sqlite") && !p.display().to_string().contains("metadata")
+                    })
+                    .map(|p| {
+                        let db = rusqlite::Connection::open_with_flags(&p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                            .expect("open the local R2 index");
+                        db.query_row("SELECT count(*) FROM _mf_objects", [], |r| r.get::<_, i64>(0)).unwrap_or(0)
+                            as usize
+                    })
+                    .sum()
+            }
+        }
+    }
+
     pub fn db_path(&self) -> Option<PathBuf> {
         let dir = self.data_dir.as_ref()?;
         match runtime() {

@@ -39,6 +39,31 @@ async fn run_queue(h: &Host) {
     assert_eq!((res.status, res.json()), (200, json!({ "ok": true })));
 }
 
+/// Render claims are fair across tenancies: a backlog of one project (more than a pass
+/// renders) does not delay another project's email to a later pass.
+#[tokio::test]
+async fn one_projects_backlog_does_not_delay_anothers_email() {
+    let sink = SmtpSink::start();
+    let h = host_with_smtp(&sink);
+    let (busy, quiet) = (h.create_project(false).await, h.create_project(false).await);
+    let email = |to: &str| json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": TEMPLATE, "variables": { "name": "A" } });
+    let backlog = shared::email::RENDER_BATCH as usize + 10;
+    for i in 0..backlog {
+        enqueue(&h, &busy, email(&format!("bulk{i}@example.com"))).await;
+    }
+    let late = enqueue(&h, &quiet, email("late@example.com")).await;
+    run_queue(&h).await;
+    assert_eq!(read(&h, &quiet, &late).await["status"], "sent", "the quiet project's email went in the first pass");
+    let waiting = h.db_query(
+        "SELECT count(*) FROM email_outbox WHERE tenancy_id = (SELECT tenancy_id FROM email_outbox WHERE id = ?) \
+         AND finished_rendering_at IS NULL",
+        &[&late],
+    );
+    assert_eq!(waiting[0][0], "0");
+    let busy_waiting = h.db_query("SELECT count(*) FROM email_outbox WHERE finished_rendering_at IS NULL", &[]);
+    assert_eq!(busy_waiting[0][0], "11", "the busy project's backlog waits for the next pass");
+}
+
 async fn read(h: &Host, p: &Project, id: &str) -> Value {
     let res = h.get(&format!("/api/v1/emails/outbox/{id}")).server(p).send().await;
     assert_eq!(res.status, 200, "{}", res.text);

@@ -173,6 +173,13 @@ impl BlobStore for R2Blobs {
         self.0.put(key, data).execute().await.map(|_| ()).map_err(|e| BlobError::Store(e.to_string()))
     }
 
+    async fn delete(&self, keys: &[String]) -> Result<(), BlobError> {
+        for key in keys {
+            self.0.delete(key).await.map_err(|e| BlobError::Store(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
         let object = self.0.get(key).execute().await.map_err(|e| BlobError::Store(e.to_string()))?;
         let Some(object) = object else { return Ok(None) };

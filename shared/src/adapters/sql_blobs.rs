@@ -47,6 +47,16 @@ impl BlobStore for SqlBlobStore {
             .map_err(store_error)
     }
 
+    async fn delete(&self, keys: &[String]) -> Result<(), BlobError> {
+        for key in keys {
+            self.store
+                .execute("DELETE FROM blobs WHERE key = ?", vec![key.as_str().into()])
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
         let rows =
             self.store.query("SELECT data FROM blobs WHERE key = ?", &[key.into()]).await.map_err(store_error)?;
