@@ -205,6 +205,16 @@ async fn resource_limits_stop_queries_that_exceed_them() {
     refused(&run("SELECT sum(number) FROM numbers(150000000)".into()).await, "Limit for rows");
     // Result rows (10,000).
     refused(&run("SELECT number FROM numbers(10001)".into()).await, "Limit for result exceeded");
+    // Execution time: the query's own timeout.
+    let res = h
+        .post("/api/v1/internal/analytics/query")
+        .admin(&a)
+        .json(&json!({ "query": "SELECT sleep(3)", "timeout_ms": 1000 }))
+        .send()
+        .await;
+    refused(&res, "Timeout exceeded");
+    // Table references (100).
+    refused(&run(format!("SELECT 1 FROM events{}", ", events".repeat(100))).await, "more than 100 table references");
     // Threads: every query runs on at most two.
     let res = run("SELECT getSetting('max_threads') AS t".into()).await;
     assert_eq!(res.status, 200, "{}", res.text);
