@@ -7,7 +7,7 @@
 //!    (authentication, guard, the extra HTTP hop, re-encoding the rows).
 //! 3. The guard at its limits: a query of the largest accepted size holding as many table
 //!    references as fit (refused), and one holding the most references accepted, padded to the
-//!    size limit (scoped); and a 1 MiB query to the endpoint, refused on its size.
+//!    size limit (scoped); and a body over 1 MiB to the endpoint, refused before it is parsed.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use api_tests::{ClickHouseFront, Host};
 use serde_json::json;
 use shared::adapters::native::ReqwestClient;
 use shared::clickhouse::ClickHouse;
-use shared::query_guard::{scope, MAX_QUERY_BYTES, MAX_TABLE_REFERENCES};
+use shared::query_guard::{scope, MAX_QUERY_BYTES, MAX_TABLE_REFERENCES, MAX_TOKENS};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
@@ -147,6 +147,21 @@ fn guard_at_the_limits() {
     let (p50_ok, max_ok) = time_ms(50, || {
         std::hint::black_box(scope(&padded).ok());
     });
+    // Not a table reference in it: the most tokens a text at the limit holds, all parsed.
+    let mut tokens = String::from("SELECT 1");
+    while tokens.len() + ",1".len() <= MAX_QUERY_BYTES {
+        tokens.push_str(",1");
+    }
+    let result = if scope(&tokens).is_ok() { "accepted" } else { "refused" };
+    let (p50_tokens, max_tokens) = time_ms(50, || {
+        std::hint::black_box(scope(&tokens).ok());
+    });
+    // The most tokens accepted (MAX_TOKENS), all parsed.
+    let most_tokens = format!("SELECT 1{}", ",1".repeat(MAX_TOKENS / 2 - 1));
+    assert!(scope(&most_tokens).is_ok());
+    let (p50_most, max_most) = time_ms(50, || {
+        std::hint::black_box(scope(&most_tokens).ok());
+    });
     println!("| query at the size limit | bytes | table references | result | p50 ms | max ms |");
     println!("|---|---|---|---|---|---|");
     println!("| as many references as fit | {} | {references} | refused | {p50:.2} | {max:.2} |", most.len());
@@ -154,10 +169,14 @@ fn guard_at_the_limits() {
         "| most references accepted, padded | {} | {MAX_TABLE_REFERENCES} | scoped | {p50_ok:.2} | {max_ok:.2} |",
         padded.len()
     );
+    println!("| `SELECT 1,1,…` (most tokens) | {} | 0 | {result} | {p50_tokens:.2} | {max_tokens:.2} |", tokens.len());
+    println!(
+        "| `SELECT 1,1,…` with {MAX_TOKENS} tokens (most accepted; not at the size limit) | {} | 0 | accepted | {p50_most:.2} | {max_most:.2} |",
+        most_tokens.len()
+    );
 }
 
-/// A 1 MiB query: the JSON body is read (the host's cap is 16 MiB, for AI images), and the
-/// guard refuses the text on its size before lexing or parsing it.
+/// A body over the 1 MiB cap: refused with 413 by the host before anything parses it.
 async fn big_body() {
     let host = Host::start(&[]);
     let project = host.create_project(false).await;
@@ -172,14 +191,14 @@ async fn big_body() {
             .send()
             .await;
         refused.push(start.elapsed().as_secs_f64() * 1000.0);
-        assert_eq!(res.status, 400, "{}", res.text);
+        assert_eq!(res.status, 413, "{}", res.text);
     }
     let r = sorted(refused);
     println!();
     println!("| request | runs | p50 ms | p99 ms |");
     println!("|---|---|---|---|");
     println!(
-        "| 1 MiB query to the analytics endpoint (400, refused on size) | {} | {:.2} | {:.2} |",
+        "| body over 1 MiB to the analytics endpoint (413) | {} | {:.2} | {:.2} |",
         r.len(),
         percentile(&r, 0.5),
         percentile(&r, 0.99)

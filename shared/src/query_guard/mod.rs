@@ -49,6 +49,9 @@ pub const MAX_QUERY_BYTES: usize = 100 * 1024;
 pub const MAX_NESTING: usize = 50;
 /// How many table references one query may hold.
 pub const MAX_TABLE_REFERENCES: usize = 100;
+/// How many significant tokens (not whitespace or comments) one query may hold: parsing costs
+/// about a microsecond a token, and a 100 KiB text of `1,1,1,…` would hold 50,000.
+pub const MAX_TOKENS: usize = 10_000;
 
 /// The tables user SQL may read (views in the `default` database on a real server).
 pub const EXPOSED_TABLES: [&str; 12] = [
@@ -173,6 +176,8 @@ pub enum GuardError {
     TooDeep,
     #[error("The query holds more than {MAX_TABLE_REFERENCES} table references.")]
     TooManyTables,
+    #[error("The query holds more than {MAX_TOKENS} tokens.")]
+    TooManyTokens,
     #[error("The query cannot be read at byte {at}: {what}.")]
     Unreadable { at: usize, what: &'static str },
     #[error("ClickHouse would read this query differently from the guard at byte {at} (near `{near}`), so it was not run. Backslashes in quoted identifiers, `$...$` heredocs and `#` comments are the usual causes.")]
@@ -207,6 +212,10 @@ fn scope_with(sql: &str, lexer_agreement: bool) -> Result<String, GuardError> {
         }
     }
     refuse_identifier_parameters(sql, &clickhouse_tokens)?;
+    refuse_obviously_too_many_tables(sql, &clickhouse_tokens)?;
+    if clickhouse_tokens.iter().filter(|t| t.kind.is_significant()).count() > MAX_TOKENS {
+        return Err(GuardError::TooManyTokens);
+    }
     let offsets = Offsets::new(sql);
     let tokens =
         Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| GuardError::Unparsable(e.to_string()))?;
@@ -235,6 +244,22 @@ fn scope_with(sql: &str, lexer_agreement: bool) -> Result<String, GuardError> {
         return Err(error);
     }
     Ok(rewrite(sql, &offsets, &check.references))
+}
+
+/// Refuses, before the (costlier) parse, a text that names exposed tables far more often than
+/// [`MAX_TABLE_REFERENCES`] allows: a 100 KiB list of table names would otherwise be parsed in
+/// full only to be refused by the count in the visitor. The bound is loose (a table's name also
+/// qualifies its columns), so only texts the visitor would refuse anyway are refused here.
+fn refuse_obviously_too_many_tables(sql: &str, tokens: &[lexer::Token]) -> Result<(), GuardError> {
+    let mentions = tokens
+        .iter()
+        .filter(|t| matches!(t.kind, Kind::BareWord | Kind::QuotedIdentifier))
+        .filter(|t| EXPOSED_TABLES.contains(&sql[t.start..t.end].trim_matches(|c| c == '`' || c == '"')))
+        .count();
+    if mentions > 4 * MAX_TABLE_REFERENCES {
+        return Err(GuardError::TooManyTables);
+    }
+    Ok(())
 }
 
 /// Refuses `{name:Identifier}` placeholders: ClickHouse substitutes such a parameter as a
@@ -688,6 +713,8 @@ mod tests {
         assert_eq!(scope(&deep), Err(GuardError::TooDeep));
         let many = format!("SELECT 1 FROM events{}", ", events".repeat(MAX_TABLE_REFERENCES));
         assert_eq!(scope(&many), Err(GuardError::TooManyTables));
+        let tokens = format!("SELECT 1{}", ",1".repeat(MAX_TOKENS / 2));
+        assert_eq!(scope(&tokens), Err(GuardError::TooManyTokens));
         let fits = format!("SELECT 1 FROM events{}", ", events".repeat(MAX_TABLE_REFERENCES - 1));
         assert_eq!(scope(&fits).unwrap().matches("__stack_project_id").count(), MAX_TABLE_REFERENCES);
     }
