@@ -28,6 +28,8 @@ pub struct Query {
     pub query_id: Option<String>,
     /// How long the HTTP call may take (the port's client default when unset).
     pub timeout: Option<std::time::Duration>,
+    /// The most bytes of answer read (no bound when unset).
+    pub max_response_bytes: Option<usize>,
 }
 
 impl Query {
@@ -48,6 +50,10 @@ impl Query {
     }
     pub fn timeout(mut self, timeout: std::time::Duration) -> Query {
         self.timeout = Some(timeout);
+        self
+    }
+    pub fn max_response_bytes(mut self, limit: usize) -> Query {
+        self.max_response_bytes = Some(limit);
         self
     }
 }
@@ -129,6 +135,9 @@ impl ClickHouse {
         if let Some(timeout) = query.timeout {
             request = request.extension(crate::ports::RequestTimeout(timeout));
         }
+        if let Some(limit) = query.max_response_bytes {
+            request = request.extension(crate::ports::ResponseLimit(limit));
+        }
         if let Some(user) = &self.user {
             request = request.header("x-clickhouse-user", user);
         }
@@ -136,7 +145,15 @@ impl ClickHouse {
             request = request.header("x-clickhouse-key", password);
         }
         let request = request.body(body).map_err(|e| ClickHouseError::Transport(e.to_string()))?;
-        let response = http.send(request).await.map_err(|e| ClickHouseError::Transport(e.to_string()))?;
+        let response = http.send(request).await.map_err(|e| match e.is_too_large() {
+            // Said as ClickHouse says its own result limit, a message users may see.
+            true => ClickHouseError::Server {
+                code: 396,
+                name: "TOO_MANY_ROWS_OR_BYTES".into(),
+                message: format!("Limit for result exceeded, max bytes of the answer: {MAX_RESPONSE_BYTES}. "),
+            },
+            false => ClickHouseError::Transport(e.to_string()),
+        })?;
         if response.status().is_success() {
             return Ok(response.into_body());
         }
@@ -162,6 +179,10 @@ pub const MAX_ROWS_TO_READ: u64 = 100_000_000;
 pub const MAX_THREADS: u64 = 2;
 pub const MAX_RESULT_ROWS: u64 = 10_000;
 pub const MAX_RESULT_BYTES: u64 = 10_485_760;
+/// The most bytes of a user query's answer read from the engine: ClickHouse checks its result
+/// limits between blocks, so one large block passes them; this bound holds whatever the blocks
+/// (JSON text is larger than the engine's own byte count, hence the margin).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// How much longer than the query's own time limit the HTTP call may take (the answer's
 /// transfer, the engine's own overshoot).
 const CALL_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -181,6 +202,7 @@ pub fn user_query(
     let mut query = Query::new(scoped_sql)
         .query_id(query_id)
         .timeout(std::time::Duration::from_millis(timeout_ms.max(0) as u64) + CALL_MARGIN)
+        .max_response_bytes(MAX_RESPONSE_BYTES)
         .setting("log_comment", query_id)
         .param(crate::query_guard::PROJECT_PARAM, project_id)
         .param(crate::query_guard::BRANCH_PARAM, branch_id)

@@ -160,6 +160,25 @@ pub trait Random {
 #[error("outbound HTTP failed: {0}")]
 pub struct HttpError(pub String);
 
+impl HttpError {
+    const TOO_LARGE: &'static str = "the response body is over its limit of ";
+
+    /// The answer was longer than its [`ResponseLimit`]; reading stopped there.
+    pub fn too_large(limit: usize) -> HttpError {
+        HttpError(format!("{}{limit} bytes", Self::TOO_LARGE))
+    }
+
+    pub fn is_too_large(&self) -> bool {
+        self.0.starts_with(Self::TOO_LARGE)
+    }
+}
+
+/// The most bytes an outbound call's answer may hold, as a request extension: every adapter
+/// stops reading there and fails with [`HttpError::too_large`], so an answer's size (a user
+/// query's rows) cannot exhaust a Worker's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseLimit(pub usize);
+
 /// How long an outbound call may take, as a request extension. Without it a native client's
 /// default bound applies; a call allowed longer (a user query with a long timeout, a model
 /// call) says so. Runtimes whose fetch has no client-side bound ignore it.

@@ -208,17 +208,37 @@ impl HttpClient for WorkerFetch {
         }
         let request = worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(err)?;
         let mut response = worker::Fetch::Request(request).send().await.map_err(err)?;
-        from_worker_response(&mut response).await.map_err(err)
+        let limit = parts.extensions.get::<crate::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
+        from_worker_response(&mut response, limit).await
     }
 }
 
-async fn from_worker_response(response: &mut worker::Response) -> worker::Result<Response> {
+/// Our response from a fetched one, reading at most `limit` body bytes.
+async fn from_worker_response(response: &mut worker::Response, limit: usize) -> Result<Response, HttpError> {
+    use futures_util::StreamExt;
+    let err = |e: worker::Error| HttpError(e.to_string());
     let mut builder = http::Response::builder().status(response.status_code());
     for (name, value) in response.headers().entries() {
         builder = builder.header(name, value);
     }
-    let body = response.bytes().await?;
-    builder.body(body).map_err(|e| worker::Error::RustError(e.to_string()))
+    let body = match response.body() {
+        worker::ResponseBody::Empty => Vec::new(),
+        worker::ResponseBody::Body(bytes) if bytes.len() > limit => return Err(HttpError::too_large(limit)),
+        worker::ResponseBody::Body(bytes) => bytes.clone(),
+        worker::ResponseBody::Stream(_) => {
+            let mut body = Vec::new();
+            let mut stream = response.stream().map_err(err)?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(err)?;
+                if body.len() + chunk.len() > limit {
+                    return Err(HttpError::too_large(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            body
+        }
+    };
+    builder.body(body).map_err(|e| HttpError(e.to_string()))
 }
 
 // --- the fetch entry ------------------------------------------------------------------------

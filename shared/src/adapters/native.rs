@@ -7,7 +7,7 @@ use std::rc::Rc;
 use async_trait::async_trait;
 
 use crate::http::{Request, Response};
-use crate::ports::{Background, HttpClient, HttpError, LocalFuture, RequestTimeout};
+use crate::ports::{Background, HttpClient, HttpError, LocalFuture, RequestTimeout, ResponseLimit};
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
@@ -41,13 +41,20 @@ impl HttpClient for ReqwestClient {
         if let Some(RequestTimeout(timeout)) = parts.extensions.get::<RequestTimeout>() {
             builder = builder.timeout(*timeout);
         }
-        let response = builder.send().await.map_err(|e| HttpError(e.to_string()))?;
+        let mut response = builder.send().await.map_err(|e| HttpError(e.to_string()))?;
         let mut builder = http::Response::builder().status(response.status());
         for (name, value) in response.headers() {
             builder = builder.header(name, value);
         }
-        let body = response.bytes().await.map_err(|e| HttpError(e.to_string()))?;
-        builder.body(body.to_vec()).map_err(|e| HttpError(e.to_string()))
+        let limit = parts.extensions.get::<ResponseLimit>().map_or(usize::MAX, |l| l.0);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| HttpError(e.to_string()))? {
+            if body.len() + chunk.len() > limit {
+                return Err(HttpError::too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        builder.body(body).map_err(|e| HttpError(e.to_string()))
     }
 }
 

@@ -108,10 +108,17 @@ impl HttpClient for WasiHttp {
     async fn send(&self, request: Request) -> Result<Response, HttpError> {
         use http_body_util::BodyExt;
         let err = |e: &dyn std::fmt::Display| HttpError(e.to_string());
+        let limit = request.extensions().get::<crate::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
         let request = request.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)));
         let response = spin_sdk::http::send(request).await.map_err(|e| err(&e))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| err(&e))?.to_bytes().to_vec();
+        let body = match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes().to_vec(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return Err(HttpError::too_large(limit))
+            }
+            Err(e) => return Err(err(&e)),
+        };
         Ok(http::Response::from_parts(parts, body))
     }
 }
