@@ -51,6 +51,11 @@ fn the_spin_build_imports_spin_sqlite_and_variables_and_the_wasi_build_does_not(
 async fn the_analytics_component_serves_health_and_authenticates_against_its_store() {
     let h = Host::start_component("analytics-query");
     assert_eq!(h.get("/health").send().await.status, 200);
+    // The one body cap holds in the WASI adapter too: 413 before anything parses the body.
+    let over = "{".repeat(shared::http::MAX_BODY_BYTES + 1);
+    let res = h.post("/api/v1/internal/analytics/query").raw_body("application/json", &over).send().await;
+    assert_eq!(res.status, 413, "{}", res.text);
+    assert_eq!(res.text, format!("Request body too large (max {} bytes)", shared::http::MAX_BODY_BYTES));
     let res = h.post("/api/v1/internal/analytics/query").json(&json!({ "query": "SELECT 1" })).send().await;
     res.assert_known_error(400, "ACCESS_TYPE_REQUIRED");
     // The project lookup runs on the component's own (migrated, empty) SQLite store.
