@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::context::Context;
 use crate::crypto::{ct_eq, hash_secret};
-use crate::error::{ApiError, ApiResult, KnownError};
+use crate::error::{ApiResult, KnownError};
 use crate::http::{header, Request};
 use crate::ports::SqlValue;
 use crate::tokens::{self, AccessToken};
@@ -129,12 +129,11 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
              FROM projects p LEFT JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
             &[SqlValue::from(&branch_id), SqlValue::from(&project_id)],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let Some(project) = rows.first() else {
         return Err(KnownError::current_project_not_found(&project_id).into());
     };
-    let require_key = project.bool("require_key").map_err(store_error)?;
+    let require_key = project.bool("require_key")?;
 
     // 7: keys.
     let sent_key = match access_type {
@@ -171,7 +170,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
     }
 
     // 8: branch.
-    let Some(tenancy_id) = project.opt_text("tenancy_id").map_err(store_error)? else {
+    let Some(tenancy_id) = project.opt_text("tenancy_id")? else {
         return Err(KnownError::branch_does_not_exist(&branch_id).into());
     };
 
@@ -209,20 +208,11 @@ fn check_user_token(req: &Request, project_id: &str, user: AccessToken) -> ApiRe
 /// Whether `key` is a live key of `kind` for the project. Every candidate hash is compared in
 /// constant time; the key itself is never stored or logged.
 pub async fn key_is_valid(ctx: &Context, project_id: &str, kind: AccessType, key: &str) -> ApiResult<bool> {
-    let rows = ctx
-        .store
-        .query(kind.key_query(), &[SqlValue::from(project_id), SqlValue::Integer(ctx.now())])
-        .await
-        .map_err(store_error)?;
+    let rows = ctx.store.query(kind.key_query(), &[SqlValue::from(project_id), SqlValue::Integer(ctx.now())]).await?;
     let hash = hash_secret(key);
     let mut found = false;
     for row in &rows {
-        found |= ct_eq(&row.text("h").map_err(store_error)?, &hash);
+        found |= ct_eq(&row.text("h")?, &hash);
     }
     Ok(found)
-}
-
-/// A store failure is an internal error; its text is logged, never shown in production.
-pub fn store_error(e: crate::ports::StoreError) -> ApiError {
-    ApiError::internal(e.to_string())
 }

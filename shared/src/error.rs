@@ -38,6 +38,14 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// A store failure is an internal error: its text is logged, never shown in production. With
+/// this, handlers use `?` on store calls.
+impl From<crate::ports::StoreError> for ApiError {
+    fn from(e: crate::ports::StoreError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 impl From<KnownError> for ApiError {
     fn from(e: KnownError) -> Self {
         ApiError::Known(e)

@@ -119,15 +119,15 @@ async fn timing(ctx: &Context, req: &Request) -> ApiResult<Response> {
     }
     let admin = analytics_store(ctx)?.admin_client();
     let lookup = Query::new(TIMING_SQL).param("query_id", query_id.as_str());
-    let store_error = |e: shared::clickhouse::ClickHouseError| ApiError::internal(format!("query log lookup: {e}"));
+    let log_error = |e: shared::clickhouse::ClickHouseError| ApiError::internal(format!("query log lookup: {e}"));
     let rows = match admin.rows(ctx.http.as_ref(), &lookup).await {
         Ok(rows) if !rows.is_empty() => rows,
         // The log is flushed periodically (and the table created at the first flush): a query
         // that just finished may still be in memory. One flush is cheaper and surer than
         // polling for seconds as upstream does.
         _ => {
-            admin.execute(ctx.http.as_ref(), &Query::new("SYSTEM FLUSH LOGS query_log")).await.map_err(store_error)?;
-            admin.rows(ctx.http.as_ref(), &lookup).await.map_err(store_error)?
+            admin.execute(ctx.http.as_ref(), &Query::new("SYSTEM FLUSH LOGS query_log")).await.map_err(log_error)?;
+            admin.rows(ctx.http.as_ref(), &lookup).await.map_err(log_error)?
         }
     };
     let Some(row) = rows.into_iter().next() else {

@@ -15,7 +15,7 @@ shared::spin_http!(crate::handle);
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ADMIN_ONLY, SERVER_OR_ADMIN};
+use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ADMIN_ONLY, SERVER_OR_ADMIN};
 use shared::config::schema::Level;
 use shared::config::{merge, migrate, override_errors, render, store, Problem};
 use shared::error::{ApiError, ApiResult};
@@ -87,7 +87,7 @@ fn success() -> Response {
 /// `GET /internal/config`: the rendered config (admin).
 async fn rendered(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
-    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, &auth.tenancy).await?;
     let rendered = render(&overrides.up_to(Level::Environment));
     Ok(json(&json!({ "config_string": rendered.config.to_string() })))
 }
@@ -110,7 +110,7 @@ async fn level_access(ctx: &Context, req: &Request, level: &str) -> ApiResult<(R
 
 async fn read_override(ctx: &Context, req: &Request, level: &str) -> ApiResult<Response> {
     let (auth, level) = level_access(ctx, req, level).await?;
-    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, &auth.tenancy).await?;
     Ok(json(&json!({ "config_string": Value::Object(overrides.level(level).clone()).to_string() })))
 }
 
@@ -169,7 +169,7 @@ async fn write_override(ctx: &Context, req: &Request, level: &str, write: Write)
         }
     }
 
-    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, &auth.tenancy).await?;
     let new = match write {
         Write::Replace => override_,
         Write::Patch => merge(overrides.level(level), &override_),
@@ -177,7 +177,7 @@ async fn write_override(ctx: &Context, req: &Request, level: &str, write: Write)
     if let Some(introduced) = introduced_warning(&overrides, level, &new) {
         return Err(ApiError::status(400, introduced.to_string()));
     }
-    store::save(ctx, &auth.tenancy, level, &new, source.as_ref()).await.map_err(store_error)?;
+    store::save(ctx, &auth.tenancy, level, &new, source.as_ref()).await?;
     Ok(success())
 }
 
@@ -229,24 +229,24 @@ async fn reset_keys(ctx: &Context, req: &Request, level: &str) -> ApiResult<Resp
         }
     };
     v.finish()?;
-    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, &auth.tenancy).await?;
     let mut new = overrides.level(level).clone();
     for key in &keys {
         remove_key(&mut new, key);
     }
-    store::save(ctx, &auth.tenancy, level, &new, None).await.map_err(store_error)?;
+    store::save(ctx, &auth.tenancy, level, &new, None).await?;
     Ok(success())
 }
 
 async fn read_source(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
-    let overrides = store::load(ctx, &auth.tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, &auth.tenancy).await?;
     Ok(json(&json!({ "source": overrides.source })))
 }
 
 async fn unlink_source(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
-    store::save_source(ctx, &auth.tenancy, &json!({ "type": "unlinked" })).await.map_err(store_error)?;
+    store::save_source(ctx, &auth.tenancy, &json!({ "type": "unlinked" })).await?;
     Ok(success())
 }
 

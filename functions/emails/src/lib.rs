@@ -17,7 +17,7 @@ mod send;
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, store_error, AuthRule, Tenancy, SERVER_OR_ADMIN};
+use shared::auth::{authenticate, AuthRule, Tenancy, SERVER_OR_ADMIN};
 use shared::email::{
     delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, NewEmail, Recipient, STATUS_SQL,
 };
@@ -147,7 +147,7 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         scheduled_at,
         skip_deliverability_check: skip_check.unwrap_or(false),
     };
-    let id = enqueue(ctx, &auth.tenancy, email).await.map_err(store_error)?;
+    let id = enqueue(ctx, &auth.tenancy, email).await?;
     Ok(json_with_status(201, &json!({ "id": id })))
 }
 
@@ -156,9 +156,8 @@ async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
 async fn delivery_info(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     let tenancy = &auth.tenancy.id;
-    let stats = delivery_stats(ctx, tenancy).await.map_err(store_error)?;
-    let capacity =
-        tenancy_capacity(ctx, tenancy, ctx.config.default_email_capacity_per_hour).await.map_err(store_error)?;
+    let stats = delivery_stats(ctx, tenancy).await?;
+    let capacity = tenancy_capacity(ctx, tenancy, ctx.config.default_email_capacity_per_hour).await?;
     let window = |sent: i64| json!({ "sent": sent, "bounced": 0, "marked_as_spam": 0 });
     Ok(json(&json!({
         "stats": { "hour": window(stats.hour), "day": window(stats.day), "week": window(stats.week), "month": window(stats.month) },
@@ -174,7 +173,7 @@ async fn delivery_info(ctx: &Context, req: &Request) -> ApiResult<Response> {
 /// `POST /emails/capacity-boost`: four times the send rate for four hours; 409 while one runs.
 async fn capacity_boost(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
-    match start_boost(ctx, &auth.tenancy.id).await.map_err(store_error)? {
+    match start_boost(ctx, &auth.tenancy.id).await? {
         Ok(expires_at) => Ok(json(&json!({ "expires_at_millis": expires_at }))),
         Err(expires_at) => Err(KnownError::email_capacity_boost_already_active(&iso_time(expires_at)).into()),
     }
@@ -285,10 +284,10 @@ async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
         id.into(),
         skip_check.into(),
     ];
-    let changed = ctx.store.execute(EDIT_SQL, params).await.map_err(store_error)?;
+    let changed = ctx.store.execute(EDIT_SQL, params).await?;
     let row = read_one(ctx, &auth.tenancy, id).await?.ok_or_else(|| ApiError::status(404, "Email not found"))?;
     if changed == 0 {
-        return Err(KnownError::email_not_editable(id, &row.text("status").map_err(store_error)?).into());
+        return Err(KnownError::email_not_editable(id, &row.text("status")?).into());
     }
     Ok(json(&email_json(&row)?))
 }
@@ -297,8 +296,7 @@ async fn read_one(ctx: &Context, tenancy: &Tenancy, id: &str) -> ApiResult<Optio
     let rows = ctx
         .store
         .query(&format!("{} WHERE tenancy_id = ? AND id = ?", select()), &[tenancy.id.clone().into(), id.into()])
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(rows.into_iter().next())
 }
 
@@ -318,7 +316,7 @@ fn from_api_status(status: &str) -> String {
 
 /// A JSON column, parsed (null when unset).
 fn json_column(row: &SqlRow, name: &str) -> ApiResult<Value> {
-    Ok(row.opt_text(name).map_err(store_error)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+    Ok(row.opt_text(name)?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
 }
 
 /// camelCase keys of stored attempt errors, snake_case in the API.
@@ -342,7 +340,7 @@ fn snake_case_keys(value: Value) -> Value {
 
 /// The read shape of §5.5 (the fields this system has).
 fn email_json(row: &SqlRow) -> ApiResult<Value> {
-    let e = store_error;
+    let e = ApiError::from;
     let status = row.text("status").map_err(e)?;
     let opt_int = |k: &str| row.opt_int(k).map_err(e);
     let mut out = Map::new();
@@ -448,7 +446,7 @@ async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
         params.extend([pivot.into(), pivot.into(), cursor.into()]);
     }
     sql.push_str(&format!(" ORDER BY created_at DESC, id ASC LIMIT {}", limit + 1));
-    let rows = ctx.store.query(&sql, &params).await.map_err(store_error)?;
+    let rows = ctx.store.query(&sql, &params).await?;
     let items = rows.iter().take(limit as usize).map(email_json).collect::<ApiResult<Vec<Value>>>()?;
     let next = if rows.len() > limit as usize { items.last().map(|i| i["id"].clone()) } else { None };
     Ok(json(&json!({ "items": items, "is_paginated": true, "pagination": { "next_cursor": next } })))
@@ -461,10 +459,9 @@ async fn cursor_pivot(ctx: &Context, tenancy: &Tenancy, cursor: &str) -> ApiResu
             "SELECT created_at FROM email_outbox WHERE tenancy_id = ? AND id = ?",
             &[tenancy.id.clone().into(), cursor.into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let row = rows.first().ok_or_else(|| ApiError::status(400, "Invalid cursor"))?;
-    row.int("created_at").map_err(store_error)
+    row.int("created_at").map_err(ApiError::from)
 }
 
 async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {

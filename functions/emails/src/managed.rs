@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, store_error, AuthRule, Tenancy, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, Tenancy, ADMIN_ONLY};
 use shared::context::Environment;
 use shared::error::{ApiError, ApiResult};
 use shared::http::{json, Request, Response};
@@ -64,13 +64,12 @@ async fn settle_mock_verification(ctx: &Context, tenancy: &Tenancy) -> ApiResult
              WHERE tenancy_id = ?2 AND status = 'PENDING_VERIFICATION' AND created_at <= ?3",
             vec![now.into(), tenancy.id.clone().into(), (now - MOCK_VERIFICATION_MS).into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(())
 }
 
 fn domain_json(row: &SqlRow) -> ApiResult<Value> {
-    let text = |k: &str| row.text(k).map_err(store_error);
+    let text = |k: &str| row.text(k).map_err(ApiError::from);
     let records: Value = serde_json::from_str(&text("name_server_records")?).unwrap_or(json!([]));
     Ok(json!({
         "domain_id": text("provider_domain_id")?,
@@ -92,8 +91,7 @@ async fn find(
     let rows = ctx
         .store
         .query(&format!("SELECT * FROM managed_email_domains WHERE tenancy_id = ? AND {condition}"), &all)
-        .await
-        .map_err(store_error)?;
+        .await?;
     Ok(rows.into_iter().next())
 }
 
@@ -114,7 +112,7 @@ pub async fn setup(ctx: &Context, req: &Request) -> ApiResult<Response> {
         return Err(ApiError::status(400, "sender_local_part is invalid"));
     }
     if let Some(existing) = find(ctx, &tenancy, "subdomain = ?", vec![subdomain.clone().into()]).await? {
-        if existing.text("sender_local_part").map_err(store_error)? != local {
+        if existing.text("sender_local_part")? != local {
             return Err(ApiError::status(409, "This subdomain is already tracked with a different sender local part"));
         }
         return Ok(json(&domain_json(&existing)?));
@@ -150,7 +148,7 @@ pub async fn setup(ctx: &Context, req: &Request) -> ApiResult<Response> {
             "This subdomain already exists in Resend. If this is from another project, choose a different subdomain.",
         ));
     }
-    inserted.map_err(store_error)?;
+    inserted?;
     let row = find(ctx, &tenancy, "subdomain = ?", vec![subdomain.into()])
         .await?
         .ok_or_else(|| ApiError::internal("the new domain is gone"))?;
@@ -177,7 +175,7 @@ pub async fn check(ctx: &Context, req: &Request) -> ApiResult<Response> {
     )
     .await?
     .ok_or_else(|| ApiError::status(404, "Managed domain setup not found for this project/branch"))?;
-    Ok(json(&json!({ "status": row.text("status").map_err(store_error)?.to_ascii_lowercase() })))
+    Ok(json(&json!({ "status": row.text("status")?.to_ascii_lowercase() })))
 }
 
 /// `GET /internal/emails/managed-onboarding/list`.
@@ -190,8 +188,7 @@ pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
             "SELECT * FROM managed_email_domains WHERE tenancy_id = ? ORDER BY updated_at DESC, id",
             &[tenancy.id.clone().into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let items = rows.iter().map(domain_json).collect::<ApiResult<Vec<Value>>>()?;
     Ok(json(&json!({ "items": items })))
 }
@@ -209,22 +206,20 @@ pub async fn apply(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let row = find(ctx, &tenancy, "provider_domain_id = ?", vec![domain_id.clone().into()])
         .await?
         .ok_or_else(|| ApiError::status(404, "Managed domain not found for this project/branch"))?;
-    match row.text("status").map_err(store_error)?.as_str() {
+    match row.text("status")?.as_str() {
         "APPLIED" => return Ok(json(&json!({ "status": "applied" }))),
         "VERIFIED" => {}
         _ => return Err(ApiError::status(409, "Managed domain is not verified yet")),
     }
-    let subdomain = row.text("subdomain").map_err(store_error)?;
-    let local = row.text("sender_local_part").map_err(store_error)?;
+    let subdomain = row.text("subdomain")?;
+    let local = row.text("sender_local_part")?;
     let project_name = ctx
         .store
         .query("SELECT display_name FROM projects WHERE id = ?", &[tenancy.project_id.clone().into()])
-        .await
-        .map_err(store_error)?
+        .await?
         .first()
         .map(|r| r.text("display_name"))
-        .transpose()
-        .map_err(store_error)?
+        .transpose()?
         .unwrap_or_default();
     let now = ctx.now();
     let server = json!({
@@ -256,7 +251,7 @@ pub async fn apply(ctx: &Context, req: &Request) -> ApiResult<Response> {
             ),
         ])
         .await
-        .map_err(store_error)?;
+        ?;
     Ok(json(&json!({ "status": "applied" })))
 }
 

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
+use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, query_param, Request, Response};
 use shared::notifications::{category, is_enabled, set_enabled, verify_unsubscribe_code, Category, CATEGORIES};
@@ -25,12 +25,12 @@ async fn target_user(ctx: &Context, auth: &RequestAuth, user_id: &str) -> ApiRes
     if auth.access_type == AccessType::Client && Some(user_id) != own {
         return Err(ApiError::status(403, "Client can only manage its own notification preferences"));
     }
-    let user = shared::users::get_user(ctx, &auth.tenancy.id, user_id).await.map_err(store_error)?;
+    let user = shared::users::get_user(ctx, &auth.tenancy.id, user_id).await?;
     Ok(user.ok_or_else(KnownError::user_not_found)?.id)
 }
 
 async fn item(ctx: &Context, tenancy_id: &str, user_id: &str, category: Category) -> ApiResult<Value> {
-    let enabled = is_enabled(ctx, tenancy_id, user_id, category).await.map_err(store_error)?;
+    let enabled = is_enabled(ctx, tenancy_id, user_id, category).await?;
     Ok(json!({
         "notification_category_id": category.id,
         "notification_category_name": category.name,
@@ -65,7 +65,7 @@ pub async fn update(ctx: &Context, req: &Request, user_id: &str, category_id: &s
     if !enabled && !category.can_disable {
         return Err(ApiError::status(400, format!("The {} notification category cannot be disabled", category.name)));
     }
-    set_enabled(ctx, &auth.tenancy.id, &user_id, category, enabled).await.map_err(store_error)?;
+    set_enabled(ctx, &auth.tenancy.id, &user_id, category, enabled).await?;
     Ok(json(&item(ctx, &auth.tenancy.id, &user_id, category).await?))
 }
 
@@ -73,14 +73,11 @@ pub async fn unsubscribe(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let code = query_param(req, "code").unwrap_or_default();
     let unsubscribe = verify_unsubscribe_code(&ctx.config.server_secret, &code)
         .ok_or_else(|| ApiError::status(400, "This unsubscribe link is not valid."))?;
-    let user =
-        shared::users::get_user(ctx, &unsubscribe.tenancy_id, &unsubscribe.user_id).await.map_err(store_error)?;
+    let user = shared::users::get_user(ctx, &unsubscribe.tenancy_id, &unsubscribe.user_id).await?;
     if user.is_none() {
         return Err(ApiError::status(404, "This unsubscribe link belongs to a user that no longer exists."));
     }
-    set_enabled(ctx, &unsubscribe.tenancy_id, &unsubscribe.user_id, unsubscribe.category, false)
-        .await
-        .map_err(store_error)?;
+    set_enabled(ctx, &unsubscribe.tenancy_id, &unsubscribe.user_id, unsubscribe.category, false).await?;
     let page = format!(
         "<!doctype html><title>Unsubscribed</title><p>You will no longer receive {} emails.</p>",
         unsubscribe.category.name.to_lowercase()

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, store_error, AuthRule, SERVER_OR_ADMIN};
+use shared::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::config::{render, schema::Level, store};
 use shared::email::{enqueue_many, NewEmail, Recipient};
 use shared::error::{ApiError, ApiResult, KnownError};
@@ -70,7 +70,7 @@ pub async fn send_email(ctx: &Context, req: &Request) -> ApiResult<Response> {
     v.finish()?;
 
     let tenancy = &auth.tenancy;
-    let overrides = store::load(ctx, tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, tenancy).await?;
     let config = render(&overrides.up_to(Level::Environment)).config;
     if config["emails"]["server"]["isShared"].as_bool().unwrap_or(true) {
         return Err(KnownError::requires_custom_email_server().into());
@@ -78,7 +78,7 @@ pub async fn send_email(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let recipients: Vec<String> = match ids {
         Some(ids) => {
             for id in &ids {
-                if shared::users::get_user(ctx, &tenancy.id, id).await.map_err(store_error)?.is_none() {
+                if shared::users::get_user(ctx, &tenancy.id, id).await?.is_none() {
                     return Err(KnownError::user_not_found().into());
                 }
             }
@@ -91,15 +91,14 @@ pub async fn send_email(ctx: &Context, req: &Request) -> ApiResult<Response> {
                     "SELECT id FROM users WHERE tenancy_id = ? ORDER BY signed_up_at, id LIMIT ?",
                     &[tenancy.id.clone().into(), (MAX_RECIPIENTS as i64 + 1).into()],
                 )
-                .await
-                .map_err(store_error)?;
+                .await?;
             if rows.len() > MAX_RECIPIENTS {
                 return Err(ApiError::status(
                     400,
                     format!("all_users can reach at most {MAX_RECIPIENTS} users per call"),
                 ));
             }
-            rows.iter().map(|row| row.text("id")).collect::<Result<_, _>>().map_err(store_error)?
+            rows.iter().map(|row| row.text("id")).collect::<Result<_, _>>()?
         }
     };
     let emails = recipients
@@ -115,6 +114,6 @@ pub async fn send_email(ctx: &Context, req: &Request) -> ApiResult<Response> {
             skip_deliverability_check: false,
         })
         .collect();
-    enqueue_many(ctx, tenancy, emails).await.map_err(store_error)?;
+    enqueue_many(ctx, tenancy, emails).await?;
     Ok(json(&json!({ "results": recipients.iter().map(|id| json!({ "user_id": id })).collect::<Vec<_>>() })))
 }

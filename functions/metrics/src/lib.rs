@@ -18,7 +18,7 @@ shared::spin_http!(crate::handle);
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, store_error, AuthRule, Tenancy, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, Tenancy, ADMIN_ONLY};
 use shared::error::{ApiError, ApiResult};
 use shared::http::{canonicalize, json, query_param, Request, Response};
 use shared::metrics::{Activity, Window};
@@ -125,14 +125,9 @@ async fn user_metrics(
              THEN 1 ELSE 0 END), 0) AS verified FROM users WHERE tenancy_id = ?",
             std::slice::from_ref(&tenancy_id),
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let row = counts.first().ok_or_else(|| ApiError::internal("count query returned no row"))?;
-    let (total, anonymous, verified) = (
-        row.int("total").map_err(store_error)?,
-        row.int("anonymous").map_err(store_error)?,
-        row.int("verified").map_err(store_error)?,
-    );
+    let (total, anonymous, verified) = (row.int("total")?, row.int("anonymous")?, row.int("verified")?);
 
     // Sign-ups per UTC day (day number since the epoch), in the window.
     let anonymous_filter = if include_anonymous { "" } else { " AND is_anonymous = 0" };
@@ -145,12 +140,11 @@ async fn user_metrics(
             ),
             &[tenancy_id.clone(), window.since_ms.into(), window.until_ms.into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let mut signups_by_day = Vec::new();
     for row in &signups {
-        let day = row.int("day").map_err(store_error)?;
-        signups_by_day.push((shared::metrics::date(day * 86_400_000), row.int("n").map_err(store_error)?));
+        let day = row.int("day")?;
+        signups_by_day.push((shared::metrics::date(day * 86_400_000), row.int("n")?));
     }
 
     let recent = |order: &'static str, limit: i64| {
@@ -160,8 +154,8 @@ async fn user_metrics(
         );
         let params = [tenancy_id.clone()];
         async move {
-            let rows = ctx.store.query(&sql, &params).await.map_err(store_error)?;
-            rows.iter().map(|r| User::from_row(r).map_err(store_error)).collect::<ApiResult<Vec<User>>>()
+            let rows = ctx.store.query(&sql, &params).await?;
+            rows.iter().map(|r| User::from_row(r).map_err(ApiError::from)).collect::<ApiResult<Vec<User>>>()
         }
     };
     let recently_registered = recent("signed_up_at", RECENTLY_REGISTERED).await?;

@@ -1,6 +1,5 @@
 //! The project JWKS (contract §1.7): public, cacheable, two keys per audience.
 
-use shared::auth::store_error;
 use shared::error::{ApiError, ApiResult};
 use shared::http::{json, query_param, Request, Response};
 use shared::ports::SqlValue;
@@ -23,12 +22,8 @@ pub async fn jwks(ctx: &Context, req: &Request, project_id: &str) -> ApiResult<R
     let include_anonymous = flag("include_anonymous");
     v.finish()?;
 
-    let exists = !ctx
-        .store
-        .query("SELECT id FROM projects WHERE id = ?", &[SqlValue::from(project_id)])
-        .await
-        .map_err(store_error)?
-        .is_empty();
+    let exists =
+        !ctx.store.query("SELECT id FROM projects WHERE id = ?", &[SqlValue::from(project_id)]).await?.is_empty();
     if !exists {
         return Err(ApiError::status(404, "Project not found"));
     }

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{key_is_valid, store_error, AccessType, RequestAuth, Tenancy, PUBLIC_CLIENT_SENTINEL};
+use shared::auth::{key_is_valid, AccessType, RequestAuth, Tenancy, PUBLIC_CLIENT_SENTINEL};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json_with_status, Request, Response};
 use shared::ports::SqlValue;
@@ -86,10 +86,9 @@ async fn authenticate_client(
              FROM projects p JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
             &[SqlValue::from(branch_id), SqlValue::from(project_id)],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let row = rows.first().ok_or_else(invalid)?;
-    let require_key = row.bool("require_key").map_err(store_error)?;
+    let require_key = row.bool("require_key")?;
     match client_secret.filter(|s| !s.is_empty()) {
         None if require_key => return Err(KnownError::publishable_client_key_required_for_project(project_id).into()),
         // The OAuth flow needs client authentication, so clients must send the sentinel.
@@ -107,7 +106,7 @@ async fn authenticate_client(
     Ok(RequestAuth {
         access_type: AccessType::Client,
         tenancy: Tenancy {
-            id: row.text("tenancy_id").map_err(store_error)?,
+            id: row.text("tenancy_id")?,
             project_id: project_id.to_string(),
             branch_id: branch_id.to_string(),
         },

@@ -10,9 +10,7 @@
 
 use serde_json::Value;
 
-use shared::auth::{
-    authenticate, key_is_valid, store_error, AccessType, AuthRule, Tenancy, ANY_ACCESS, PUBLIC_CLIENT_SENTINEL,
-};
+use shared::auth::{authenticate, key_is_valid, AccessType, AuthRule, Tenancy, ANY_ACCESS, PUBLIC_CLIENT_SENTINEL};
 use shared::config::{render, schema::Level, store};
 use shared::context::SHAREABLE_OAUTH_PROVIDERS;
 use shared::error::{ApiError, ApiResult, KnownError};
@@ -52,7 +50,7 @@ struct Provider {
 
 /// The enabled provider `provider_id` of the tenancy, or OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED.
 async fn provider(ctx: &Context, tenancy: &Tenancy, provider_id: &str) -> ApiResult<Provider> {
-    let overrides = store::load(ctx, tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, tenancy).await?;
     let config = render(&overrides.up_to(Level::Environment)).config;
     let entry = &config["auth"]["oauth"]["providers"][provider_id];
     let not_found = || ApiError::from(KnownError::oauth_provider_not_found_or_not_enabled());
@@ -76,11 +74,10 @@ async fn oauth_client(ctx: &Context, client_id: &str, client_secret: &str) -> Ap
              FROM projects p JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
             &[SqlValue::from(branch_id), SqlValue::from(project_id)],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let row =
         rows.first().ok_or_else(|| ApiError::from(KnownError::invalid_oauth_client_id_or_secret(Some(client_id))))?;
-    let require_key = row.bool("require_key").map_err(store_error)?;
+    let require_key = row.bool("require_key")?;
     match client_secret {
         "" | PUBLIC_CLIENT_SENTINEL if require_key => {
             return Err(KnownError::publishable_client_key_required_for_project(project_id).into())
@@ -92,12 +89,9 @@ async fn oauth_client(ctx: &Context, client_id: &str, client_secret: &str) -> Ap
             }
         }
     }
-    let tenancy = Tenancy {
-        id: row.text("tenancy_id").map_err(store_error)?,
-        project_id: project_id.to_string(),
-        branch_id: branch_id.to_string(),
-    };
-    let overrides = store::load(ctx, &tenancy).await.map_err(store_error)?;
+    let tenancy =
+        Tenancy { id: row.text("tenancy_id")?, project_id: project_id.to_string(), branch_id: branch_id.to_string() };
+    let overrides = store::load(ctx, &tenancy).await?;
     Ok((tenancy, render(&overrides.up_to(Level::Environment)).config))
 }
 

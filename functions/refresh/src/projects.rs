@@ -3,7 +3,7 @@
 //! key set. Keys are in the response once and stored hashed.
 
 use shared::auth::RequestAuth;
-use shared::auth::{authenticate, store_error, AuthRule, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json_with_status, Request, Response};
 use shared::projects::{create_key_set, create_project, NewProject, INTERNAL_PROJECT_ID};
@@ -49,8 +49,7 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
             config_override,
         },
     )
-    .await
-    .map_err(store_error)?;
+    .await?;
     Ok(json_with_status(201, &created))
 }
 
@@ -65,8 +64,7 @@ pub async fn create_keys(ctx: &Context, req: &Request, project_id: &str) -> ApiR
     }
     v.finish()?;
     let created = create_key_set(ctx, project_id, description.as_deref().unwrap_or("Created through the API"))
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::status(404, "Project not found"))?;
     Ok(json_with_status(201, &created))
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
+use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{header, json, query_param, success, Request, Response};
 use shared::sessions::{self, DEFAULT_SESSION_LIFETIME_MS, MAX_SESSION_LIFETIME_MS};
@@ -26,15 +26,12 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let user_id = user_id.expect("validated");
 
     let tenancy = &auth.tenancy;
-    let user = get_user(ctx, &tenancy.id, &user_id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| KnownError::user_id_does_not_exist(&user_id))?;
+    let user =
+        get_user(ctx, &tenancy.id, &user_id).await?.ok_or_else(|| KnownError::user_id_does_not_exist(&user_id))?;
     let expires_at = ctx.now() + expires_in.unwrap_or(DEFAULT_SESSION_LIFETIME_MS);
     let created =
         sessions::create_session(ctx, &tenancy.id, &user.id, Some(expires_at), is_impersonation.unwrap_or(false))
-            .await
-            .map_err(store_error)?;
+            .await?;
     let access_token = sessions::mint_access_token(ctx, tenancy, &user, &created.id);
     Ok(json(&json!({ "refresh_token": created.refresh_token, "access_token": access_token })))
 }
@@ -59,10 +56,9 @@ pub async fn refresh(ctx: &Context, req: &Request) -> ApiResult<Response> {
 pub async fn refresh_session(ctx: &Context, auth: &RequestAuth, refresh_token: &str) -> ApiResult<String> {
     let tenancy = &auth.tenancy;
     let (session, user) = sessions::find_by_refresh_token(ctx, &tenancy.id, refresh_token)
-        .await
-        .map_err(store_error)?
+        .await?
         .ok_or_else(KnownError::refresh_token_not_found_or_expired)?;
-    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, None).await.map_err(store_error)? {
+    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, None).await? {
         return Err(KnownError::refresh_token_not_found_or_expired().into());
     }
     Ok(sessions::mint_access_token(ctx, tenancy, &user, &session.id))
@@ -76,7 +72,7 @@ pub async fn sign_out(ctx: &Context, req: &Request) -> ApiResult<Response> {
         // Upstream's deliberate stop-gap for tokens without a session id.
         return Err(KnownError::access_token_expired(Some(ctx.now()), None).into());
     };
-    if !sessions::delete(ctx, &auth.tenancy.id, &session_id).await.map_err(store_error)? {
+    if !sessions::delete(ctx, &auth.tenancy.id, &session_id).await? {
         return Err(KnownError::refresh_token_not_found_or_expired().into());
     }
     Ok(success())
@@ -109,8 +105,7 @@ pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
         resolve_user_id(req, &auth, ApiError::status(403, "Client can only list sessions for their own user."))?;
     let current_session = auth.user.as_ref().and_then(|u| u.refresh_token_id.clone());
     let items: Vec<Value> = sessions::list_for_user(ctx, &auth.tenancy.id, &user_id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .filter(|s| !s.is_impersonation || auth.access_type == AccessType::Admin)
         .map(|s| {
@@ -136,14 +131,14 @@ pub async fn delete(ctx: &Context, req: &Request, session_id: &str) -> ApiResult
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
     let not_found = || ApiError::status(404, "Session not found.");
     let user_id = resolve_user_id(req, &auth, not_found())?;
-    let session = sessions::get(ctx, &auth.tenancy.id, session_id).await.map_err(store_error)?;
+    let session = sessions::get(ctx, &auth.tenancy.id, session_id).await?;
     let Some(session) = session.filter(|s| s.user_id == user_id) else {
         return Err(not_found());
     };
     if auth.user.as_ref().and_then(|u| u.refresh_token_id.as_deref()) == Some(session.id.as_str()) {
         return Err(KnownError::cannot_delete_current_session().into());
     }
-    if !sessions::delete(ctx, &auth.tenancy.id, &session.id).await.map_err(store_error)? {
+    if !sessions::delete(ctx, &auth.tenancy.id, &session.id).await? {
         return Err(not_found());
     }
     Ok(success())

@@ -1,7 +1,7 @@
 //! Minimal users endpoints, enough to test sessions end to end: create and update (server),
 //! read, delete. Deleting a user ends all of its sessions; an update shows in the next token.
 
-use shared::auth::{authenticate, store_error, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
+use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
 use shared::error::{ApiResult, KnownError};
 use shared::http::{json, json_with_status, success, Request, Response};
 use shared::users::{self, NewUser, UserPatch};
@@ -25,7 +25,7 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         is_anonymous: fields.is_anonymous.unwrap_or(false),
         restricted_by_admin: fields.restricted_by_admin.unwrap_or(false),
     };
-    let user = users::create_user(ctx, &auth.tenancy, new).await.map_err(store_error)?;
+    let user = users::create_user(ctx, &auth.tenancy, new).await?;
     Ok(json_with_status(201, &user.to_json()))
 }
 
@@ -74,10 +74,7 @@ pub async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> 
     {
         return Err(KnownError::user_not_found().into());
     }
-    let user = users::get_user(ctx, &auth.tenancy.id, &user_id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(KnownError::user_not_found)?;
+    let user = users::get_user(ctx, &auth.tenancy.id, &user_id).await?.ok_or_else(KnownError::user_not_found)?;
     Ok(json(&user.to_json()))
 }
 
@@ -100,10 +97,8 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
         restricted_by_admin: fields.restricted_by_admin,
     };
     v.finish()?;
-    let user = users::update_user(ctx, &auth.tenancy.id, &user_id, patch)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(KnownError::user_not_found)?;
+    let user =
+        users::update_user(ctx, &auth.tenancy.id, &user_id, patch).await?.ok_or_else(KnownError::user_not_found)?;
     Ok(json(&user.to_json()))
 }
 
@@ -111,7 +106,7 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
 pub async fn delete(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     let user_id = resolve(&auth, id)?;
-    if !users::delete_user(ctx, &auth.tenancy.id, &user_id).await.map_err(store_error)? {
+    if !users::delete_user(ctx, &auth.tenancy.id, &user_id).await? {
         return Err(KnownError::user_not_found().into());
     }
     Ok(success())

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, store_error, AuthRule, Tenancy, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, Tenancy, ADMIN_ONLY};
 use shared::clickhouse::Query;
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, query_param, Request, Response};
@@ -34,9 +34,9 @@ const REPLAY_SELECT: &str = "SELECT r.id, r.user_id, u.display_name, u.primary_e
      WHERE r.tenancy_id = ?";
 
 fn replay_json(row: &SqlRow) -> ApiResult<Value> {
-    let text = |k: &str| row.text(k).map_err(store_error);
-    let opt = |k: &str| row.opt_text(k).map_err(store_error);
-    let int = |k: &str| row.int(k).map_err(store_error);
+    let text = |k: &str| row.text(k).map_err(ApiError::from);
+    let opt = |k: &str| row.opt_text(k).map_err(ApiError::from);
+    let int = |k: &str| row.int(k).map_err(ApiError::from);
     Ok(json!({
         "id": text("id")?,
         "project_user": { "id": text("user_id")?, "display_name": opt("display_name")?, "primary_email": opt("primary_email")? },
@@ -158,15 +158,14 @@ pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
                 "SELECT last_event_at FROM session_replays WHERE tenancy_id = ? AND id = ?",
                 &[tenancy.id.clone().into(), cursor.clone().into()],
             )
-            .await
-            .map_err(store_error)?;
+            .await?;
         let pivot = pivot.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(&cursor)))?;
-        let pivot = pivot.int("last_event_at").map_err(store_error)?;
+        let pivot = pivot.int("last_event_at")?;
         sql.push_str(" AND (r.last_event_at < ? OR (r.last_event_at = ? AND r.id < ?))");
         params.extend([pivot.into(), pivot.into(), cursor.into()]);
     }
     sql.push_str(&format!(" ORDER BY r.last_event_at DESC, r.id DESC LIMIT {}", limit + 1));
-    let rows = ctx.store.query(&sql, &params).await.map_err(store_error)?;
+    let rows = ctx.store.query(&sql, &params).await?;
     page(&rows, limit as usize, replay_json)
 }
 
@@ -202,11 +201,8 @@ async fn replays_with_clicks(ctx: &Context, tenancy: &Tenancy, min: i64) -> ApiR
 /// `GET /internal/session-replays/{id}`.
 pub async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {
     let tenancy = admin(ctx, req).await?;
-    let rows = ctx
-        .store
-        .query(&format!("{REPLAY_SELECT} AND r.id = ?"), &[tenancy.id.clone().into(), id.into()])
-        .await
-        .map_err(store_error)?;
+    let rows =
+        ctx.store.query(&format!("{REPLAY_SELECT} AND r.id = ?"), &[tenancy.id.clone().into(), id.into()]).await?;
     let row = rows.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(id)))?;
     Ok(json(&replay_json(row)?))
 }
@@ -218,8 +214,7 @@ async fn require_replay(ctx: &Context, tenancy: &Tenancy, id: &str) -> ApiResult
             "SELECT id FROM session_replays WHERE tenancy_id = ? AND id = ?",
             &[tenancy.id.clone().into(), id.into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     if rows.is_empty() {
         return Err(KnownError::item_not_found(id).into());
     }
@@ -230,8 +225,8 @@ const CHUNK_COLUMNS: &str = "id, batch_id, session_replay_segment_id, browser_se
      byte_length, first_event_at, last_event_at, created_at";
 
 fn chunk_json(row: &SqlRow) -> ApiResult<Value> {
-    let text = |k: &str| row.text(k).map_err(store_error);
-    let int = |k: &str| row.int(k).map_err(store_error);
+    let text = |k: &str| row.text(k).map_err(ApiError::from);
+    let int = |k: &str| row.int(k).map_err(ApiError::from);
     Ok(json!({
         "id": text("id")?,
         "batch_id": text("batch_id")?,
@@ -262,14 +257,14 @@ pub async fn chunks(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
                 &[tenancy.id.clone().into(), id.into(), cursor.clone().into()],
             )
             .await
-            .map_err(store_error)?;
+            ?;
         let pivot = pivot.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(&cursor)))?;
-        let pivot = pivot.int("first_event_at").map_err(store_error)?;
+        let pivot = pivot.int("first_event_at")?;
         sql.push_str(" AND (first_event_at > ? OR (first_event_at = ? AND id > ?))");
         params.extend([pivot.into(), pivot.into(), cursor.into()]);
     }
     sql.push_str(&format!(" ORDER BY first_event_at ASC, id ASC LIMIT {}", limit + 1));
-    let rows = ctx.store.query(&sql, &params).await.map_err(store_error)?;
+    let rows = ctx.store.query(&sql, &params).await?;
     page(&rows, limit as usize, chunk_json)
 }
 
@@ -302,10 +297,9 @@ pub async fn chunk_events(ctx: &Context, req: &Request, id: &str, chunk_id: &str
             "SELECT blob_key FROM session_replay_chunks WHERE tenancy_id = ? AND session_replay_id = ? AND id = ?",
             &[tenancy.id.clone().into(), id.into(), chunk_id.into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let row = rows.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(chunk_id)))?;
-    let events = read_events(ctx, id, chunk_id, &row.text("blob_key").map_err(store_error)?).await?;
+    let events = read_events(ctx, id, chunk_id, &row.text("blob_key")?).await?;
     Ok(json(&json!({ "events": events })))
 }
 
@@ -323,8 +317,7 @@ pub async fn events(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
             ),
             &[tenancy.id.clone().into(), id.into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     let offset = query_param(req, "offset").and_then(|o| o.trim().parse::<usize>().ok()).unwrap_or(0);
     let count = query_param(req, "limit")
         .and_then(|l| l.trim().parse::<usize>().ok())
@@ -339,8 +332,8 @@ pub async fn events(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     }
     let mut chunk_events = Vec::new();
     for row in rows.iter().skip(offset).take(count) {
-        let chunk_id = row.text("id").map_err(store_error)?;
-        let events = read_events(ctx, id, &chunk_id, &row.text("blob_key").map_err(store_error)?).await?;
+        let chunk_id = row.text("id")?;
+        let events = read_events(ctx, id, &chunk_id, &row.text("blob_key")?).await?;
         chunk_events.push(json!({ "chunk_id": chunk_id, "events": events }));
     }
     Ok(json(&json!({ "chunks": chunks, "chunk_events": chunk_events })))

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, store_error, AuthRule, ANY_ACCESS};
+use shared::auth::{authenticate, AuthRule, ANY_ACCESS};
 use shared::config::{render, schema::Level, store};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, Request, Response};
@@ -123,7 +123,7 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
     }
     let batch = validate(req)?;
     let tenancy = &auth.tenancy;
-    let overrides = store::load(ctx, tenancy).await.map_err(store_error)?;
+    let overrides = store::load(ctx, tenancy).await?;
     let config = render(&overrides.up_to(Level::Environment)).config;
     if !config_flag(&config, "apps.installed.analytics.enabled") {
         return Err(KnownError::analytics_not_enabled().into());
@@ -174,10 +174,10 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
             ),
         ])
         .await
-        .map_err(store_error)?;
-    let rows = ctx.store.query(RECENT_REPLAY, &params()).await.map_err(store_error)?;
+        ?;
+    let rows = ctx.store.query(RECENT_REPLAY, &params()).await?;
     let replay_id = rows.first().ok_or_else(|| ApiError::internal("the replay just joined is gone"))?;
-    let replay_id = replay_id.text("id").map_err(store_error)?;
+    let replay_id = replay_id.text("id")?;
 
     let key =
         format!("session-replays/{}/{}/{replay_id}/{}.json.gz", tenancy.project_id, tenancy.branch_id, batch.batch_id);
@@ -190,8 +190,7 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
             "SELECT id FROM session_replay_chunks WHERE tenancy_id = ? AND session_replay_id = ? AND batch_id = ?",
             &[tenancy.id.clone().into(), replay_id.clone().into(), batch.batch_id.clone().into()],
         )
-        .await
-        .map_err(store_error)?;
+        .await?;
     if !existing.is_empty() {
         return Ok(respond(true));
     }
@@ -240,7 +239,7 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
             ],
         )
         .await
-        .map_err(store_error)?;
+        ?;
     Ok(respond(inserted == 0))
 }
 
