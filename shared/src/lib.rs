@@ -27,6 +27,7 @@ pub mod projects;
 pub mod query_guard;
 pub mod sessions;
 pub mod tokens;
+pub mod user_sql;
 pub mod users;
 pub mod validate;
 

@@ -13,10 +13,10 @@ shared::spin_http!(crate::handle);
 use serde_json::{json, Value};
 
 use shared::auth::{authenticate, AuthRule, ADMIN_ONLY, SERVER_OR_ADMIN};
-use shared::clickhouse::{user_message, user_query, Query};
+use shared::clickhouse::Query;
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{canonicalize, json, Request, Response};
-use shared::query_guard::{check_param_names, scope};
+use shared::user_sql::{self, UserQuery, UserSqlError};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
@@ -74,20 +74,12 @@ async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {
         // Upstream fails with an internal assertion here; refusing clearly is the honest answer.
         return Err(ApiError::status(400, "include_all_branches is not supported"));
     }
-    let store = analytics_store(ctx)?;
-
-    let analytics_error = |message: String| ApiError::from(KnownError::analytics_query_error(&message));
-    check_param_names(params.keys().map(String::as_str)).map_err(|e| analytics_error(e.to_string()))?;
-    let scoped = scope(sql.as_deref().expect("validated")).map_err(|e| analytics_error(e.to_string()))?;
-
+    let query = UserQuery { sql: sql.as_deref().expect("validated"), params, timeout_ms };
     let tenancy = &auth.tenancy;
-    let query_id =
-        format!("{}:{}:{}", tenancy.project_id, tenancy.branch_id, shared::crypto::new_uuid(ctx.random.as_ref()));
-    let query = user_query(scoped, &tenancy.project_id, &tenancy.branch_id, &query_id, timeout_ms, params);
-    let client = store.limited_client(ctx.config.environment).map_err(|e| ApiError::status(503, e.to_string()))?;
-    match client.rows(ctx.http.as_ref(), &query).await {
-        Ok(rows) => Ok(json(&json!({ "result": rows, "query_id": query_id }))),
-        Err(e) => Err(analytics_error(user_message(&e, ctx.config.shows_internal_errors()))),
+    match user_sql::run(ctx, &tenancy.project_id, &tenancy.branch_id, query).await {
+        Ok(answer) => Ok(json(&json!({ "result": answer.rows, "query_id": answer.query_id }))),
+        Err(UserSqlError::Refused(message)) => Err(KnownError::analytics_query_error(&message).into()),
+        Err(unavailable) => Err(ApiError::status(503, unavailable.to_string())),
     }
 }
 

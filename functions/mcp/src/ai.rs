@@ -340,28 +340,19 @@ fn to_chat_messages(message: &Value) -> Vec<Value> {
     }
 }
 
-/// Runs `queryAnalytics` for the run's project through the query guard; rows or the error as
-/// text for the model.
+/// Runs `queryAnalytics` for the run's project on the one user-SQL path (guard, limits,
+/// low-privilege client); rows or the error as text for the model.
 async fn query_analytics(ctx: &Context, scope: &(String, String), arguments: &Value) -> Value {
-    let Some(store) = ctx.config.clickhouse.as_ref() else {
-        return json!({ "error": "The analytics store is not configured." });
-    };
     let Some(sql) = arguments["query"].as_str() else { return json!({ "error": "query must be a string" }) };
-    let scoped = match shared::query_guard::scope(sql) {
-        Ok(scoped) => scoped,
-        Err(e) => return json!({ "error": e.to_string() }),
-    };
-    let query_id = format!("{}:{}:{}", scope.0, scope.1, shared::crypto::new_uuid(ctx.random.as_ref()));
-    let query = shared::clickhouse::user_query(scoped, &scope.0, &scope.1, &query_id, 10_000, Map::new());
-    let client = match store.limited_client(ctx.config.environment) {
-        Ok(client) => client,
-        Err(e) => return json!({ "error": e.to_string() }),
-    };
-    match client.rows(ctx.http.as_ref(), &query).await {
-        Ok(rows) => json!({ "rows": rows }),
-        Err(e) => json!({ "error": shared::clickhouse::user_message(&e, ctx.config.shows_internal_errors()) }),
+    let query = shared::user_sql::UserQuery { sql, params: Map::new(), timeout_ms: QUERY_ANALYTICS_TIMEOUT_MS };
+    match shared::user_sql::run(ctx, &scope.0, &scope.1, query).await {
+        Ok(answer) => json!({ "rows": answer.rows }),
+        Err(e) => json!({ "error": e.to_string() }),
     }
 }
+
+/// The time limit of one `queryAnalytics` call.
+const QUERY_ANALYTICS_TIMEOUT_MS: i64 = 10_000;
 
 /// One run: model calls and tool calls until the model stops, a client-side tool is called,
 /// or the step limit is reached. The answer is `{content, finalText, conversationId}`.
