@@ -204,7 +204,7 @@ async fn seed_demo(ctx: &shared::Context, project_id: &str) -> AnyResult<serde_j
         .await?;
     let row = rows.first().ok_or_else(|| format!("no project {project_id}"))?;
     let tenancy =
-        shared::auth::Tenancy { id: row.text("id")?, project_id: project_id.into(), branch_id: "main".into() };
+        shared::tenancy::Tenancy { id: row.text("id")?, project_id: project_id.into(), branch_id: "main".into() };
     let as_map = |v: serde_json::Value| v.as_object().cloned().expect("an object");
     let source = demo::seed_source();
     store::save(ctx, &tenancy, Level::Branch, &as_map(demo::payments_branch_override()), Some(&source)).await?;

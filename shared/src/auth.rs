@@ -8,6 +8,7 @@ use crate::crypto::{ct_eq, hash_secret};
 use crate::error::{ApiResult, KnownError};
 use crate::http::{header, Request};
 use crate::ports::SqlValue;
+use crate::tenancy::{project_branch, Tenancy};
 use crate::tokens::{self, AccessToken};
 
 /// The sentinel a client sends as its publishable key when the project needs none.
@@ -51,14 +52,6 @@ impl AccessType {
 pub const ANY_ACCESS: &[AccessType] = &[AccessType::Client, AccessType::Server, AccessType::Admin];
 pub const SERVER_OR_ADMIN: &[AccessType] = &[AccessType::Server, AccessType::Admin];
 pub const ADMIN_ONLY: &[AccessType] = &[AccessType::Admin];
-
-/// The project and branch a request acts on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tenancy {
-    pub id: String,
-    pub project_id: String,
-    pub branch_id: String,
-}
 
 /// An authenticated request.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,18 +115,10 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
     };
 
     // 6: the project (and, for check 8, its branch) in one read.
-    let rows = ctx
-        .store
-        .query(
-            "SELECT p.require_publishable_client_key AS require_key, t.id AS tenancy_id \
-             FROM projects p LEFT JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
-            &[SqlValue::from(&branch_id), SqlValue::from(&project_id)],
-        )
-        .await?;
-    let Some(project) = rows.first() else {
+    let Some(project) = project_branch(ctx, &project_id, &branch_id).await? else {
         return Err(KnownError::current_project_not_found(&project_id).into());
     };
-    let require_key = project.bool("require_key")?;
+    let require_key = project.require_publishable_client_key;
 
     // 7: keys.
     let sent_key = match access_type {
@@ -170,7 +155,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
     }
 
     // 8: branch.
-    let Some(tenancy_id) = project.opt_text("tenancy_id")? else {
+    let Some(tenancy) = project.tenancy else {
         return Err(KnownError::branch_does_not_exist(&branch_id).into());
     };
 
@@ -180,12 +165,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
         return Err(KnownError::insufficient_access_type(access_type.as_str(), &allowed).into());
     }
 
-    Ok(RequestAuth {
-        access_type,
-        tenancy: Tenancy { id: tenancy_id, project_id, branch_id },
-        require_publishable_client_key: require_key,
-        user,
-    })
+    Ok(RequestAuth { access_type, tenancy, require_publishable_client_key: require_key, user })
 }
 
 /// Check 5's rules on a verified token: the project, then anonymous and restricted users.

@@ -16,12 +16,12 @@ use std::collections::hash_map::{Entry, HashMap};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::auth::Tenancy;
 use crate::config::{render as render_config, schema::Level, store as config_store};
 use crate::crypto::new_uuid;
 use crate::email_server::{mail_server, MailServer, ResendEndpoint, ServerKind, SharedServer};
 use crate::notifications::{category_of, is_enabled, unsubscribe_code, Category};
 use crate::ports::{Mailer, OutgoingEmail, SendFailure, SqlRow, Statement, StoreError};
+use crate::tenancy::Tenancy;
 use crate::Context;
 
 /// Rows claimed for rendering per pass.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 
-use crate::auth::Tenancy;
 use crate::context::Context;
+use crate::tenancy::Tenancy;
 use crate::users::User;
 
 static LOST_EVENTS: AtomicU64 = AtomicU64::new(0);

@@ -26,6 +26,7 @@ pub mod ports;
 pub mod projects;
 pub mod query_guard;
 pub mod sessions;
+pub mod tenancy;
 pub mod tokens;
 pub mod user_sql;
 pub mod users;

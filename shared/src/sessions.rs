@@ -7,10 +7,10 @@
 
 use serde_json::Value;
 
-use crate::auth::Tenancy;
 use crate::context::Context;
 use crate::crypto::{hash_secret, new_refresh_token, new_uuid};
 use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
+use crate::tenancy::Tenancy;
 use crate::tokens::{self, AccessTokenClaims, UserKind};
 use crate::users::{User, USER_COLUMNS};
 

@@ -5,11 +5,11 @@
 
 use serde_json::{json, Value};
 
-use crate::auth::Tenancy;
 use crate::context::Context;
 use crate::crypto::new_uuid;
 use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
 use crate::sessions;
+use crate::tenancy::Tenancy;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {

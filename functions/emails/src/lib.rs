@@ -17,13 +17,14 @@ mod send;
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, AuthRule, Tenancy, SERVER_OR_ADMIN};
+use shared::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::email::{
     delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, NewEmail, Recipient, STATUS_SQL,
 };
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{canonical_path, json, json_with_status, query_param, Request, Response};
 use shared::ports::{SqlRow, SqlValue};
+use shared::tenancy::Tenancy;
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 

@@ -10,11 +10,12 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, Tenancy, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::context::Environment;
 use shared::error::{ApiError, ApiResult};
 use shared::http::{json, Request, Response};
 use shared::ports::{SqlRow, Statement};
+use shared::tenancy::Tenancy;
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 

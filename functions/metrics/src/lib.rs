@@ -18,11 +18,12 @@ shared::spin_http!(crate::handle);
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, Tenancy, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::error::{ApiError, ApiResult};
 use shared::http::{canonicalize, json, query_param, Request, Response};
 use shared::metrics::{Activity, Window};
 use shared::ports::SqlValue;
+use shared::tenancy::Tenancy;
 use shared::users::{User, USER_COLUMNS};
 use shared::Context;
 

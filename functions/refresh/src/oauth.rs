@@ -7,10 +7,10 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{key_is_valid, AccessType, RequestAuth, Tenancy, PUBLIC_CLIENT_SENTINEL};
+use shared::auth::{key_is_valid, AccessType, RequestAuth, PUBLIC_CLIENT_SENTINEL};
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json_with_status, Request, Response};
-use shared::ports::SqlValue;
+use shared::tenancy::{project_branch, ProjectBranch};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
@@ -79,16 +79,12 @@ async fn authenticate_client(
     let invalid = || ApiError::from(KnownError::invalid_oauth_client_id_or_secret(None));
     let client_id = client_id.filter(|c| !c.is_empty()).ok_or_else(invalid)?;
     let (project_id, branch_id) = client_id.split_once('#').unwrap_or((client_id, "main"));
-    let rows = ctx
-        .store
-        .query(
-            "SELECT p.require_publishable_client_key AS require_key, t.id AS tenancy_id \
-             FROM projects p JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
-            &[SqlValue::from(branch_id), SqlValue::from(project_id)],
-        )
-        .await?;
-    let row = rows.first().ok_or_else(invalid)?;
-    let require_key = row.bool("require_key")?;
+    // A project without that branch is an unknown client too.
+    let Some(ProjectBranch { require_publishable_client_key: require_key, tenancy: Some(tenancy) }) =
+        project_branch(ctx, project_id, branch_id).await?
+    else {
+        return Err(invalid());
+    };
     match client_secret.filter(|s| !s.is_empty()) {
         None if require_key => return Err(KnownError::publishable_client_key_required_for_project(project_id).into()),
         // The OAuth flow needs client authentication, so clients must send the sentinel.
@@ -105,11 +101,7 @@ async fn authenticate_client(
     }
     Ok(RequestAuth {
         access_type: AccessType::Client,
-        tenancy: Tenancy {
-            id: row.text("tenancy_id")?,
-            project_id: project_id.to_string(),
-            branch_id: branch_id.to_string(),
-        },
+        tenancy,
         require_publishable_client_key: require_key,
         user: None,
     })

@@ -10,12 +10,12 @@
 
 use serde_json::Value;
 
-use shared::auth::{authenticate, key_is_valid, AccessType, AuthRule, Tenancy, ANY_ACCESS, PUBLIC_CLIENT_SENTINEL};
+use shared::auth::{authenticate, key_is_valid, AccessType, AuthRule, ANY_ACCESS, PUBLIC_CLIENT_SENTINEL};
 use shared::config::{render, schema::Level, store};
 use shared::context::SHAREABLE_OAUTH_PROVIDERS;
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{query_param, Request, Response};
-use shared::ports::SqlValue;
+use shared::tenancy::{project_branch, ProjectBranch, Tenancy};
 use shared::Context;
 
 /// Authorization endpoint and default scopes of each standard provider.
@@ -67,17 +67,12 @@ async fn provider(ctx: &Context, tenancy: &Tenancy, provider_id: &str) -> ApiRes
 /// checked like a publishable client key.
 async fn oauth_client(ctx: &Context, client_id: &str, client_secret: &str) -> ApiResult<(Tenancy, Value)> {
     let (project_id, branch_id) = client_id.split_once('#').unwrap_or((client_id, "main"));
-    let rows = ctx
-        .store
-        .query(
-            "SELECT p.require_publishable_client_key AS require_key, t.id AS tenancy_id \
-             FROM projects p JOIN tenancies t ON t.project_id = p.id AND t.branch_id = ? WHERE p.id = ?",
-            &[SqlValue::from(branch_id), SqlValue::from(project_id)],
-        )
-        .await?;
-    let row =
-        rows.first().ok_or_else(|| ApiError::from(KnownError::invalid_oauth_client_id_or_secret(Some(client_id))))?;
-    let require_key = row.bool("require_key")?;
+    // A project without that branch is an unknown client too.
+    let Some(ProjectBranch { require_publishable_client_key: require_key, tenancy: Some(tenancy) }) =
+        project_branch(ctx, project_id, branch_id).await?
+    else {
+        return Err(KnownError::invalid_oauth_client_id_or_secret(Some(client_id)).into());
+    };
     match client_secret {
         "" | PUBLIC_CLIENT_SENTINEL if require_key => {
             return Err(KnownError::publishable_client_key_required_for_project(project_id).into())
@@ -89,8 +84,6 @@ async fn oauth_client(ctx: &Context, client_id: &str, client_secret: &str) -> Ap
             }
         }
     }
-    let tenancy =
-        Tenancy { id: row.text("tenancy_id")?, project_id: project_id.to_string(), branch_id: branch_id.to_string() };
     let overrides = store::load(ctx, &tenancy).await?;
     Ok((tenancy, render(&overrides.up_to(Level::Environment)).config))
 }

@@ -6,11 +6,12 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, Tenancy, ADMIN_ONLY};
+use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::clickhouse::Query;
 use shared::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, query_param, Request, Response};
 use shared::ports::{SqlRow, SqlValue};
+use shared::tenancy::Tenancy;
 use shared::Context;
 
 const LIST_DEFAULT: i64 = 50;
