@@ -15,9 +15,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use shared::adapters::smtp::SmtpMailer;
-use shared::context::{Config, Environment};
-use shared::email::{queue_step, Emailable, QueueSettings};
-use shared::email_server::{ResendEndpoint, SharedServer};
+use shared::context::Config;
+use shared::email::{queue_step, QueueSettings};
 use shared::error::KnownError;
 use shared::{Context, Request, Response};
 use tokio::sync::watch;
@@ -36,67 +35,28 @@ pub struct EmailWorker {
     cron_secret: Option<String>,
 }
 
-/// Process-wide settings, read once.
+/// Process-wide settings, from the one configuration loader.
 #[derive(Clone)]
 pub struct EmailSettings {
-    shared_server: Option<SharedServer>,
-    resend: ResendEndpoint,
-    emailable: Option<Emailable>,
+    email: shared::context::EmailConfig,
     capacity_per_hour: f64,
-    cron_secret: Option<String>,
-    /// `STACK_SMTP_ALLOWED_HOSTS`: project mail servers exempt from the public-address and
-    /// mail-port rules (comma-separated host names or addresses, exactly as configured).
-    smtp_allowed_hosts: Vec<String>,
 }
 
 impl EmailSettings {
-    pub fn from_env(config: &Config) -> Result<EmailSettings, String> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let port = |k: &str| var(k).map(|p| p.parse::<u16>().map_err(|e| format!("{k}: {e}"))).transpose();
-        let production = config.environment == Environment::Production;
-        let shared_server = match var("STACK_EMAIL_HOST") {
-            Some(host) => Some(SharedServer {
-                host,
-                port: port("STACK_EMAIL_PORT")?.unwrap_or(587),
-                username: var("STACK_EMAIL_USERNAME"),
-                password: var("STACK_EMAIL_PASSWORD"),
-                sender_email: var("STACK_EMAIL_SENDER").unwrap_or_else(|| "noreply@stack-edge.local".into()),
-            }),
-            None => None,
-        };
-        let default_resend = ResendEndpoint::default();
-        let resend = ResendEndpoint {
-            host: var("STACK_RESEND_SMTP_HOST").unwrap_or(default_resend.host),
-            port: port("STACK_RESEND_SMTP_PORT")?.unwrap_or(default_resend.port),
-        };
-        let emailable = var("STACK_EMAILABLE_API_KEY").map(|api_key| Emailable {
-            api_url: var("STACK_EMAILABLE_API_URL").unwrap_or_else(|| "https://api.emailable.com/v1".into()),
-            api_key,
-        });
-        let cron_secret = var("CRON_SECRET").or_else(|| (!production).then(|| "mock_cron_secret".into()));
-        let smtp_allowed_hosts = var("STACK_SMTP_ALLOWED_HOSTS")
-            .map(|v| v.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect())
-            .unwrap_or_default();
-        Ok(EmailSettings {
-            smtp_allowed_hosts,
-            shared_server,
-            resend,
-            emailable,
-            capacity_per_hour: config.default_email_capacity_per_hour,
-            cron_secret,
-        })
+    pub fn from_config(config: &Config) -> EmailSettings {
+        EmailSettings { email: config.email.clone(), capacity_per_hour: config.default_email_capacity_per_hour }
     }
 
     pub fn worker(&self) -> Result<EmailWorker, String> {
         Ok(EmailWorker {
-            mailer: SmtpMailer::new(self.smtp_allowed_hosts.clone()),
+            mailer: SmtpMailer::new(self.email.smtp_allowed_hosts.clone()),
             settings: QueueSettings {
                 capacity_per_hour: self.capacity_per_hour,
-                shared_server: self.shared_server.clone(),
-                resend: self.resend.clone(),
-                emailable: self.emailable.clone(),
+                shared_server: self.email.shared_server.clone(),
+                resend: self.email.resend.clone(),
+                emailable: self.email.emailable.clone(),
             },
-            cron_secret: self.cron_secret.clone(),
+            cron_secret: self.email.cron_secret.clone(),
         })
     }
 }

@@ -157,7 +157,7 @@ fn dev(args: DevArgs) -> AnyResult<()> {
         AnyResult::Ok(demo)
     }))?;
 
-    let email = Some(email::EmailSettings::from_env(&config)?);
+    let email = Some(email::EmailSettings::from_config(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
     let server = std::thread::spawn(move || {

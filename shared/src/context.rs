@@ -39,6 +39,38 @@ pub struct Config {
     /// boosts (200 in production, 100000 elsewhere).
     pub default_email_capacity_per_hour: f64,
     pub ai: AiConfig,
+    /// What the email sender (the companion's worker) needs.
+    pub email: EmailConfig,
+    /// `STACK_METRICS_CACHE_SECONDS` (default 15): how long the metrics engine reuses an answer.
+    pub metrics_cache: std::time::Duration,
+}
+
+/// The email sender's settings.
+#[derive(Clone)]
+pub struct EmailConfig {
+    /// `STACK_EMAIL_HOST` / `_PORT` (587) / `_USERNAME` / `_PASSWORD` / `_SENDER`: the shared server.
+    pub shared_server: Option<crate::email_server::SharedServer>,
+    /// `STACK_RESEND_SMTP_HOST` / `_PORT`: where managed domains send (`smtp.resend.com:465`).
+    pub resend: crate::email_server::ResendEndpoint,
+    /// `STACK_EMAILABLE_API_KEY` / `STACK_EMAILABLE_API_URL`: the deliverability check.
+    pub emailable: Option<crate::email_server::Emailable>,
+    /// `CRON_SECRET`: the queue-step route's bearer secret (`mock_cron_secret` outside production).
+    pub cron_secret: Option<String>,
+    /// `STACK_SMTP_ALLOWED_HOSTS`: project mail servers exempt from the public-address and
+    /// mail-port rules (comma-separated, exactly as configured).
+    pub smtp_allowed_hosts: Vec<String>,
+}
+
+// Passwords and keys never reach a log line.
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("shared_server", &self.shared_server.as_ref().map(|s| (&s.host, s.port)))
+            .field("resend", &self.resend)
+            .field("emailable", &self.emailable.as_ref().map(|e| &e.api_url))
+            .field("smtp_allowed_hosts", &self.smtp_allowed_hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the AI endpoints (functions/mcp) send model calls and find documentation.
@@ -207,7 +239,47 @@ impl Config {
             authenticated_api_key: source.get("STACK_AI_AUTHENTICATED_API_KEY"),
             docs_mcp_url: source.get("STACK_DOCS_MCP_URL"),
         };
+        let port = |key: &str, default: u16| match source.get(key) {
+            None => Ok(default),
+            Some(p) => p.parse::<u16>().map_err(|e| ConfigError(format!("{key} {p:?}: {e}"))),
+        };
+        let default_resend = crate::email_server::ResendEndpoint::default();
+        let email = EmailConfig {
+            shared_server: match source.get("STACK_EMAIL_HOST") {
+                Some(host) => Some(crate::email_server::SharedServer {
+                    host,
+                    port: port("STACK_EMAIL_PORT", 587)?,
+                    username: source.get("STACK_EMAIL_USERNAME"),
+                    password: source.get("STACK_EMAIL_PASSWORD"),
+                    sender_email: source.get("STACK_EMAIL_SENDER").unwrap_or_else(|| "noreply@stack-edge.local".into()),
+                }),
+                None => None,
+            },
+            resend: crate::email_server::ResendEndpoint {
+                host: source.get("STACK_RESEND_SMTP_HOST").unwrap_or(default_resend.host),
+                port: port("STACK_RESEND_SMTP_PORT", default_resend.port)?,
+            },
+            emailable: source.get("STACK_EMAILABLE_API_KEY").map(|api_key| crate::email_server::Emailable {
+                api_url: source.get("STACK_EMAILABLE_API_URL").unwrap_or_else(|| "https://api.emailable.com/v1".into()),
+                api_key,
+            }),
+            cron_secret: source
+                .get("CRON_SECRET")
+                .or_else(|| (environment != Environment::Production).then(|| "mock_cron_secret".into())),
+            smtp_allowed_hosts: source
+                .get("STACK_SMTP_ALLOWED_HOSTS")
+                .map(|v| v.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect())
+                .unwrap_or_default(),
+        };
+        let metrics_cache = match source.get("STACK_METRICS_CACHE_SECONDS") {
+            None => std::time::Duration::from_secs(15),
+            Some(s) => std::time::Duration::from_secs(
+                s.parse().map_err(|e| ConfigError(format!("STACK_METRICS_CACHE_SECONDS {s:?}: {e}")))?,
+            ),
+        };
         Ok(Config {
+            email,
+            metrics_cache,
             server_secret,
             access_token_lifetime_ms,
             api_url,

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::config::{render as render_config, schema::Level, store as config_store};
 use crate::crypto::new_uuid;
+use crate::email_server::Emailable;
 use crate::email_server::{mail_server, MailServer, ResendEndpoint, ServerKind, SharedServer};
 use crate::notifications::{category_of, is_enabled, unsubscribe_code, Category};
 use crate::ports::{Mailer, OutgoingEmail, SendFailure, SqlRow, Statement, StoreError};
@@ -258,13 +259,6 @@ pub struct QueueSettings {
     pub resend: ResendEndpoint,
     /// The deliverability check of emails to the shared server (`None`: no check).
     pub emailable: Option<Emailable>,
-}
-
-/// Emailable's verify API: `GET {api_url}/verify?email=...&api_key=...`.
-#[derive(Clone)]
-pub struct Emailable {
-    pub api_url: String,
-    pub api_key: String,
 }
 
 /// What one pass did.

@@ -1,7 +1,8 @@
 //! Which mail server a project's emails go through (contract part 1, §5.6): the environment
 //! config's `emails.server` becomes a [`MailServer`] — the shared server from the process
 //! environment, the managed one (Resend's SMTP front with the project's scoped key), or the
-//! project's own SMTP server (`resend` is plain SMTP to Resend, as upstream treats it).
+//! project's own SMTP server (`resend` is plain SMTP to Resend, as upstream treats it). Also the
+//! endpoints of the services around sending (Resend's SMTP front, Emailable's verify API).
 
 use serde_json::Value;
 
@@ -20,6 +21,13 @@ pub struct SharedServer {
 pub struct ResendEndpoint {
     pub host: String,
     pub port: u16,
+}
+
+/// Emailable's verify API: `GET {api_url}/verify?email=...&api_key=...`.
+#[derive(Clone)]
+pub struct Emailable {
+    pub api_url: String,
+    pub api_key: String,
 }
 
 impl Default for ResendEndpoint {

@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// The analytics store (ClickHouse HTTP).
     #[arg(long)]
     clickhouse_url: String,
+    /// The admin identity's password on a real server (none on the local engine).
+    #[arg(long)]
+    clickhouse_admin_password: Option<String>,
     /// Event counts to measure at, comma-separated.
     #[arg(long, default_value = "500000,2500000", value_delimiter = ',')]
     scales: Vec<u64>,
@@ -86,7 +89,7 @@ async fn bench(args: BenchArgs) -> AnyResult<()> {
         database: "default".into(),
         external_password: None,
         admin_user: "stackframe".into(),
-        admin_password: std::env::var("STACK_CLICKHOUSE_ADMIN_PASSWORD").ok(),
+        admin_password: args.clickhouse_admin_password.clone(),
     };
     let port = store.admin_client();
     shared::clickhouse::apply_schema(&port, &ReqwestClient::new(), None).await?;

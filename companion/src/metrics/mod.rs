@@ -26,8 +26,6 @@ use queries::Entity;
 
 /// How many referrers the answer lists (upstream's `TOP_REFERRERS_PAGE_SIZE`).
 const TOP_REFERRERS: usize = 100;
-/// How long an answer is reused by default.
-const DEFAULT_CACHE: Duration = Duration::from_secs(15);
 
 /// The ClickHouse client for the analytics store (the admin identity: these queries read
 /// `analytics_internal` directly, scoped by their own tenancy parameters).
@@ -74,11 +72,7 @@ pub struct EngineSettings {
 impl EngineSettings {
     /// From the process configuration; `None` when there is no analytics store or no secret.
     pub fn from_config(config: &shared::context::Config) -> Option<EngineSettings> {
-        let cache_for = std::env::var("STACK_METRICS_CACHE_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_CACHE);
+        let cache_for = config.metrics_cache;
         Some(EngineSettings {
             store: config.clickhouse.clone()?,
             companion: config.companion.clone()?,
