@@ -17,4 +17,4 @@ pub mod launch;
 pub use client::{Call, Project, Res, UserSession};
 pub use engines::{ClickHouseFront, SmtpSink};
 pub use fakes::{Recorded, RecordingServer, Reply};
-pub use launch::{companion_bin, host, runtime, Host, Launch, Runtime};
+pub use launch::{companion_bin, host, repo_root, runtime, rust_sources, Host, Launch, Runtime};

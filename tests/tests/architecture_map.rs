@@ -2,7 +2,7 @@
 //! crate's block of the map (the lines from `<crate dir>/` at the left margin to the next such
 //! line). `lib.rs`, `main.rs` and `mod.rs` are the crate or folder itself and need no entry.
 
-use std::path::{Path, PathBuf};
+use api_tests::{repo_root, rust_sources};
 
 /// The crates of the map, by folder.
 const CRATES: &[&str] = &[
@@ -21,21 +21,6 @@ const CRATES: &[&str] = &[
     "bench",
 ];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository").to_path_buf()
-}
-
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("a source folder").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// The map's block for `krate`: its `krate/` line and the indented lines under it.
 fn block<'a>(map: &'a str, krate: &str) -> Vec<&'a str> {
     let head = format!("{krate}/");
@@ -48,20 +33,18 @@ fn block<'a>(map: &'a str, krate: &str) -> Vec<&'a str> {
 
 #[test]
 fn every_source_file_is_in_its_crates_block_of_the_map() {
-    let map = std::fs::read_to_string(repo().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let map = std::fs::read_to_string(repo_root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mut missing = Vec::new();
     for krate in CRATES {
         let text = block(&map, krate).join("\n");
         assert!(!text.is_empty(), "ARCHITECTURE.md has no block for {krate}/");
-        let mut files = Vec::new();
-        sources(&repo().join(krate).join("src"), &mut files);
-        for file in files {
+        for file in rust_sources(&repo_root().join(krate).join("src")) {
             let name = file.file_name().unwrap().to_string_lossy().to_string();
             if ["lib.rs", "main.rs", "mod.rs"].contains(&name.as_str()) {
                 continue;
             }
             if !text.contains(&name) {
-                missing.push(file.strip_prefix(repo()).unwrap().display().to_string());
+                missing.push(file.strip_prefix(repo_root()).unwrap().display().to_string());
             }
         }
     }

@@ -3,15 +3,11 @@
 //! the functions, `shared` or the companion reads the process environment (the system
 //! `ConfigSource` adapter is how the loader reads it natively).
 
-use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository").to_path_buf()
-}
+use api_tests::{repo_root, rust_sources};
 
 /// The variable names the loader reads: every `source.get("NAME")`.
 fn loader_variables() -> Vec<String> {
-    let text = std::fs::read_to_string(repo().join("shared/src/context.rs")).expect("context.rs");
+    let text = std::fs::read_to_string(repo_root().join("shared/src/context.rs")).expect("context.rs");
     text.split("source.get(\"").skip(1).filter_map(|rest| rest.split('"').next()).map(String::from).collect()
 }
 
@@ -29,38 +25,27 @@ fn documented(readme: &str, name: &str) -> bool {
 
 #[test]
 fn every_variable_the_loader_reads_is_in_the_readme() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
     let names = loader_variables();
     assert!(names.len() > 20, "the loader reads {} variables", names.len());
     let missing: Vec<&String> = names.iter().filter(|n| !documented(&readme, n)).collect();
     assert!(missing.is_empty(), "read by Config::load but not in the README's table: {missing:?}");
 }
 
-fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("a source folder").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            sources(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn nothing_else_reads_the_environment() {
     let mut files = Vec::new();
     for dir in ["shared/src", "companion/src", "router/src"] {
-        sources(&repo().join(dir), &mut files);
+        files.extend(rust_sources(&repo_root().join(dir)));
     }
-    for function in std::fs::read_dir(repo().join("functions")).unwrap().flatten() {
-        sources(&function.path().join("src"), &mut files);
+    for function in std::fs::read_dir(repo_root().join("functions")).unwrap().flatten() {
+        files.extend(rust_sources(&function.path().join("src")));
     }
     let readers: Vec<String> = files
         .iter()
         .filter(|f| !f.ends_with("shared/src/adapters/system.rs"))
         .filter(|f| std::fs::read_to_string(f).unwrap().contains("env::var("))
-        .map(|f| f.strip_prefix(repo()).unwrap().display().to_string())
+        .map(|f| f.strip_prefix(repo_root()).unwrap().display().to_string())
         .collect();
     assert!(readers.is_empty(), "these read the environment outside Config::load: {readers:?}");
 }
