@@ -44,10 +44,7 @@ pub async fn handle(req: Request, ctx: &Context) -> Response {
 }
 
 fn analytics_store(ctx: &Context) -> ApiResult<&shared::context::ClickHouseConfig> {
-    ctx.config
-        .clickhouse
-        .as_ref()
-        .ok_or_else(|| ApiError::status(503, "The analytics store is not configured (STACK_CLICKHOUSE_URL)."))
+    ctx.config.clickhouse.as_ref().ok_or_else(|| ApiError::status(503, UserSqlError::NotConfigured.to_string()))
 }
 
 async fn query(ctx: &Context, req: &Request) -> ApiResult<Response> {

@@ -211,11 +211,11 @@ fn scope_with(sql: &str, lexer_agreement: bool) -> Result<String, GuardError> {
             return Err(error);
         }
     }
-    refuse_identifier_parameters(sql, &clickhouse_tokens)?;
-    refuse_obviously_too_many_tables(sql, &clickhouse_tokens)?;
     if clickhouse_tokens.iter().filter(|t| t.kind.is_significant()).count() > MAX_TOKENS {
         return Err(GuardError::TooManyTokens);
     }
+    refuse_identifier_parameters(sql, &clickhouse_tokens)?;
+    refuse_obviously_too_many_tables(sql, &clickhouse_tokens)?;
     let offsets = Offsets::new(sql);
     let tokens =
         Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(|e| GuardError::Unparsable(e.to_string()))?;
@@ -266,22 +266,24 @@ fn refuse_obviously_too_many_tables(sql: &str, tokens: &[lexer::Token]) -> Resul
 /// name, so its value could name any table. (Read from ClickHouse's tokens: `{`, a name, `:`,
 /// then a type up to `}`.)
 fn refuse_identifier_parameters(sql: &str, tokens: &[lexer::Token]) -> Result<(), GuardError> {
-    let significant: Vec<&lexer::Token> = tokens.iter().filter(|t| t.kind.is_significant()).collect();
-    for (i, token) in significant.iter().enumerate() {
-        if token.kind != Kind::OpeningCurlyBrace {
-            continue;
-        }
-        let Some(colon) = significant.get(i + 2) else { continue };
-        if colon.kind != Kind::Colon {
-            continue;
-        }
-        let type_words = significant[i + 3..].iter().take_while(|t| t.kind != Kind::ClosingCurlyBrace);
-        for word in type_words {
-            let text = sql[word.start..word.end].trim_matches(|c| c == '`' || c == '"');
-            if text.eq_ignore_ascii_case("identifier") {
-                return Err(GuardError::IdentifierParameter);
+    // One pass: after `{` and a name, a `:` starts the type, which runs to the next brace
+    // (types hold no braces, so this never rescans).
+    let mut since_brace = None;
+    for token in tokens.iter().filter(|t| t.kind.is_significant()) {
+        since_brace = match (token.kind, since_brace) {
+            (Kind::OpeningCurlyBrace, _) => Some(0),
+            (Kind::ClosingCurlyBrace, _) => None,
+            (Kind::Colon, Some(1)) => Some(2),
+            (_, Some(2)) => {
+                let text = sql[token.start..token.end].trim_matches(|c| c == '`' || c == '"');
+                if text.eq_ignore_ascii_case("identifier") {
+                    return Err(GuardError::IdentifierParameter);
+                }
+                Some(2)
             }
-        }
+            (_, Some(n)) if n < 2 => Some(n + 1),
+            (_, other) => other,
+        };
     }
     Ok(())
 }
