@@ -15,7 +15,8 @@ export WASM_OPT_BIN="$EDGE_NODE/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$EDGE_NODE/node_modules/@esbuild/linux-x64/bin/esbuild"
 # wrangler: no prompts, no telemetry, no calls to Cloudflare's fetch of request.cf data.
 export CI="${CI:-true}" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
-# The function crates (functions/<name>), each its own Worker and component. The one list.
+# The function crates (functions/<name>), each its own Worker and component: router::FUNCTIONS
+# in shell (a router test keeps the two equal).
 FUNCTIONS=(refresh analytics-query metrics replays config emails mcp)
 # The cached target dir keeps every old build of each test binary and incremental session (a
 # clone at a new path, or a changed crate, gets new hashes); left alone it fills the disk within

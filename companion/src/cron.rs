@@ -13,7 +13,7 @@ use shared::Context;
 
 /// Every function's cron expressions.
 fn all_crons() -> Vec<&'static str> {
-    let mut crons: Vec<&'static str> = refresh::CRONS.to_vec();
+    let mut crons: Vec<&'static str> = router::FUNCTIONS.iter().flat_map(|f| f.crons.iter().copied()).collect();
     crons.sort_unstable();
     crons.dedup();
     crons
@@ -22,9 +22,8 @@ fn all_crons() -> Vec<&'static str> {
 /// Runs the scheduled work of every function that has `cron`. False when none has it.
 pub async fn run_scheduled(cron: &str, ctx: &Context) -> bool {
     let mut ran = false;
-    if refresh::CRONS.contains(&cron) {
-        refresh::scheduled(cron, ctx).await;
-        ran = true;
+    for function in router::FUNCTIONS {
+        ran |= function.run_scheduled(cron, ctx).await;
     }
     ran
 }

@@ -23,6 +23,7 @@ use shared::adapters::native::{LocalBackground, ReqwestClient};
 use shared::adapters::sqlite::{SqliteStore, SqliteWriter};
 use shared::adapters::system::{OsRandom, SystemClock};
 use shared::context::Config;
+use shared::function::Routes;
 use shared::{Context, Request, Response};
 
 /// How long open connections get to finish after a shutdown signal.
@@ -238,16 +239,14 @@ async fn fire_scheduled(req: &Request, ctx: &Context) -> Response {
     }
 }
 
-/// Routes a request to the companion's own endpoints or to the function that serves its path.
+/// Routes a request to the companion's own endpoints or, through the one route table of every
+/// function, to its handler.
 pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Response {
     let path = req.uri().path();
     if path == "/health" {
         return shared::http::json(
             &serde_json::json!({ "status": "ok", "analytics_events_lost": shared::events::lost_events() }),
         );
-    }
-    if refresh::serves(path) {
-        return refresh::handle(req, ctx).await;
     }
     if path == crate::email::QUEUE_STEP_PATH {
         return crate::email::queue_step_route(&req, ctx, services.email.clone()).await;
@@ -258,25 +257,13 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
             None => shared::http::text(503, "The metrics engine needs STACK_CLICKHOUSE_URL and STACK_COMPANION_SECRET"),
         };
     }
-    if analytics_query::serves(path) {
-        return analytics_query::handle(req, ctx).await;
-    }
-    if metrics::serves(path) {
-        return metrics::handle(req, ctx).await;
-    }
-    if replays::serves(path) {
-        return replays::handle(req, ctx).await;
-    }
-    if config::serves(path) {
-        return config::handle(req, ctx).await;
-    }
-    if emails::serves(path) {
-        return emails::handle(req, ctx).await;
-    }
-    if mcp::serves(path) {
-        return mcp::handle(req, ctx).await;
-    }
-    shared::http::text(404, "Not found")
+    every_function().handle(req, ctx).await
+}
+
+/// The route table of every function.
+fn every_function() -> &'static Routes {
+    static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| Routes::new(router::FUNCTIONS))
 }
 
 fn to_hyper(response: Response) -> hyper::Response<Full<bytes::Bytes>> {

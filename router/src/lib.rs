@@ -1,32 +1,47 @@
-//! The router Worker. `wrangler dev` sends every request to the first Worker it runs, and a
-//! deployment wants one origin for the API, so this Worker owns the routes and forwards each
-//! request, unchanged, to the function Worker that serves its path (service bindings). The
-//! native host does the same dispatch in-process (`companion/src/host.rs`).
+//! The one list of functions, and the router Worker that forwards over it.
+//!
+//! [`FUNCTIONS`] is the list every host walks: the native host serves them all from one route
+//! table, the companion's scheduler fires their crons, and the tests below hold the Workers'
+//! `wrangler.toml` files and `spin.toml` to it.
+//!
+//! The router Worker exists because `wrangler dev` sends every request to the first Worker it
+//! runs, and a deployment wants one origin for the API: it owns the routes and forwards each
+//! request, unchanged, to the function Worker that serves its path (service bindings). It
+//! needs only the paths, which [`ROUTE_PATHS`] copies out of the list at compile time, so the
+//! router's wasm links no handler.
+
+use shared::function::{route_count, route_paths, Function};
+
+/// Every function, in the order the README lists them.
+pub const FUNCTIONS: &[&Function] = &[
+    &refresh::FUNCTION,
+    &analytics_query::FUNCTION,
+    &metrics::FUNCTION,
+    &replays::FUNCTION,
+    &config::FUNCTION,
+    &emails::FUNCTION,
+    &mcp::FUNCTION,
+];
+
+/// `(function name, route path)` of every route of every function.
+pub const ROUTE_PATHS: [(&str, &str); route_count(FUNCTIONS)] = route_paths(FUNCTIONS);
+
+/// The function that serves `path` (`/api/latest` counts as `/api/v1`).
+pub fn function_for(path: &str) -> Option<&'static str> {
+    static ROUTER: std::sync::OnceLock<matchit::Router<&'static str>> = std::sync::OnceLock::new();
+    let router = ROUTER.get_or_init(|| {
+        let mut router = matchit::Router::new();
+        for (name, path) in ROUTE_PATHS {
+            router.insert(path, name).expect("function routes do not overlap");
+        }
+        router
+    });
+    router.at(&shared::http::canonicalize(path)).ok().map(|matched| *matched.value)
+}
 
 /// The service binding (see `wrangler.toml`) of the function that serves `path`.
-pub fn binding_for(path: &str) -> Option<&'static str> {
-    if refresh::serves(path) {
-        return Some("REFRESH");
-    }
-    if analytics_query::serves(path) {
-        return Some("ANALYTICS_QUERY");
-    }
-    if metrics::serves(path) {
-        return Some("METRICS");
-    }
-    if replays::serves(path) {
-        return Some("REPLAYS");
-    }
-    if config::serves(path) {
-        return Some("CONFIG");
-    }
-    if emails::serves(path) {
-        return Some("EMAILS");
-    }
-    if mcp::serves(path) {
-        return Some("MCP");
-    }
-    None
+pub fn binding_for(path: &str) -> Option<String> {
+    function_for(path).map(|name| name.to_uppercase().replace('-', "_"))
 }
 
 #[cfg(feature = "cloudflare")]
@@ -34,70 +49,49 @@ pub fn binding_for(path: &str) -> Option<&'static str> {
 async fn fetch(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Result<worker::Response> {
     let path = req.path();
     if path == "/health" {
-        return worker::Response::from_json(&serde_json_health());
+        return worker::Response::from_json(&std::collections::BTreeMap::from([("status", "ok")]));
     }
     match binding_for(&path) {
-        Some(binding) => env.service(binding)?.fetch_request(req).await,
+        Some(binding) => env.service(&binding)?.fetch_request(req).await,
         None => Ok(worker::Response::error("Not found", 404)?
             .with_headers(worker::Headers::from_iter([("content-type", "text/plain; charset=utf-8")]))),
     }
 }
 
-#[cfg(feature = "cloudflare")]
-fn serde_json_health() -> std::collections::BTreeMap<&'static str, &'static str> {
-    std::collections::BTreeMap::from([("status", "ok")])
-}
-
 #[cfg(test)]
 mod tests {
+    use super::{binding_for, function_for, FUNCTIONS};
+
     #[test]
     fn routes_by_path() {
-        assert_eq!(super::binding_for("/api/v1/auth/sessions/current/refresh"), Some("REFRESH"));
-        assert_eq!(super::binding_for("/api/latest/users/me"), Some("REFRESH"));
-        assert_eq!(super::binding_for("/api/v1/internal/analytics/query"), Some("ANALYTICS_QUERY"));
-        assert_eq!(super::binding_for("/api/v1/internal/analytics/query/timing"), Some("ANALYTICS_QUERY"));
-        assert_eq!(super::binding_for("/api/v1/nothing"), None);
+        assert_eq!(binding_for("/api/v1/auth/sessions/current/refresh").as_deref(), Some("REFRESH"));
+        assert_eq!(binding_for("/api/latest/users/me").as_deref(), Some("REFRESH"));
+        assert_eq!(binding_for("/api/v1/internal/analytics/query").as_deref(), Some("ANALYTICS_QUERY"));
+        assert_eq!(binding_for("/api/v1/internal/analytics/query/timing").as_deref(), Some("ANALYTICS_QUERY"));
+        assert_eq!(binding_for("/api/v1/nothing"), None);
     }
 
-    /// One path of every route of every function, by its Spin component name.
-    const SAMPLE_PATHS: &[(&str, &str)] = &[
-        ("refresh", "/api/v1/auth/sessions"),
-        ("refresh", "/api/v1/auth/sessions/current"),
-        ("refresh", "/api/v1/auth/sessions/current/refresh"),
-        ("refresh", "/api/v1/auth/sessions/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f"),
-        ("refresh", "/api/v1/auth/oauth/token"),
-        ("refresh", "/api/v1/projects/p/.well-known/jwks.json"),
-        ("refresh", "/api/v1/projects-anonymous-users/p/.well-known/jwks.json"),
-        ("refresh", "/api/v1/users"),
-        ("refresh", "/api/v1/users/me"),
-        ("refresh", "/api/v1/internal/projects"),
-        ("refresh", "/api/v1/internal/projects/p/key-sets"),
-        ("analytics-query", "/api/v1/internal/analytics/query"),
-        ("analytics-query", "/api/v1/internal/analytics/query/timing"),
-        ("metrics", "/api/v1/internal/metrics"),
-        ("replays", "/api/v1/session-replays/batch"),
-        ("replays", "/api/v1/internal/session-replays"),
-        ("replays", "/api/v1/internal/session-replays/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f/chunks/c/events"),
-        ("refresh", "/api/v1/auth/oauth/authorize/google"),
-        ("refresh", "/api/v1/connected-accounts/me/google/access-token"),
-        ("refresh", "/api/v1/connected-accounts/me/google/123/access-token"),
-        ("config", "/api/v1/internal/config"),
-        ("config", "/api/v1/internal/config/override/branch"),
-        ("config", "/api/v1/internal/config/override/environment/reset-keys"),
-        ("config", "/api/v1/internal/config/source"),
-        ("emails", "/api/v1/emails/outbox"),
-        ("emails", "/api/v1/emails/outbox/6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f"),
-        ("emails", "/api/v1/emails/delivery-info"),
-        ("emails", "/api/v1/emails/capacity-boost"),
-        ("emails", "/api/v1/emails/notification-preference/me/4f6f8873-3d04-46bd-8bef-18338b1a1b4c"),
-        ("emails", "/api/v1/emails/unsubscribe-link"),
-        ("emails", "/api/v1/emails/send-email"),
-        ("emails", "/api/v1/internal/emails/managed-onboarding/apply"),
-        ("mcp", "/api/internal/mcp"),
-        ("mcp", "/api/v1/ai/query/generate"),
-        ("mcp", "/api/v1/ai/init-prompt"),
-        ("mcp", "/api/v1/integrations/ai-proxy/v1/chat/completions"),
-    ];
+    /// The binding names the router derives are the ones `Function::binding` gives.
+    #[test]
+    fn bindings_agree_with_the_functions() {
+        for function in FUNCTIONS {
+            let path = sample_path(function.routes[0].path);
+            assert_eq!(binding_for(&path), Some(function.binding()), "{path}");
+        }
+    }
+
+    /// A concrete path for a route pattern: each `{param}` a value, a `{*rest}` two segments.
+    fn sample_path(pattern: &str) -> String {
+        pattern
+            .split('/')
+            .map(|segment| match segment {
+                s if s.starts_with("{*") => "a/b",
+                s if s.starts_with('{') => "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f",
+                s => s,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
+    }
 
     /// Spin routes are exact, or a prefix when they end in `/...` (which also matches the
     /// bare prefix).
@@ -108,22 +102,70 @@ mod tests {
         }
     }
 
-    /// The Spin manifest must send each path (and its `/api/latest` twin) to the component of
-    /// the function that serves it here, and to no other.
+    /// The Spin manifest must send a path of every route of every function (and its
+    /// `/api/latest` twin) to that function's component, and to no other.
     #[test]
-    fn spin_manifest_routes_every_path_to_its_function() {
+    fn spin_manifest_routes_every_route_to_its_function() {
         let manifest: toml::Table = include_str!("../../spin.toml").parse().unwrap();
         let triggers = manifest["trigger"]["http"].as_array().unwrap();
         let routes: Vec<(&str, &str)> =
             triggers.iter().map(|t| (t["component"].as_str().unwrap(), t["route"].as_str().unwrap())).collect();
-        for (component, path) in SAMPLE_PATHS {
-            let binding = component.to_uppercase().replace('-', "_");
-            assert_eq!(super::binding_for(path), Some(binding.as_str()), "{path} is served by {component}");
-            for path in [path.to_string(), path.replace("/api/v1/", "/api/latest/")] {
-                let serving: Vec<&str> =
-                    routes.iter().filter(|(_, r)| spin_route_matches(r, &path)).map(|(c, _)| *c).collect();
-                assert_eq!(serving, [*component], "spin.toml routes {path}");
+        for function in FUNCTIONS {
+            for route in function.routes {
+                let path = sample_path(route.path);
+                assert_eq!(function_for(&path), Some(function.name), "{path} is served by {}", function.name);
+                for path in [path.clone(), path.replace("/api/v1/", "/api/latest/")] {
+                    let serving: Vec<&str> =
+                        routes.iter().filter(|(_, r)| spin_route_matches(r, &path)).map(|(c, _)| *c).collect();
+                    assert_eq!(serving, [function.name], "spin.toml routes {path}");
+                }
             }
         }
+    }
+
+    fn toml_file(path: &str) -> toml::Table {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).parse().unwrap()
+    }
+
+    /// Each function's Worker declares exactly its crons as cron triggers.
+    #[test]
+    fn wrangler_cron_triggers_match_each_functions_crons() {
+        for function in FUNCTIONS {
+            let config = toml_file(&format!("functions/{}/wrangler.toml", function.name));
+            let crons: Vec<&str> = config
+                .get("triggers")
+                .and_then(|t| t.get("crons"))
+                .and_then(|c| c.as_array())
+                .map(|crons| crons.iter().map(|c| c.as_str().unwrap()).collect())
+                .unwrap_or_default();
+            assert_eq!(crons, function.crons, "functions/{}/wrangler.toml [triggers]", function.name);
+            assert_eq!(function.scheduled.is_some(), !function.crons.is_empty(), "{}: crons need work", function.name);
+        }
+    }
+
+    /// The router Worker binds every function's Worker, and nothing else.
+    #[test]
+    fn router_binds_every_function() {
+        let config = toml_file("wrangler.toml");
+        let bound: Vec<(String, String)> = config["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["binding"].as_str().unwrap().to_string(), s["service"].as_str().unwrap().to_string()))
+            .collect();
+        let expected: Vec<(String, String)> =
+            FUNCTIONS.iter().map(|f| (f.binding(), format!("stack-edge-{}", f.name))).collect();
+        assert_eq!(bound, expected);
+    }
+
+    /// The scripts build and lint the same functions, in the same order.
+    #[test]
+    fn the_scripts_list_the_same_functions() {
+        let lib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/lib.sh")).unwrap();
+        let line = lib.lines().find_map(|l| l.strip_prefix("FUNCTIONS=(")).expect("scripts/lib.sh sets FUNCTIONS");
+        let listed: Vec<&str> = line.trim_end_matches(')').split_whitespace().collect();
+        let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
+        assert_eq!(listed, names);
     }
 }

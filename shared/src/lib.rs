@@ -18,6 +18,7 @@ pub mod email;
 pub mod email_server;
 pub mod error;
 pub mod events;
+pub mod function;
 pub mod http;
 pub mod metrics;
 pub mod migrations;

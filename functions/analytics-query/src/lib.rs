@@ -6,42 +6,33 @@
 //! engine's query log.
 
 #[cfg(feature = "cloudflare")]
-shared::cloudflare_fetch!(crate::handle);
+shared::cloudflare_function!(crate::FUNCTION);
 #[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_http!(crate::handle);
+shared::spin_function!(crate::FUNCTION);
 
 use serde_json::{json, Value};
 
 use shared::auth::{authenticate, AuthRule, ADMIN_ONLY, SERVER_OR_ADMIN};
 use shared::clickhouse::Query;
 use shared::error::{ApiError, ApiResult, KnownError};
-use shared::http::{canonicalize, json, Request, Response};
+use shared::function::{Function, Route};
+use shared::http::{json, Request, Response};
 use shared::user_sql::{self, UserQuery, UserSqlError};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
-const QUERY_PATH: &str = "/api/v1/internal/analytics/query";
-const TIMING_PATH: &str = "/api/v1/internal/analytics/query/timing";
 const DEFAULT_TIMEOUT_MS: i64 = 10_000;
 
-/// Whether this function serves `path`.
-pub fn serves(path: &str) -> bool {
-    let path = canonicalize(path);
-    path == QUERY_PATH || path == TIMING_PATH
-}
-
-/// Handles one request.
-pub async fn handle(req: Request, ctx: &Context) -> Response {
-    let show_internal = ctx.config.shows_internal_errors();
-    let path = canonicalize(req.uri().path());
-    let result = match (req.method().clone(), path.as_str()) {
-        (http::Method::POST, QUERY_PATH) => query(ctx, &req).await,
-        (http::Method::POST, TIMING_PATH) => timing(ctx, &req).await,
-        (_, QUERY_PATH | TIMING_PATH) => Err(ApiError::status(405, "Method not allowed")),
-        _ => Err(ApiError::status(404, "Not found")),
-    };
-    result.unwrap_or_else(|e| e.into_response(show_internal))
-}
+/// The analytics function: an admin's SQL, and a finished query's timing.
+pub const FUNCTION: Function = Function {
+    name: "analytics-query",
+    routes: &[
+        Route::at("/api/v1/internal/analytics/query").post(|c| Box::pin(query(c.ctx, c.req))),
+        Route::at("/api/v1/internal/analytics/query/timing").post(|c| Box::pin(timing(c.ctx, c.req))),
+    ],
+    crons: &[],
+    scheduled: None,
+};
 
 fn analytics_store(ctx: &Context) -> ApiResult<&shared::context::ClickHouseConfig> {
     ctx.config.clickhouse.as_ref().ok_or_else(|| ApiError::status(503, UserSqlError::NotConfigured.to_string()))

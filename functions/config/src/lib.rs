@@ -9,9 +9,9 @@
 //! around). A refused write changes nothing.
 
 #[cfg(feature = "cloudflare")]
-shared::cloudflare_fetch!(crate::handle);
+shared::cloudflare_function!(crate::FUNCTION);
 #[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_http!(crate::handle);
+shared::spin_function!(crate::FUNCTION);
 
 use serde_json::{json, Map, Value};
 
@@ -19,66 +19,29 @@ use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ADMIN_ONLY, 
 use shared::config::schema::Level;
 use shared::config::{merge, migrate, override_errors, render, store, Problem};
 use shared::error::{ApiError, ApiResult};
-use shared::http::{canonical_path, json, Request, Response};
+use shared::function::{Function, Route};
+use shared::http::{json, Request, Response};
 use shared::validate::{parse_body, Validator};
 use shared::Context;
 
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    Rendered,
-    Override,
-    ResetKeys,
-    Source,
-}
-
-fn router() -> &'static matchit::Router<Route> {
-    static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        let routes = [
-            ("/api/v1/internal/config", Route::Rendered),
-            ("/api/v1/internal/config/override/{level}", Route::Override),
-            ("/api/v1/internal/config/override/{level}/reset-keys", Route::ResetKeys),
-            ("/api/v1/internal/config/source", Route::Source),
-        ];
-        for (path, route) in routes {
-            r.insert(path, route).expect("routes do not overlap");
-        }
-        r
-    })
-}
-
-/// Whether this function serves `path`.
-pub fn serves(path: &str) -> bool {
-    router().at(&shared::http::canonicalize(path)).is_ok()
-}
-
-/// Handles one request.
-pub async fn handle(req: Request, ctx: &Context) -> Response {
-    match route(&req, ctx).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(ctx.config.shows_internal_errors()),
-    }
-}
-
-async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
-    let path = canonical_path(req);
-    let Ok(matched) = router().at(&path) else {
-        return Err(ApiError::status(404, "Not found"));
-    };
-    let level = matched.params.get("level").unwrap_or_default().to_string();
-    use http::Method as M;
-    match (matched.value, req.method().clone()) {
-        (Route::Rendered, M::GET) => rendered(ctx, req).await,
-        (Route::Override, M::GET) => read_override(ctx, req, &level).await,
-        (Route::Override, M::PUT) => write_override(ctx, req, &level, Write::Replace).await,
-        (Route::Override, M::PATCH) => write_override(ctx, req, &level, Write::Patch).await,
-        (Route::ResetKeys, M::POST) => reset_keys(ctx, req, &level).await,
-        (Route::Source, M::GET) => read_source(ctx, req).await,
-        (Route::Source, M::DELETE) => unlink_source(ctx, req).await,
-        _ => Err(ApiError::status(405, "Method not allowed")),
-    }
-}
+/// The config function: the rendered config, and each level's override and source.
+pub const FUNCTION: Function = Function {
+    name: "config",
+    routes: &[
+        Route::at("/api/v1/internal/config").get(|c| Box::pin(rendered(c.ctx, c.req))),
+        Route::at("/api/v1/internal/config/override/{level}")
+            .get(|c| Box::pin(read_override(c.ctx, c.req, c.param("level"))))
+            .put(|c| Box::pin(write_override(c.ctx, c.req, c.param("level"), Write::Replace)))
+            .patch(|c| Box::pin(write_override(c.ctx, c.req, c.param("level"), Write::Patch))),
+        Route::at("/api/v1/internal/config/override/{level}/reset-keys")
+            .post(|c| Box::pin(reset_keys(c.ctx, c.req, c.param("level")))),
+        Route::at("/api/v1/internal/config/source")
+            .get(|c| Box::pin(read_source(c.ctx, c.req)))
+            .delete(|c| Box::pin(unlink_source(c.ctx, c.req))),
+    ],
+    crons: &[],
+    scheduled: None,
+};
 
 fn success() -> Response {
     json(&json!({ "success": true }))

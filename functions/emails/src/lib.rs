@@ -7,9 +7,9 @@
 //! pauses or cancels it. The companion's email worker renders and sends them.
 
 #[cfg(feature = "cloudflare")]
-shared::cloudflare_fetch!(crate::handle);
+shared::cloudflare_function!(crate::FUNCTION);
 #[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_http!(crate::handle);
+shared::spin_function!(crate::FUNCTION);
 
 mod managed;
 mod preferences;
@@ -22,7 +22,8 @@ use shared::email::{
     delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, NewEmail, Recipient, STATUS_SQL,
 };
 use shared::error::{ApiError, ApiResult, KnownError};
-use shared::http::{canonical_path, json, json_with_status, query_param, Request, Response};
+use shared::function::{Function, Route};
+use shared::http::{json, json_with_status, query_param, Request, Response};
 use shared::ports::{SqlRow, SqlValue};
 use shared::tenancy::Tenancy;
 use shared::validate::{parse_body, Validator};
@@ -32,87 +33,33 @@ use shared::Context;
 pub const MAX_TEMPLATE_BYTES: usize = 100_000;
 const PAGE_MAX: i64 = 100;
 
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    Outbox,
-    Email,
-    ManagedSetup,
-    ManagedCheck,
-    ManagedList,
-    ManagedApply,
-    DeliveryInfo,
-    CapacityBoost,
-    Preferences,
-    Preference,
-    Unsubscribe,
-    SendEmail,
-}
-
-fn router() -> &'static matchit::Router<Route> {
-    static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        r.insert("/api/v1/emails/outbox", Route::Outbox).expect("routes do not overlap");
-        r.insert("/api/v1/emails/outbox/{id}", Route::Email).expect("routes do not overlap");
-        r.insert("/api/v1/emails/delivery-info", Route::DeliveryInfo).expect("routes do not overlap");
-        r.insert("/api/v1/emails/capacity-boost", Route::CapacityBoost).expect("routes do not overlap");
-        let preference = "/api/v1/emails/notification-preference/{user_id}";
-        r.insert(preference, Route::Preferences).expect("routes do not overlap");
-        r.insert(format!("{preference}/{{category_id}}"), Route::Preference).expect("routes do not overlap");
-        r.insert("/api/v1/emails/unsubscribe-link", Route::Unsubscribe).expect("routes do not overlap");
-        r.insert("/api/v1/emails/send-email", Route::SendEmail).expect("routes do not overlap");
-        let managed = "/api/v1/internal/emails/managed-onboarding";
-        for (action, route) in [
-            ("setup", Route::ManagedSetup),
-            ("check", Route::ManagedCheck),
-            ("list", Route::ManagedList),
-            ("apply", Route::ManagedApply),
-        ] {
-            r.insert(format!("{managed}/{action}"), route).expect("routes do not overlap");
-        }
-        r
-    })
-}
-
-/// Whether this function serves `path`.
-pub fn serves(path: &str) -> bool {
-    router().at(&shared::http::canonicalize(path)).is_ok()
-}
-
-/// Handles one request.
-pub async fn handle(req: Request, ctx: &Context) -> Response {
-    match route(&req, ctx).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(ctx.config.shows_internal_errors()),
-    }
-}
-
-async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
-    let path = canonical_path(req);
-    let Ok(matched) = router().at(&path) else {
-        return Err(ApiError::status(404, "Not found"));
-    };
-    let param = |name: &str| matched.params.get(name).unwrap_or_default().to_string();
-    let id = param("id");
-    use http::Method as M;
-    match (matched.value, req.method().clone()) {
-        (Route::Outbox, M::POST) => create(ctx, req).await,
-        (Route::Outbox, M::GET) => list(ctx, req).await,
-        (Route::Email, M::GET) => get(ctx, req, &id).await,
-        (Route::Email, M::PATCH) => update(ctx, req, &id).await,
-        (Route::ManagedSetup, M::POST) => managed::setup(ctx, req).await,
-        (Route::ManagedCheck, M::POST) => managed::check(ctx, req).await,
-        (Route::ManagedList, M::GET) => managed::list(ctx, req).await,
-        (Route::ManagedApply, M::POST) => managed::apply(ctx, req).await,
-        (Route::DeliveryInfo, M::GET) => delivery_info(ctx, req).await,
-        (Route::CapacityBoost, M::POST) => capacity_boost(ctx, req).await,
-        (Route::Preferences, M::GET) => preferences::list(ctx, req, &param("user_id")).await,
-        (Route::Preference, M::PATCH) => preferences::update(ctx, req, &param("user_id"), &param("category_id")).await,
-        (Route::Unsubscribe, M::GET) => preferences::unsubscribe(ctx, req).await,
-        (Route::SendEmail, M::POST) => send::send_email(ctx, req).await,
-        _ => Err(ApiError::status(405, "Method not allowed")),
-    }
-}
+/// The emails function: the outbox, delivery info and boosts, managed domains, notification
+/// preferences and sending to users.
+pub const FUNCTION: Function = Function {
+    name: "emails",
+    routes: &[
+        Route::at("/api/v1/emails/outbox")
+            .post(|c| Box::pin(create(c.ctx, c.req)))
+            .get(|c| Box::pin(list(c.ctx, c.req))),
+        Route::at("/api/v1/emails/outbox/{id}")
+            .get(|c| Box::pin(get(c.ctx, c.req, c.param("id"))))
+            .patch(|c| Box::pin(update(c.ctx, c.req, c.param("id")))),
+        Route::at("/api/v1/emails/delivery-info").get(|c| Box::pin(delivery_info(c.ctx, c.req))),
+        Route::at("/api/v1/emails/capacity-boost").post(|c| Box::pin(capacity_boost(c.ctx, c.req))),
+        Route::at("/api/v1/emails/notification-preference/{user_id}")
+            .get(|c| Box::pin(preferences::list(c.ctx, c.req, c.param("user_id")))),
+        Route::at("/api/v1/emails/notification-preference/{user_id}/{category_id}")
+            .patch(|c| Box::pin(preferences::update(c.ctx, c.req, c.param("user_id"), c.param("category_id")))),
+        Route::at("/api/v1/emails/unsubscribe-link").get(|c| Box::pin(preferences::unsubscribe(c.ctx, c.req))),
+        Route::at("/api/v1/emails/send-email").post(|c| Box::pin(send::send_email(c.ctx, c.req))),
+        Route::at("/api/v1/internal/emails/managed-onboarding/setup").post(|c| Box::pin(managed::setup(c.ctx, c.req))),
+        Route::at("/api/v1/internal/emails/managed-onboarding/check").post(|c| Box::pin(managed::check(c.ctx, c.req))),
+        Route::at("/api/v1/internal/emails/managed-onboarding/list").get(|c| Box::pin(managed::list(c.ctx, c.req))),
+        Route::at("/api/v1/internal/emails/managed-onboarding/apply").post(|c| Box::pin(managed::apply(c.ctx, c.req))),
+    ],
+    crons: &[],
+    scheduled: None,
+};
 
 async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;

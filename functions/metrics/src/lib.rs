@@ -12,22 +12,22 @@
 //! present, with zero values, so the response keeps upstream's shape.
 
 #[cfg(feature = "cloudflare")]
-shared::cloudflare_fetch!(crate::handle);
+shared::cloudflare_function!(crate::FUNCTION);
 #[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_http!(crate::handle);
+shared::spin_function!(crate::FUNCTION);
 
 use serde_json::{json, Value};
 
 use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::error::{ApiError, ApiResult};
-use shared::http::{canonicalize, json, query_param, Request, Response};
+use shared::function::{Function, Route};
+use shared::http::{json, query_param, Request, Response};
 use shared::metrics::{Activity, Window};
 use shared::ports::SqlValue;
 use shared::tenancy::Tenancy;
 use shared::users::{User, USER_COLUMNS};
 use shared::Context;
 
-const PATH: &str = "/api/v1/internal/metrics";
 /// The companion's endpoint for the analytics-store fields.
 pub const COMPANION_PATH: &str = "/__companion/metrics";
 /// The header that carries the companion's shared secret.
@@ -37,19 +37,13 @@ const RETRY_AFTER_SECONDS: u32 = 30;
 const RECENTLY_REGISTERED: i64 = 100;
 const RECENTLY_ACTIVE: i64 = 5;
 
-/// Whether this function serves `path`.
-pub fn serves(path: &str) -> bool {
-    canonicalize(path) == PATH
-}
-
-/// Handles one request.
-pub async fn handle(req: Request, ctx: &Context) -> Response {
-    let result = match *req.method() {
-        http::Method::GET => metrics(ctx, &req).await,
-        _ => Err(ApiError::status(405, "Method not allowed")),
-    };
-    result.unwrap_or_else(|e| e.into_response(ctx.config.shows_internal_errors()))
-}
+/// The metrics function: a project's dashboard numbers.
+pub const FUNCTION: Function = Function {
+    name: "metrics",
+    routes: &[Route::at("/api/v1/internal/metrics").get(|c| Box::pin(metrics(c.ctx, c.req)))],
+    crons: &[],
+    scheduled: None,
+};
 
 async fn metrics(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;

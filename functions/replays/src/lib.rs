@@ -4,73 +4,29 @@
 //! reads one, pages through its chunks and reads their events.
 
 #[cfg(feature = "cloudflare")]
-shared::cloudflare_fetch!(crate::handle);
+shared::cloudflare_function!(crate::FUNCTION);
 #[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_http!(crate::handle);
+shared::spin_function!(crate::FUNCTION);
 
 mod admin;
 mod batch;
 
-use shared::error::{ApiError, ApiResult};
-use shared::http::canonical_path;
-use shared::{Context, Request, Response};
+use shared::function::{Function, Route};
 
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    Batch,
-    List,
-    Replay,
-    Chunks,
-    ChunkEvents,
-    Events,
-}
-
-fn router() -> &'static matchit::Router<Route> {
-    static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let mut r = matchit::Router::new();
-        let routes = [
-            ("/api/v1/session-replays/batch", Route::Batch),
-            ("/api/v1/internal/session-replays", Route::List),
-            ("/api/v1/internal/session-replays/{id}", Route::Replay),
-            ("/api/v1/internal/session-replays/{id}/chunks", Route::Chunks),
-            ("/api/v1/internal/session-replays/{id}/chunks/{chunk_id}/events", Route::ChunkEvents),
-            ("/api/v1/internal/session-replays/{id}/events", Route::Events),
-        ];
-        for (path, route) in routes {
-            r.insert(path, route).expect("routes do not overlap");
-        }
-        r
-    })
-}
-
-/// Whether this function serves `path`.
-pub fn serves(path: &str) -> bool {
-    router().at(&shared::http::canonicalize(path)).is_ok()
-}
-
-/// Handles one request.
-pub async fn handle(req: Request, ctx: &Context) -> Response {
-    match route(&req, ctx).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(ctx.config.shows_internal_errors()),
-    }
-}
-
-async fn route(req: &Request, ctx: &Context) -> ApiResult<Response> {
-    let path = canonical_path(req);
-    let Ok(matched) = router().at(&path) else {
-        return Err(ApiError::status(404, "Not found"));
-    };
-    let param = |name: &str| matched.params.get(name).unwrap_or_default().to_string();
-    use http::Method as M;
-    match (matched.value, req.method().clone()) {
-        (Route::Batch, M::POST) => batch::upload(ctx, req).await,
-        (Route::List, M::GET) => admin::list(ctx, req).await,
-        (Route::Replay, M::GET) => admin::get(ctx, req, &param("id")).await,
-        (Route::Chunks, M::GET) => admin::chunks(ctx, req, &param("id")).await,
-        (Route::ChunkEvents, M::GET) => admin::chunk_events(ctx, req, &param("id"), &param("chunk_id")).await,
-        (Route::Events, M::GET) => admin::events(ctx, req, &param("id")).await,
-        _ => Err(ApiError::status(405, "Method not allowed")),
-    }
-}
+/// The session-replays function: uploads, and an admin's reads.
+pub const FUNCTION: Function = Function {
+    name: "replays",
+    routes: &[
+        Route::at("/api/v1/session-replays/batch").post(|c| Box::pin(batch::upload(c.ctx, c.req))),
+        Route::at("/api/v1/internal/session-replays").get(|c| Box::pin(admin::list(c.ctx, c.req))),
+        Route::at("/api/v1/internal/session-replays/{id}").get(|c| Box::pin(admin::get(c.ctx, c.req, c.param("id")))),
+        Route::at("/api/v1/internal/session-replays/{id}/chunks")
+            .get(|c| Box::pin(admin::chunks(c.ctx, c.req, c.param("id")))),
+        Route::at("/api/v1/internal/session-replays/{id}/chunks/{chunk_id}/events")
+            .get(|c| Box::pin(admin::chunk_events(c.ctx, c.req, c.param("id"), c.param("chunk_id")))),
+        Route::at("/api/v1/internal/session-replays/{id}/events")
+            .get(|c| Box::pin(admin::events(c.ctx, c.req, c.param("id")))),
+    ],
+    crons: &[],
+    scheduled: None,
+};

@@ -1,6 +1,6 @@
 //! Cloudflare Workers adapters: D1 as the SQL store, R2 as the blob store (where bound),
 //! `fetch` as outbound HTTP, worker vars and secrets as configuration, `wait_until` as
-//! background work. [`crate::cloudflare_fetch!`]
+//! background work. [`crate::cloudflare_function!`]
 //! turns a function's `handle` into a Worker's fetch entry with these.
 
 use std::cell::RefCell;
@@ -336,12 +336,18 @@ pub fn response_to_worker(response: Response) -> worker::Result<worker::Response
     Ok(worker::Response::from_bytes(body)?.with_status(parts.status.as_u16()).with_headers(headers))
 }
 
-/// Defines a Worker's `fetch` entry that serves `$handler` (a function's
-/// `async fn handle(Request, &Context) -> Response`) with the Cloudflare adapters; `/health` is
-/// answered by the entry itself.
+/// Defines a Worker's `fetch` and `scheduled` entries for `$function` (a function crate's
+/// `FUNCTION`) with the Cloudflare adapters: requests go through its route table, cron
+/// triggers to its scheduled work, with background work kept alive by `wait_until`; `/health`
+/// is answered by the entry itself.
 #[macro_export]
-macro_rules! cloudflare_fetch {
-    ($handler:path) => {
+macro_rules! cloudflare_function {
+    ($function:path) => {
+        fn routes() -> &'static $crate::function::Routes {
+            static ROUTES: ::std::sync::OnceLock<$crate::function::Routes> = ::std::sync::OnceLock::new();
+            ROUTES.get_or_init(|| $crate::function::Routes::new(&[&$function]))
+        }
+
         #[::worker::event(fetch)]
         async fn fetch(
             req: ::worker::Request,
@@ -354,20 +360,12 @@ macro_rules! cloudflare_fetch {
             let context = $crate::adapters::cloudflare::context(&env, ctx)?;
             $crate::adapters::cloudflare::bootstrap(&env, &context).await?;
             let response = match $crate::adapters::cloudflare::request_from_worker(req).await? {
-                Ok(request) => $handler(request, &context).await,
+                Ok(request) => routes().handle(request, &context).await,
                 Err(too_large) => too_large,
             };
             $crate::adapters::cloudflare::response_to_worker(response)
         }
-    };
-}
 
-/// Defines a Worker's `scheduled` entry that runs `$handler` (a function's
-/// `async fn scheduled(cron: &str, &Context)`) for each cron trigger, with background work
-/// kept alive by `wait_until`.
-#[macro_export]
-macro_rules! cloudflare_scheduled {
-    ($handler:path) => {
         #[::worker::event(scheduled)]
         async fn scheduled(event: ::worker::ScheduledEvent, env: ::worker::Env, ctx: ::worker::ScheduleContext) {
             let context = match $crate::adapters::cloudflare::scheduled_context(&env, ctx) {
@@ -377,7 +375,9 @@ macro_rules! cloudflare_scheduled {
                     return;
                 }
             };
-            $handler(&event.cron(), &context).await;
+            if !$function.run_scheduled(&event.cron(), &context).await {
+                ::worker::console_warn!("no scheduled work for cron {}", event.cron());
+            }
         }
     };
 }

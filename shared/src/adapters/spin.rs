@@ -10,7 +10,7 @@
 //! A component instance lives for one request, so each request migrates (a no-op once done)
 //! and makes sure the internal project exists, as the native host does once at start-up.
 //!
-//! [`crate::spin_http!`] turns a function's `handle` into the component's HTTP entry.
+//! [`crate::spin_function!`] turns a function's `FUNCTION` into the component's HTTP entry.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -263,11 +263,16 @@ pub fn response_to_wasi(response: Response) -> http::Response<http_body_util::Fu
     response.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)))
 }
 
-/// Defines the component's HTTP entry serving `$handler` (a function's
-/// `async fn handle(Request, &Context) -> Response`), with `/health` answered by the entry.
+/// Defines the component's HTTP entry for `$function` (a function crate's `FUNCTION`): requests
+/// go through its route table; `/health` is answered by the entry.
 #[macro_export]
-macro_rules! spin_http {
-    ($handler:path) => {
+macro_rules! spin_function {
+    ($function:path) => {
+        fn routes() -> &'static $crate::function::Routes {
+            static ROUTES: ::std::sync::OnceLock<$crate::function::Routes> = ::std::sync::OnceLock::new();
+            ROUTES.get_or_init(|| $crate::function::Routes::new(&[&$function]))
+        }
+
         #[::spin_sdk::http_service]
         async fn serve(
             req: ::spin_sdk::http::Request,
@@ -282,7 +287,7 @@ macro_rules! spin_http {
                     Err(e) => return $crate::http::text(500, &format!("configuration: {e}")),
                 };
                 let response = match adapter::request_from_wasi(req).await {
-                    Ok(request) => $handler(request, &context).await,
+                    Ok(request) => routes().handle(request, &context).await,
                     Err(refused) => refused,
                 };
                 deferred.run_pending().await;

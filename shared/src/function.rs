@@ -1,0 +1,208 @@
+//! What a function is: a value with a name, a route table whose entries carry their handlers,
+//! and cron triggers with the scheduled work they run.
+//!
+//! Each function crate exports one `const FUNCTION: Function`; every host walks a list of them
+//! (the native host and the cron scheduler all of them, a function's own Worker or component
+//! just its own), builds one [`Routes`] table and matches each request once: path first (404),
+//! then method (405), then the handler.
+//!
+//! The key decision: a function is a `const`, not a `static`. The router Worker needs only
+//! the paths, and a `const` lets it copy them out at compile time ([`Function::routes`] is plain
+//! data a `const fn` can walk), so it links no handler code. A `static` would drag every
+//! handler of every function into the router's wasm.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::context::Context;
+use crate::error::{ApiError, ApiResult};
+use crate::http::{canonicalize, Request, Response};
+
+/// A future that borrows the request it answers. Not `Send`: wasm runtimes are single-threaded.
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Answers a matched request.
+pub type Handler = for<'a> fn(&'a Call<'a>) -> LocalBoxFuture<'a, ApiResult<Response>>;
+
+/// Runs the scheduled work of one cron trigger.
+pub type Scheduled = for<'a> fn(&'a str, &'a Context) -> LocalBoxFuture<'a, ()>;
+
+/// A matched request, as a handler sees it.
+pub struct Call<'a> {
+    pub ctx: &'a Context,
+    pub req: &'a Request,
+    params: Vec<(String, String)>,
+}
+
+impl Call<'_> {
+    /// The value of the path parameter `name` (empty when the route has none of that name).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str()).unwrap_or_default()
+    }
+}
+
+/// One path of a function (matchit syntax: `{id}`, `{*rest}`) and a handler per method.
+#[derive(Clone, Copy)]
+pub struct Route {
+    pub path: &'static str,
+    get: Option<Handler>,
+    post: Option<Handler>,
+    put: Option<Handler>,
+    patch: Option<Handler>,
+    delete: Option<Handler>,
+    any: Option<Handler>,
+}
+
+impl Route {
+    /// A route at `path` that answers no method yet (every method gets 405).
+    pub const fn at(path: &'static str) -> Route {
+        Route { path, get: None, post: None, put: None, patch: None, delete: None, any: None }
+    }
+
+    pub const fn get(mut self, handler: Handler) -> Route {
+        self.get = Some(handler);
+        self
+    }
+
+    pub const fn post(mut self, handler: Handler) -> Route {
+        self.post = Some(handler);
+        self
+    }
+
+    pub const fn put(mut self, handler: Handler) -> Route {
+        self.put = Some(handler);
+        self
+    }
+
+    pub const fn patch(mut self, handler: Handler) -> Route {
+        self.patch = Some(handler);
+        self
+    }
+
+    pub const fn delete(mut self, handler: Handler) -> Route {
+        self.delete = Some(handler);
+        self
+    }
+
+    /// Answers every method with `handler`.
+    pub const fn any(mut self, handler: Handler) -> Route {
+        self.any = Some(handler);
+        self
+    }
+
+    fn handler(&self, method: &http::Method) -> Option<Handler> {
+        let by_method = match *method {
+            http::Method::GET => self.get,
+            http::Method::POST => self.post,
+            http::Method::PUT => self.put,
+            http::Method::PATCH => self.patch,
+            http::Method::DELETE => self.delete,
+            _ => None,
+        };
+        by_method.or(self.any)
+    }
+}
+
+/// A function: what one Worker or component serves.
+pub struct Function {
+    /// Its crate's and component's name (`analytics-query`); the router's service binding is
+    /// the same in upper case with `_` (`ANALYTICS_QUERY`).
+    pub name: &'static str,
+    pub routes: &'static [Route],
+    /// Its cron triggers (its `wrangler.toml` lists the same; a test keeps them equal).
+    pub crons: &'static [&'static str],
+    /// The work its crons run; `None` when it has no crons.
+    pub scheduled: Option<Scheduled>,
+}
+
+impl Function {
+    /// The router Worker's service binding for this function.
+    pub fn binding(&self) -> String {
+        self.name.to_uppercase().replace('-', "_")
+    }
+
+    /// Runs the scheduled work of `cron`. False when this function has no such cron.
+    pub async fn run_scheduled(&self, cron: &str, ctx: &Context) -> bool {
+        match self.scheduled {
+            Some(scheduled) if self.crons.contains(&cron) => {
+                scheduled(cron, ctx).await;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The number of routes of `functions` (for sizing [`route_paths`]).
+pub const fn route_count(functions: &[&Function]) -> usize {
+    let (mut count, mut i) = (0, 0);
+    while i < functions.len() {
+        count += functions[i].routes.len();
+        i += 1;
+    }
+    count
+}
+
+/// Every `(function name, route path)` of `functions`, computed at compile time, so that a
+/// router that only forwards links no handler.
+pub const fn route_paths<const N: usize>(functions: &[&Function]) -> [(&'static str, &'static str); N] {
+    let mut paths = [("", ""); N];
+    let (mut next, mut i) = (0, 0);
+    while i < functions.len() {
+        let mut j = 0;
+        while j < functions[i].routes.len() {
+            paths[next] = (functions[i].name, functions[i].routes[j].path);
+            next += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(next == N, "N is route_count(functions)");
+    paths
+}
+
+/// The route table of a set of functions: one match per request.
+pub struct Routes {
+    router: matchit::Router<&'static Route>,
+}
+
+impl Routes {
+    /// The table of `functions`. Panics when two routes overlap: that is a programming error
+    /// the first request in any test would hit.
+    pub fn new(functions: &[&'static Function]) -> Routes {
+        let mut router = matchit::Router::new();
+        for function in functions {
+            for route in function.routes {
+                if let Err(e) = router.insert(route.path, route) {
+                    panic!("{} route {}: {e}", function.name, route.path);
+                }
+            }
+        }
+        Routes { router }
+    }
+
+    /// Whether some route matches `path` (`/api/latest` counts as `/api/v1`).
+    pub fn serves(&self, path: &str) -> bool {
+        self.router.at(&canonicalize(path)).is_ok()
+    }
+
+    /// Answers `req`: its route's handler, or 404 / 405, with errors rendered as responses.
+    pub async fn handle(&self, req: Request, ctx: &Context) -> Response {
+        match self.call(&req, ctx).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(ctx.config.shows_internal_errors()),
+        }
+    }
+
+    async fn call(&self, req: &Request, ctx: &Context) -> ApiResult<Response> {
+        let path = canonicalize(req.uri().path());
+        let Ok(matched) = self.router.at(&path) else {
+            return Err(ApiError::status(404, "Not found"));
+        };
+        let Some(handler) = matched.value.handler(req.method()) else {
+            return Err(ApiError::status(405, "Method not allowed"));
+        };
+        let params = matched.params.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        handler(&Call { ctx, req, params }).await
+    }
+}
