@@ -10,7 +10,7 @@
 //! needs only the paths, which [`ROUTE_PATHS`] copies out of the list at compile time, so the
 //! router's wasm links no handler.
 
-use shared::function::{route_count, route_paths, Function};
+use shared::function::{binding_of, route_count, route_paths, Function};
 
 /// Every function, in the order the README lists them.
 pub const FUNCTIONS: &[&Function] = &[
@@ -41,7 +41,7 @@ pub fn function_for(path: &str) -> Option<&'static str> {
 
 /// The service binding (see `wrangler.toml`) of the function that serves `path`.
 pub fn binding_for(path: &str) -> Option<String> {
-    function_for(path).map(|name| name.to_uppercase().replace('-', "_"))
+    function_for(path).map(binding_of)
 }
 
 #[cfg(feature = "cloudflare")]

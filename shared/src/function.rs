@@ -118,7 +118,7 @@ pub struct Function {
 impl Function {
     /// The router Worker's service binding for this function.
     pub fn binding(&self) -> String {
-        self.name.to_uppercase().replace('-', "_")
+        binding_of(self.name)
     }
 
     /// Runs the scheduled work of `cron`. False when this function has no such cron.
@@ -131,6 +131,11 @@ impl Function {
             _ => false,
         }
     }
+}
+
+/// The router Worker's service binding of the function named `name`: upper case, `_` for `-`.
+pub fn binding_of(name: &str) -> String {
+    name.to_uppercase().replace('-', "_")
 }
 
 /// The number of routes of `functions` (for sizing [`route_paths`]).
