@@ -15,8 +15,8 @@ use api_tests::analytics_data::{seed, usability_corpus, Data};
 use api_tests::{ClickHouseFront, Host};
 use serde_json::json;
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::ClickHouse;
-use shared::query_guard::{scope, MAX_QUERY_BYTES, MAX_TABLE_REFERENCES, MAX_TOKENS};
+use shared::analytics::clickhouse::ClickHouse;
+use shared::analytics::query_guard::{scope, MAX_QUERY_BYTES, MAX_TABLE_REFERENCES, MAX_TOKENS};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
@@ -48,7 +48,7 @@ async fn endpoint_overhead(corpus: &[String], rounds: usize) {
     let front = ClickHouseFront::start();
     let engine = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
     let http = ReqwestClient::new();
-    shared::clickhouse::apply_schema(&engine, &http, None).await.expect("schema");
+    shared::analytics::clickhouse::apply_schema(&engine, &http, None).await.expect("schema");
     let host = Host::start(&[
         ("STACK_CLICKHOUSE_URL", &front.url),
         ("STACK_ENVIRONMENT", "production"),
@@ -80,7 +80,7 @@ async fn endpoint_overhead(corpus: &[String], rounds: usize) {
             let endpoint_ms = start.elapsed().as_secs_f64() * 1000.0;
             assert_eq!(res.status, 200, "{sql}: {}", res.text);
 
-            let query = shared::clickhouse::user_query(
+            let query = shared::analytics::clickhouse::user_query(
                 scope(sql).unwrap(),
                 &project.id,
                 "main",

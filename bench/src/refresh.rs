@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use api_tests::Host;
 use bench::{load, refresh_requests};
 use serde_json::json;
-use shared::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
+use shared::identity::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
 
 const SESSIONS: usize = 256;
 

@@ -23,7 +23,7 @@ fn now_ms() -> i64 {
 }
 
 fn uuid() -> String {
-    shared::crypto::new_uuid(&shared::adapters::system::OsRandom)
+    shared::identity::crypto::new_uuid(&shared::adapters::system::OsRandom)
 }
 
 /// A batch like a browser's: `EVENTS_PER_BATCH` small rrweb-style events.

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use shared::adapters::system::{EnvConfig, OsRandom};
 use shared::context::{Config, ConfigError};
-use shared::crypto::{base64url, new_api_key};
-use shared::ports::{ConfigSource, Random};
-use shared::projects::{create_project, CreatedProject, NewProject};
+use shared::identity::crypto::{base64url, new_api_key};
+use shared::identity::projects::{create_project, CreatedProject, NewProject};
+use shared::store::ports::{ConfigSource, Random};
 use shared::Context;
 
 const CREDENTIALS: &str = "dev-credentials.json";

@@ -2,7 +2,7 @@
 //! its own and on demand through `GET /api/v1/internal/email-queue-step` (contract §5.3,
 //! `Authorization: Bearer <CRON_SECRET>`).
 //!
-//! Each project's emails go through the server its config names (`shared::email_server`).
+//! Each project's emails go through the server its config names (`shared::email::server`).
 //! Configuration (environment): the shared server `STACK_EMAIL_HOST` (unset: projects on the
 //! shared server get a configuration error), `STACK_EMAIL_PORT` (587), `STACK_EMAIL_USERNAME`,
 //! `STACK_EMAIL_PASSWORD`, `STACK_EMAIL_SENDER`; `STACK_RESEND_SMTP_HOST` / `_PORT` (where
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use shared::adapters::smtp::SmtpMailer;
 use shared::context::Config;
 use shared::email::{queue_step, QueueSettings};
-use shared::error::KnownError;
+use shared::http::error::KnownError;
 use shared::{Context, Request, Response};
 use tokio::sync::watch;
 
@@ -93,7 +93,7 @@ pub async fn queue_step_route(req: &Request, ctx: &Context, worker: Option<Rc<Em
         return KnownError::schema_error(message).into_response();
     };
     let expected = format!("Bearer {secret}");
-    if !shared::crypto::ct_eq(authorization, &expected) {
+    if !shared::identity::crypto::ct_eq(authorization, &expected) {
         return shared::http::text(401, "Unauthorized");
     }
     let only_one = shared::http::query_param(req, "only_one_step").as_deref() == Some("true");

@@ -20,10 +20,12 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
 use shared::adapters::native::{LocalBackground, ReqwestClient};
+use shared::adapters::sql_blobs::SqlBlobStore;
 use shared::adapters::sqlite::{SqliteStore, SqliteWriter};
 use shared::adapters::system::{OsRandom, SystemClock};
 use shared::context::Config;
 use shared::function::Routes;
+use shared::store::ports::SqlStore;
 use shared::{Context, Request, Response};
 
 /// How long open connections get to finish after a shutdown signal.
@@ -44,9 +46,10 @@ pub struct HostOptions {
 
 /// Builds a worker's context over the shared SQLite writer.
 pub fn native_context(writer: &SqliteWriter, config: Config, background: Rc<LocalBackground>) -> Context {
-    let store = SqliteStore::new(writer).expect("open a read connection to the database");
+    let store: Rc<dyn SqlStore> = Rc::new(SqliteStore::new(writer).expect("open a read connection to the database"));
     Context::new(
-        Rc::new(store),
+        store.clone(),
+        Rc::new(SqlBlobStore::new(store)),
         Rc::new(ReqwestClient::new()),
         Rc::new(SystemClock),
         Rc::new(OsRandom),
@@ -245,7 +248,7 @@ pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Respo
     let path = req.uri().path();
     if path == "/health" {
         return shared::http::json(
-            &serde_json::json!({ "status": "ok", "analytics_events_lost": shared::events::lost_events() }),
+            &serde_json::json!({ "status": "ok", "analytics_events_lost": shared::analytics::events::lost_events() }),
         );
     }
     if path == crate::email::QUEUE_STEP_PATH {

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use shared::adapters::native::LocalBackground;
 use shared::adapters::sqlite::SqliteWriter;
-use shared::projects::{create_key_set, create_project, ensure_internal_project, NewProject};
+use shared::identity::projects::{create_key_set, create_project, ensure_internal_project, NewProject};
 
 #[derive(Parser)]
 #[command(name = "companion", about = "Stack Edge native companion")]
@@ -135,7 +135,7 @@ fn dev(args: DevArgs) -> AnyResult<()> {
     let demo = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
         let writer = SqliteWriter::open(&db_path)?;
         let ctx = host::native_context(&writer, config.clone(), Rc::new(LocalBackground::new()));
-        let applied = shared::migrations::migrate(ctx.store.as_ref()).await?;
+        let applied = shared::store::migrations::migrate(ctx.store.as_ref()).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "migrations applied");
         }
@@ -143,7 +143,7 @@ fn dev(args: DevArgs) -> AnyResult<()> {
         // The analytics schema. An unreachable store is not fatal: sessions work without it,
         // and events that cannot be written are logged and counted.
         if let Some(store) = &config.clickhouse {
-            let applied = shared::clickhouse::apply_schema(
+            let applied = shared::analytics::clickhouse::apply_schema(
                 &store.admin_client(),
                 ctx.http.as_ref(),
                 store.external_password.as_deref(),
@@ -203,8 +203,11 @@ async fn seed_demo(ctx: &shared::Context, project_id: &str) -> AnyResult<serde_j
         .query("SELECT id FROM tenancies WHERE project_id = ? AND branch_id = 'main'", &[project_id.into()])
         .await?;
     let row = rows.first().ok_or_else(|| format!("no project {project_id}"))?;
-    let tenancy =
-        shared::tenancy::Tenancy { id: row.text("id")?, project_id: project_id.into(), branch_id: "main".into() };
+    let tenancy = shared::identity::tenancy::Tenancy {
+        id: row.text("id")?,
+        project_id: project_id.into(),
+        branch_id: "main".into(),
+    };
     let as_map = |v: serde_json::Value| v.as_object().cloned().expect("an object");
     let source = demo::seed_source();
     store::save(ctx, &tenancy, Level::Branch, &as_map(demo::payments_branch_override()), Some(&source)).await?;
@@ -224,7 +227,7 @@ fn project(command: ProjectCommand) -> AnyResult<()> {
     let created = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
         let writer = SqliteWriter::open(&dev.db_path())?;
         let ctx = host::native_context(&writer, config, Rc::new(LocalBackground::new()));
-        shared::migrations::migrate(ctx.store.as_ref()).await?;
+        shared::store::migrations::migrate(ctx.store.as_ref()).await?;
         let created = match command {
             ProjectCommand::Create { name, require_publishable_client_key, .. } => {
                 let new = NewProject {

@@ -3,9 +3,9 @@
 
 use std::rc::Rc;
 
-use crate::crypto::base64url_decode;
-use crate::ports::{Background, BlobStore, Clock, ConfigSource, HttpClient, Random, SqlStore};
-use crate::tokens::KeyCache;
+use crate::identity::crypto::base64url_decode;
+use crate::identity::tokens::KeyCache;
+use crate::store::ports::{Background, BlobStore, Clock, ConfigSource, HttpClient, Random, SqlStore};
 
 /// Which deployment this is. Only `Production` hides internal error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +49,11 @@ pub struct Config {
 #[derive(Clone)]
 pub struct EmailConfig {
     /// `STACK_EMAIL_HOST` / `_PORT` (587) / `_USERNAME` / `_PASSWORD` / `_SENDER`: the shared server.
-    pub shared_server: Option<crate::email_server::SharedServer>,
+    pub shared_server: Option<crate::email::server::SharedServer>,
     /// `STACK_RESEND_SMTP_HOST` / `_PORT`: where managed domains send (`smtp.resend.com:465`).
-    pub resend: crate::email_server::ResendEndpoint,
+    pub resend: crate::email::server::ResendEndpoint,
     /// `STACK_EMAILABLE_API_KEY` / `STACK_EMAILABLE_API_URL`: the deliverability check.
-    pub emailable: Option<crate::email_server::Emailable>,
+    pub emailable: Option<crate::email::server::Emailable>,
     /// `CRON_SECRET`: the queue-step route's bearer secret (`mock_cron_secret` outside production).
     pub cron_secret: Option<String>,
     /// `STACK_SMTP_ALLOWED_HOSTS`: project mail servers exempt from the public-address and
@@ -141,11 +141,14 @@ impl ClickHouseConfig {
     /// grants and row policies are the second lock. Fails closed: in production, without that
     /// user's password there is no client (the caller answers 503). Elsewhere (the local engine,
     /// which has no users) the query guard is the only lock; docs/security.md says so.
-    pub fn limited_client(&self, environment: Environment) -> Result<crate::clickhouse::ClickHouse, UserSqlDisabled> {
+    pub fn limited_client(
+        &self,
+        environment: Environment,
+    ) -> Result<crate::analytics::clickhouse::ClickHouse, UserSqlDisabled> {
         if self.external_password.is_none() && environment == Environment::Production {
             return Err(UserSqlDisabled);
         }
-        Ok(crate::clickhouse::ClickHouse {
+        Ok(crate::analytics::clickhouse::ClickHouse {
             url: self.url.clone(),
             database: self.database.clone(),
             user: self.external_password.as_ref().map(|_| "limited_user".to_string()),
@@ -154,8 +157,8 @@ impl ClickHouseConfig {
     }
 
     /// The client that writes events and applies the schema.
-    pub fn admin_client(&self) -> crate::clickhouse::ClickHouse {
-        crate::clickhouse::ClickHouse {
+    pub fn admin_client(&self) -> crate::analytics::clickhouse::ClickHouse {
+        crate::analytics::clickhouse::ClickHouse {
             url: self.url.clone(),
             database: self.database.clone(),
             user: self.admin_password.as_ref().map(|_| self.admin_user.clone()),
@@ -243,10 +246,10 @@ impl Config {
             None => Ok(default),
             Some(p) => p.parse::<u16>().map_err(|e| ConfigError(format!("{key} {p:?}: {e}"))),
         };
-        let default_resend = crate::email_server::ResendEndpoint::default();
+        let default_resend = crate::email::server::ResendEndpoint::default();
         let email = EmailConfig {
             shared_server: match source.get("STACK_EMAIL_HOST") {
-                Some(host) => Some(crate::email_server::SharedServer {
+                Some(host) => Some(crate::email::server::SharedServer {
                     host,
                     port: port("STACK_EMAIL_PORT", 587)?,
                     username: source.get("STACK_EMAIL_USERNAME"),
@@ -255,11 +258,11 @@ impl Config {
                 }),
                 None => None,
             },
-            resend: crate::email_server::ResendEndpoint {
+            resend: crate::email::server::ResendEndpoint {
                 host: source.get("STACK_RESEND_SMTP_HOST").unwrap_or(default_resend.host),
                 port: port("STACK_RESEND_SMTP_PORT", default_resend.port)?,
             },
-            emailable: source.get("STACK_EMAILABLE_API_KEY").map(|api_key| crate::email_server::Emailable {
+            emailable: source.get("STACK_EMAILABLE_API_KEY").map(|api_key| crate::email::server::Emailable {
                 api_url: source.get("STACK_EMAILABLE_API_URL").unwrap_or_else(|| "https://api.emailable.com/v1".into()),
                 api_key,
             }),
@@ -314,8 +317,10 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context over the runtime's adapters; signing keys are derived from `config`.
     pub fn new(
         store: Rc<dyn SqlStore>,
+        blobs: Rc<dyn BlobStore>,
         http: Rc<dyn HttpClient>,
         clock: Rc<dyn Clock>,
         random: Rc<dyn Random>,
@@ -323,7 +328,6 @@ impl Context {
         config: Config,
     ) -> Context {
         let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
-        let blobs = Rc::new(crate::adapters::sql_blobs::SqlBlobStore::new(store.clone()));
         Context { store, blobs, http, clock, random, background, config: Rc::new(config), keys }
     }
 

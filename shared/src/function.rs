@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::context::Context;
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 use crate::http::{canonicalize, Request, Response};
 
 /// A future that borrows the request it answers. Not `Send`: wasm runtimes are single-threaded.

@@ -9,29 +9,14 @@
 //! feature, so a wasm build never links rusqlite, reqwest or tokio.
 
 pub mod adapters;
-pub mod auth;
-pub mod clickhouse;
+pub mod analytics;
 pub mod config;
 pub mod context;
-pub mod crypto;
 pub mod email;
-pub mod email_server;
-pub mod error;
-pub mod events;
 pub mod function;
 pub mod http;
-pub mod metrics;
-pub mod migrations;
-pub mod notifications;
-pub mod ports;
-pub mod projects;
-pub mod query_guard;
-pub mod sessions;
-pub mod tenancy;
-pub mod tokens;
-pub mod user_sql;
-pub mod users;
-pub mod validate;
+pub mod identity;
+pub mod store;
 
 pub use context::Context;
 
@@ -42,5 +27,5 @@ pub mod __private {
     pub use {bytes, http_body_util};
     pub use {http, serde_json};
 }
-pub use error::{ApiError, KnownError};
+pub use http::error::{ApiError, KnownError};
 pub use http::{Request, Response};

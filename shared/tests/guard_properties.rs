@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::Config;
-use shared::query_guard::{scope, EXPOSED_TABLES};
+use shared::analytics::query_guard::{scope, EXPOSED_TABLES};
 use sqlparser::ast::{Expr, InTarget, JoinOperator, Query, SetExpr, Spanned, TableFactor, Visit, Visitor};
 use sqlparser::dialect::ClickHouseDialect;
 use sqlparser::parser::Parser;

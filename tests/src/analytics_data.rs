@@ -4,7 +4,7 @@
 //! `INSERT ... SELECT FROM numbers(n)`.
 
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::{ClickHouse, Query};
+use shared::analytics::clickhouse::{ClickHouse, Query};
 
 /// The usability corpus of valid analytics queries (`tests/corpus/analytics-usability.sql`):
 /// statements end in `;` at the end of a line; `--` lines are comments.

@@ -4,13 +4,13 @@
 use api_tests::{ClickHouseFront, Host, Project};
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::ClickHouse;
+use shared::analytics::clickhouse::ClickHouse;
 
 /// A local engine with the schema applied (by the test: not every runtime applies it at start).
 async fn engine() -> (ClickHouseFront, ClickHouse) {
     let front = ClickHouseFront::start();
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
-    shared::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
     (front, ch)
 }
 

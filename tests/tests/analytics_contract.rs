@@ -8,7 +8,7 @@
 use api_tests::{ClickHouseFront, Host, Project};
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::ClickHouse;
+use shared::analytics::clickhouse::ClickHouse;
 
 const GENERIC: &str = "Error during execution of this query.";
 
@@ -171,7 +171,7 @@ fn cases() -> Vec<(&'static str, Value, Expect)> {
 async fn setup() -> (ClickHouseFront, ClickHouse, Host, Project, Project) {
     let front = ClickHouseFront::start();
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
-    shared::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
     let host = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
     let (a, b) = (host.create_project(false).await, host.create_project(false).await);
     (front, ch, host, a, b)

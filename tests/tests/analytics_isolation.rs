@@ -7,7 +7,7 @@
 use api_tests::{ClickHouseFront, Host, Project};
 use serde_json::json;
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::{apply_schema, ClickHouse};
+use shared::analytics::clickhouse::{apply_schema, ClickHouse};
 
 const BASE: &[&str] = &[
     "SELECT * FROM events",
@@ -223,7 +223,7 @@ async fn resource_limits_stop_queries_that_exceed_them() {
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!(res.json()["result"][0]["t"], json!(2), "{}", res.text);
     // Text size (100 KiB) and nesting depth, before anything is parsed.
-    let long = format!("SELECT 1 AS x{}", " ".repeat(shared::query_guard::MAX_QUERY_BYTES));
+    let long = format!("SELECT 1 AS x{}", " ".repeat(shared::analytics::query_guard::MAX_QUERY_BYTES));
     refused(&run(long).await, "longer than");
     let deep = format!("SELECT {}1{}", "(".repeat(100), ")".repeat(100));
     refused(&run(deep).await, "levels deep");

@@ -11,8 +11,8 @@ use api_tests::analytics_data::{seed, usability_corpus, Data};
 use api_tests::{ClickHouseFront, Host, Project};
 use serde_json::{json, Map, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::{ClickHouse, Query};
-use shared::query_guard::EXPOSED_TABLES;
+use shared::analytics::clickhouse::{ClickHouse, Query};
+use shared::analytics::query_guard::EXPOSED_TABLES;
 
 /// A database holding only `project`'s rows of branch `main`, in tables named like the views.
 async fn own_database(ch: &ClickHouse, project: &str) -> ClickHouse {
@@ -40,7 +40,7 @@ async fn every_corpus_query_returns_the_rows_of_a_direct_run_on_own_data() {
     let front = ClickHouseFront::start();
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
     let http = ReqwestClient::new();
-    shared::clickhouse::apply_schema(&ch, &http, None).await.unwrap();
+    shared::analytics::clickhouse::apply_schema(&ch, &http, None).await.unwrap();
     let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
     let (a, b) = (h.create_project(false).await, h.create_project(false).await);
     let types = "$page-view,$click,$token-refresh,$session-activity";

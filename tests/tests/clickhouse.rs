@@ -1,10 +1,10 @@
-//! The ClickHouse port (shared::clickhouse) against the local engine (chdb behind the front):
+//! The ClickHouse port (shared::analytics::clickhouse) against the local engine (chdb behind the front):
 //! DDL, JSONEachRow inserts and reads, query parameters, settings, and server errors.
 
 use api_tests::ClickHouseFront;
 use serde_json::json;
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::{ClickHouse, ClickHouseError, Query};
+use shared::analytics::clickhouse::{ClickHouse, ClickHouseError, Query};
 
 fn client(front: &ClickHouseFront) -> ClickHouse {
     ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None }
@@ -81,7 +81,7 @@ async fn queries_inserts_parameters_settings_and_errors() {
 /// analytics endpoint.)
 #[tokio::test]
 async fn guarded_queries_see_only_their_own_project() {
-    use shared::query_guard::{scope, BRANCH_PARAM, PROJECT_PARAM};
+    use shared::analytics::query_guard::{scope, BRANCH_PARAM, PROJECT_PARAM};
     let (_front, ch, http) = engine();
     ch.execute(
         &http,
@@ -150,7 +150,7 @@ async fn guarded_queries_see_only_their_own_project() {
 /// the tables hold: events as inserted, sync tables without deleted rows.
 #[tokio::test]
 async fn the_schema_applies_and_the_views_work() {
-    use shared::clickhouse::{apply_schema, schema_statements};
+    use shared::analytics::clickhouse::{apply_schema, schema_statements};
     let statements = schema_statements();
     assert_eq!(statements.iter().filter(|s| s.sql.starts_with("CREATE OR REPLACE VIEW")).count(), 12);
     assert!(statements.iter().any(|s| s.access_control && s.sql.starts_with("CREATE ROW POLICY")));

@@ -18,8 +18,8 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::{ClickHouse, ClickHouseError, Query};
-use shared::query_guard::{scope, scope_without_lexer_agreement, GuardError, EXPOSED_TABLES};
+use shared::analytics::clickhouse::{ClickHouse, ClickHouseError, Query};
+use shared::analytics::query_guard::{scope, scope_without_lexer_agreement, GuardError, EXPOSED_TABLES};
 
 const CTE_NAMES: &[&str] = &["r", "recent"];
 const GENERATORS: &[&str] = &["numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries"];

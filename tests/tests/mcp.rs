@@ -495,13 +495,13 @@ async fn the_init_prompt_has_a_web_variant() {
 async fn the_analytics_tool_reads_only_the_callers_project() {
     use shared::adapters::native::ReqwestClient;
     let front = api_tests::ClickHouseFront::start();
-    let ch = shared::clickhouse::ClickHouse {
+    let ch = shared::analytics::clickhouse::ClickHouse {
         url: front.url.clone(),
         database: "default".into(),
         user: None,
         password: None,
     };
-    shared::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
     let (llm, docs) = (fake_llm(), fake_docs_mcp());
     let h = Host::start(&[("STACK_AI_BASE_URL", &format!("{}/v1", llm.url)), ("STACK_CLICKHOUSE_URL", &front.url)]);
     let (a, b) = (h.create_project(false).await, h.create_project(false).await);

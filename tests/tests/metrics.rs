@@ -13,8 +13,8 @@
 use api_tests::{ClickHouseFront, Host, Project};
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::{ClickHouse, Query};
-use shared::metrics::{clickhouse_time, date};
+use shared::analytics::clickhouse::{ClickHouse, Query};
+use shared::analytics::metrics::{clickhouse_time, date};
 
 const DAY: i64 = 86_400_000;
 const U9: &str = "b0000000-0000-4000-8000-000000000009";
@@ -51,7 +51,7 @@ async fn every_field_matches_the_fixture() {
     let front = ClickHouseFront::start();
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
     let http = ReqwestClient::new();
-    shared::clickhouse::apply_schema(&ch, &http, None).await.unwrap();
+    shared::analytics::clickhouse::apply_schema(&ch, &http, None).await.unwrap();
     let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
     let p = h.create_project(false).await;
 

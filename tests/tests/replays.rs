@@ -4,7 +4,7 @@
 use api_tests::{ClickHouseFront, Host, Project, UserSession};
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::ClickHouse;
+use shared::analytics::clickhouse::ClickHouse;
 
 const BROWSER: &str = "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f";
 const SEGMENT: &str = "7a2e3d0f-4c8b-4d72-8e9f-1b2c3d4e5f60";
@@ -14,7 +14,7 @@ fn now_ms() -> i64 {
 }
 
 fn uuid() -> String {
-    shared::crypto::new_uuid(&shared::adapters::system::OsRandom)
+    shared::identity::crypto::new_uuid(&shared::adapters::system::OsRandom)
 }
 
 /// Events at the given times.
@@ -252,7 +252,7 @@ async fn admin_endpoints_list_read_and_page() {
 async fn list_filters_match_the_contract() {
     let front = ClickHouseFront::start();
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
-    shared::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
     let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
     let p = h.create_analytics_project().await;
     let (a, b) = (h.user_with_session(&p, json!({})).await, h.user_with_session(&p, json!({})).await);

@@ -16,8 +16,8 @@ use std::time::Instant;
 use clickhouse::Row;
 use serde::Deserialize;
 use shared::adapters::native::ReqwestClient;
+use shared::analytics::metrics::Window;
 use shared::context::ClickHouseConfig;
-use shared::metrics::Window;
 
 use super::{matrix, queries, MetricsEngine, Scope};
 
@@ -92,7 +92,7 @@ async fn bench(args: BenchArgs) -> AnyResult<()> {
         admin_password: args.clickhouse_admin_password.clone(),
     };
     let port = store.admin_client();
-    shared::clickhouse::apply_schema(&port, &ReqwestClient::new(), None).await?;
+    shared::analytics::clickhouse::apply_schema(&port, &ReqwestClient::new(), None).await?;
     let engine = MetricsEngine::uncached(&store);
     let run_id = uuid_v4();
     let window = Window::at(chrono::Utc::now().timestamp_millis());
@@ -368,5 +368,5 @@ fn chart(results: &[Measured], path: &PathBuf) -> AnyResult<()> {
 }
 
 fn uuid_v4() -> String {
-    shared::crypto::new_uuid(&shared::adapters::system::OsRandom)
+    shared::identity::crypto::new_uuid(&shared::adapters::system::OsRandom)
 }

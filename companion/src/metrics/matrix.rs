@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::clickhouse::ClickHouse;
-use shared::metrics::{clickhouse_time, Window};
+use shared::analytics::clickhouse::ClickHouse;
+use shared::analytics::metrics::{clickhouse_time, Window};
 
 use super::{queries, MetricsEngine, Scope};
 
@@ -183,7 +183,7 @@ mod tests {
     async fn old_and_new_mau_find_the_same_users_in_every_edge_case() {
         let front = api_tests::ClickHouseFront::start();
         let store = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
-        shared::clickhouse::apply_schema(&store, &ReqwestClient::new(), None).await.unwrap();
+        shared::analytics::clickhouse::apply_schema(&store, &ReqwestClient::new(), None).await.unwrap();
         let config = ClickHouseConfig {
             url: front.url.clone(),
             database: "default".into(),

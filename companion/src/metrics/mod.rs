@@ -18,8 +18,10 @@ use clickhouse::Row;
 use serde::Deserialize;
 use serde_json::json;
 
+use shared::analytics::metrics::{
+    clickhouse_time, Activity, DataPoint, Referrer, Region, Split, Window, ONLINE_WINDOW_MS,
+};
 use shared::context::{ClickHouseConfig, CompanionConfig};
-use shared::metrics::{clickhouse_time, Activity, DataPoint, Referrer, Region, Split, Window, ONLINE_WINDOW_MS};
 use shared::{Request, Response};
 
 use queries::Entity;
@@ -245,7 +247,7 @@ fn split_series(rows: &[SplitRow], window: &Window) -> Split {
 /// metrics function. Requires the shared secret.
 pub async fn serve(req: &Request, engine: &MetricsEngine, companion: &CompanionConfig) -> Response {
     let given = shared::http::header(req, metrics::COMPANION_SECRET_HEADER).unwrap_or_default();
-    if !shared::crypto::ct_eq(given, &companion.secret) {
+    if !shared::identity::crypto::ct_eq(given, &companion.secret) {
         return shared::http::text(401, "A valid companion secret is required");
     }
     let param = |name| shared::http::query_param(req, name);

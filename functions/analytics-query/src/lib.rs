@@ -12,13 +12,13 @@ shared::spin_function!(crate::FUNCTION);
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, ADMIN_ONLY, SERVER_OR_ADMIN};
-use shared::clickhouse::Query;
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::analytics::clickhouse::Query;
+use shared::analytics::user_sql::{self, UserQuery, UserSqlError};
 use shared::function::{Function, Route};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, Request, Response};
-use shared::user_sql::{self, UserQuery, UserSqlError};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY, SERVER_OR_ADMIN};
 use shared::Context;
 
 const DEFAULT_TIMEOUT_MS: i64 = 10_000;
@@ -99,7 +99,8 @@ async fn timing(ctx: &Context, req: &Request) -> ApiResult<Response> {
     }
     let admin = analytics_store(ctx)?.admin_client();
     let lookup = Query::new(TIMING_SQL).param("query_id", query_id.as_str());
-    let log_error = |e: shared::clickhouse::ClickHouseError| ApiError::internal(format!("query log lookup: {e}"));
+    let log_error =
+        |e: shared::analytics::clickhouse::ClickHouseError| ApiError::internal(format!("query log lookup: {e}"));
     let rows = match admin.rows(ctx.http.as_ref(), &lookup).await {
         Ok(rows) if !rows.is_empty() => rows,
         // The log is flushed periodically (and the table created at the first flush): a query

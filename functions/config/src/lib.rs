@@ -15,13 +15,13 @@ shared::spin_function!(crate::FUNCTION);
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ADMIN_ONLY, SERVER_OR_ADMIN};
 use shared::config::schema::Level;
 use shared::config::{merge, migrate, override_errors, render, store, Problem};
-use shared::error::{ApiError, ApiResult};
 use shared::function::{Function, Route};
+use shared::http::error::{ApiError, ApiResult};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, Request, Response};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ADMIN_ONLY, SERVER_OR_ADMIN};
 use shared::Context;
 
 /// The config function: the rendered config, and each level's override and source.

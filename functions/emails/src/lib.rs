@@ -17,16 +17,16 @@ mod send;
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::email::{
     delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, NewEmail, Recipient, STATUS_SQL,
 };
-use shared::error::{ApiError, ApiResult, KnownError};
 use shared::function::{Function, Route};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, json_with_status, query_param, Request, Response};
-use shared::ports::{SqlRow, SqlValue};
-use shared::tenancy::Tenancy;
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
+use shared::identity::tenancy::Tenancy;
+use shared::store::ports::{SqlRow, SqlValue};
 use shared::Context;
 
 /// Templates larger than this are refused.
@@ -325,7 +325,7 @@ fn email_json(row: &SqlRow) -> ApiResult<Value> {
         put("is_transactional", json!(row.bool("is_transactional").map_err(e)?));
         put("is_high_priority", json!(row.bool("is_high_priority").map_err(e)?));
         let transactional = row.bool("is_transactional").map_err(e)?;
-        put("notification_category_id", json!(shared::notifications::category_of(transactional).id));
+        put("notification_category_id", json!(shared::email::notifications::category_of(transactional).id));
     }
     match status.as_str() {
         "RENDER_ERROR" => put("render_error", json!(row.opt_text("render_error_external_message").map_err(e)?)),

@@ -10,13 +10,13 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::context::Environment;
-use shared::error::{ApiError, ApiResult};
+use shared::http::error::{ApiError, ApiResult};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, Request, Response};
-use shared::ports::{SqlRow, Statement};
-use shared::tenancy::Tenancy;
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY};
+use shared::identity::tenancy::Tenancy;
+use shared::store::ports::{SqlRow, Statement};
 use shared::Context;
 
 const NAME_SERVERS: [&str; 2] = ["ns1.dnsimple.com", "ns2.dnsimple.com"];
@@ -85,7 +85,7 @@ async fn find(
     ctx: &Context,
     tenancy: &Tenancy,
     condition: &str,
-    params: Vec<shared::ports::SqlValue>,
+    params: Vec<shared::store::ports::SqlValue>,
 ) -> ApiResult<Option<SqlRow>> {
     let mut all = vec![tenancy.id.clone().into()];
     all.extend(params);
@@ -131,7 +131,7 @@ pub async fn setup(ctx: &Context, req: &Request) -> ApiResult<Response> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING_VERIFICATION', ?9, ?9) \
              ON CONFLICT (tenancy_id, subdomain) DO NOTHING",
             vec![
-                shared::crypto::new_uuid(ctx.random.as_ref()).into(),
+                shared::identity::crypto::new_uuid(ctx.random.as_ref()).into(),
                 tenancy.id.clone().into(),
                 tenancy.project_id.clone().into(),
                 tenancy.branch_id.clone().into(),
@@ -143,7 +143,7 @@ pub async fn setup(ctx: &Context, req: &Request) -> ApiResult<Response> {
             ],
         )
         .await;
-    if let Err(shared::ports::StoreError::Constraint(_)) = inserted {
+    if let Err(shared::store::ports::StoreError::Constraint(_)) = inserted {
         return Err(ApiError::status(
             409,
             "This subdomain already exists in Resend. If this is from another project, choose a different subdomain.",

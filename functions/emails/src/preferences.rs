@@ -1,4 +1,4 @@
-//! Users' notification preferences and the unsubscribe link (shared::notifications):
+//! Users' notification preferences and the unsubscribe link (shared::email::notifications):
 //! `GET /emails/notification-preference/{user_id|me}` lists the categories with the user's
 //! switch, `PATCH .../{user_id|me}/{category_id}` sets one (`{enabled}`), and
 //! `GET /emails/unsubscribe-link?code=...` — the link in marketing emails, with no project
@@ -6,11 +6,11 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::email::notifications::{category, is_enabled, set_enabled, verify_unsubscribe_code, Category, CATEGORIES};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, query_param, Request, Response};
-use shared::notifications::{category, is_enabled, set_enabled, verify_unsubscribe_code, Category, CATEGORIES};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
 use shared::Context;
 
 /// The user a preferences call is about: `me` is the caller's own user; clients may only
@@ -25,7 +25,7 @@ async fn target_user(ctx: &Context, auth: &RequestAuth, user_id: &str) -> ApiRes
     if auth.access_type == AccessType::Client && Some(user_id) != own {
         return Err(ApiError::status(403, "Client can only manage its own notification preferences"));
     }
-    let user = shared::users::get_user(ctx, &auth.tenancy.id, user_id).await?;
+    let user = shared::identity::users::get_user(ctx, &auth.tenancy.id, user_id).await?;
     Ok(user.ok_or_else(KnownError::user_not_found)?.id)
 }
 
@@ -73,7 +73,7 @@ pub async fn unsubscribe(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let code = query_param(req, "code").unwrap_or_default();
     let unsubscribe = verify_unsubscribe_code(&ctx.config.server_secret, &code)
         .ok_or_else(|| ApiError::status(400, "This unsubscribe link is not valid."))?;
-    let user = shared::users::get_user(ctx, &unsubscribe.tenancy_id, &unsubscribe.user_id).await?;
+    let user = shared::identity::users::get_user(ctx, &unsubscribe.tenancy_id, &unsubscribe.user_id).await?;
     if user.is_none() {
         return Err(ApiError::status(404, "This unsubscribe link belongs to a user that no longer exists."));
     }

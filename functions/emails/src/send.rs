@@ -4,12 +4,12 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::config::{render, schema::Level, store};
 use shared::email::{enqueue_many, NewEmail, Recipient};
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, Request, Response};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::Context;
 
 use crate::{source_field, variables_field};
@@ -26,7 +26,7 @@ fn user_ids(v: &mut Validator, obj: Option<&Map<String, Value>>) -> Option<Vec<S
     };
     let mut ids: Vec<String> = Vec::new();
     for item in items {
-        match item.as_str().filter(|s| shared::crypto::is_uuid(s)) {
+        match item.as_str().filter(|s| shared::identity::crypto::is_uuid(s)) {
             Some(id) => ids.push(id.to_ascii_lowercase()),
             None => {
                 v.fail(format!("body.user_ids contains an invalid user ID: {item}"));
@@ -78,7 +78,7 @@ pub async fn send_email(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let recipients: Vec<String> = match ids {
         Some(ids) => {
             for id in &ids {
-                if shared::users::get_user(ctx, &tenancy.id, id).await?.is_none() {
+                if shared::identity::users::get_user(ctx, &tenancy.id, id).await?.is_none() {
                     return Err(KnownError::user_not_found().into());
                 }
             }

@@ -7,11 +7,11 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
-use shared::error::{ApiError, ApiResult};
+use shared::http::error::{ApiError, ApiResult};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{header, json as json_response, Request, Response};
-use shared::ports::SqlValue;
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
+use shared::store::ports::SqlValue;
 use shared::Context;
 
 use crate::{dashboard, docs, llm, prompts};
@@ -344,8 +344,9 @@ fn to_chat_messages(message: &Value) -> Vec<Value> {
 /// low-privilege client); rows or the error as text for the model.
 async fn query_analytics(ctx: &Context, scope: &(String, String), arguments: &Value) -> Value {
     let Some(sql) = arguments["query"].as_str() else { return json!({ "error": "query must be a string" }) };
-    let query = shared::user_sql::UserQuery { sql, params: Map::new(), timeout_ms: QUERY_ANALYTICS_TIMEOUT_MS };
-    match shared::user_sql::run(ctx, &scope.0, &scope.1, query).await {
+    let query =
+        shared::analytics::user_sql::UserQuery { sql, params: Map::new(), timeout_ms: QUERY_ANALYTICS_TIMEOUT_MS };
+    match shared::analytics::user_sql::run(ctx, &scope.0, &scope.1, query).await {
         Ok(answer) => json!({ "rows": answer.rows }),
         Err(e) => json!({ "error": e.to_string() }),
     }
@@ -412,11 +413,11 @@ pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunE
             .as_str()
             .filter(|id| !id.is_empty())
             .map(str::to_string)
-            .unwrap_or_else(|| shared::crypto::new_uuid(ctx.random.as_ref()))
+            .unwrap_or_else(|| shared::identity::crypto::new_uuid(ctx.random.as_ref()))
     });
     if let (Some(meta), Some(conversation_id)) = (&run.mcp_call, &conversation_id) {
         let log = CallLog {
-            correlation_id: shared::crypto::new_uuid(ctx.random.as_ref()),
+            correlation_id: shared::identity::crypto::new_uuid(ctx.random.as_ref()),
             conversation_id: conversation_id.clone(),
             tool_name: meta["toolName"].as_str().unwrap_or_default().to_string(),
             reason: meta["reason"].as_str().unwrap_or_default().to_string(),

@@ -17,8 +17,8 @@ pub mod prompts;
 pub mod proxy;
 pub mod server;
 
-use shared::error::{ApiError, ApiResult};
 use shared::function::{Call, Function, Route};
+use shared::http::error::{ApiError, ApiResult};
 use shared::http::{query_param, Response};
 
 /// The MCP function: the MCP server, the AI query endpoint, the AI proxy and the init prompt.

@@ -77,7 +77,7 @@ pub async fn complete(
     // A model's answer may take minutes; the HTTP port's 10 s default would cut it.
     let mut request = http::Request::post(format!("{base}/chat/completions"))
         .header("content-type", "application/json")
-        .extension(shared::ports::RequestTimeout(MODEL_CALL_TIMEOUT));
+        .extension(shared::store::ports::RequestTimeout(MODEL_CALL_TIMEOUT));
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
     }

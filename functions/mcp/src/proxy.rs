@@ -7,9 +7,9 @@
 
 use serde_json::{Map, Value};
 
-use shared::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
-use shared::error::{ApiError, ApiResult};
+use shared::http::error::{ApiError, ApiResult};
 use shared::http::{Request, Response};
+use shared::identity::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::Context;
 
 use crate::llm::MODELS;
@@ -92,7 +92,7 @@ pub async fn forward(ctx: &Context, req: &Request, path: &str) -> ApiResult<Resp
         .method(req.method().clone())
         .uri(format!("{base}/{rest}{query}"))
         .header("anthropic-version", "2023-06-01")
-        .extension(shared::ports::RequestTimeout(std::time::Duration::from_secs(300)));
+        .extension(shared::store::ports::RequestTimeout(std::time::Duration::from_secs(300)));
     if let Some(key) = &ai.api_key {
         upstream = upstream.header("authorization", format!("Bearer {key}"));
     }

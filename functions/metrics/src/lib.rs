@@ -18,14 +18,14 @@ shared::spin_function!(crate::FUNCTION);
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
-use shared::error::{ApiError, ApiResult};
+use shared::analytics::metrics::{Activity, Window};
 use shared::function::{Function, Route};
+use shared::http::error::{ApiError, ApiResult};
 use shared::http::{json, query_param, Request, Response};
-use shared::metrics::{Activity, Window};
-use shared::ports::SqlValue;
-use shared::tenancy::Tenancy;
-use shared::users::{User, USER_COLUMNS};
+use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY};
+use shared::identity::tenancy::Tenancy;
+use shared::identity::users::{User, USER_COLUMNS};
+use shared::store::ports::SqlValue;
 use shared::Context;
 
 /// The companion's endpoint for the analytics-store fields.
@@ -139,7 +139,7 @@ async fn user_metrics(
     let mut signups_by_day = Vec::new();
     for row in &signups {
         let day = row.int("day")?;
-        signups_by_day.push((shared::metrics::date(day * 86_400_000), row.int("n")?));
+        signups_by_day.push((shared::analytics::metrics::date(day * 86_400_000), row.int("n")?));
     }
 
     let recent = |order: &'static str, limit: i64| {

@@ -1,10 +1,10 @@
 //! The project JWKS (contract §1.7): public, cacheable, two keys per audience.
 
-use shared::error::{ApiError, ApiResult};
+use shared::http::error::{ApiError, ApiResult};
+use shared::http::validate::Validator;
 use shared::http::{json, query_param, Request, Response};
-use shared::ports::SqlValue;
-use shared::tokens;
-use shared::validate::Validator;
+use shared::identity::tokens;
+use shared::store::ports::SqlValue;
 use shared::Context;
 
 /// `GET /projects/{project_id}/.well-known/jwks.json?include_restricted=&include_anonymous=`.

@@ -57,7 +57,7 @@ const CONNECTED_ACCOUNT_TOKEN: shared::function::Handler =
 
 /// The scheduled work: removes expired sessions (each recorded in `deleted_rows`).
 async fn purge_expired_sessions(ctx: &Context) {
-    match shared::sessions::purge_expired(ctx).await {
+    match shared::identity::sessions::purge_expired(ctx).await {
         Ok(purged) => tracing::info!(purged, "expired sessions removed"),
         Err(e) => tracing::error!(error = %e, "removing expired sessions failed"),
     }

@@ -7,11 +7,11 @@
 
 use serde_json::{json, Map, Value};
 
-use shared::auth::{key_is_valid, AccessType, RequestAuth, PUBLIC_CLIENT_SENTINEL};
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json_with_status, Request, Response};
-use shared::tenancy::{project_branch, ProjectBranch};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{key_is_valid, AccessType, RequestAuth, PUBLIC_CLIENT_SENTINEL};
+use shared::identity::tenancy::{project_branch, ProjectBranch};
 use shared::Context;
 
 use crate::sessions::refresh_session;

@@ -10,12 +10,12 @@
 
 use serde_json::Value;
 
-use shared::auth::{authenticate, key_is_valid, AccessType, AuthRule, ANY_ACCESS, PUBLIC_CLIENT_SENTINEL};
 use shared::config::{render, schema::Level, store};
 use shared::context::SHAREABLE_OAUTH_PROVIDERS;
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::error::{ApiError, ApiResult, KnownError};
 use shared::http::{query_param, Request, Response};
-use shared::tenancy::{project_branch, ProjectBranch, Tenancy};
+use shared::identity::auth::{authenticate, key_is_valid, AccessType, AuthRule, ANY_ACCESS, PUBLIC_CLIENT_SENTINEL};
+use shared::identity::tenancy::{project_branch, ProjectBranch, Tenancy};
 use shared::Context;
 
 /// Authorization endpoint and default scopes of each standard provider.
@@ -129,7 +129,7 @@ pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiRe
         return Err(KnownError::oauth_extra_scope_not_available_with_shared_oauth_keys().into());
     }
     if link {
-        let user = shared::tokens::verify(&ctx.keys, &param("token"), ctx.now())?;
+        let user = shared::identity::tokens::verify(&ctx.keys, &param("token"), ctx.now())?;
         if user.project_id != tenancy.project_id || user.branch_id != tenancy.branch_id {
             return Err(ApiError::status(403, "The link token belongs to another project or branch."));
         }
@@ -155,7 +155,7 @@ pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiRe
         .append_pair("redirect_uri", &format!("{}/api/v1/auth/oauth/callback/{}", ctx.config.api_url, provider.id))
         .append_pair("response_type", "code")
         .append_pair("scope", scopes.trim())
-        .append_pair("state", &shared::crypto::random_crockford(ctx.random.as_ref(), 32));
+        .append_pair("state", &shared::identity::crypto::random_crockford(ctx.random.as_ref(), 32));
     let mut response = shared::http::text(307, "Redirecting to the OAuth provider");
     response
         .headers_mut()

@@ -2,12 +2,12 @@
 //! project with a `main` branch and a key set; `POST /internal/projects/{id}/key-sets` adds a
 //! key set. Keys are in the response once and stored hashed.
 
-use shared::auth::RequestAuth;
-use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json_with_status, Request, Response};
-use shared::projects::{create_key_set, create_project, NewProject, INTERNAL_PROJECT_ID};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::RequestAuth;
+use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY};
+use shared::identity::projects::{create_key_set, create_project, NewProject, INTERNAL_PROJECT_ID};
 use shared::Context;
 
 const MAX_NAME: usize = 256;

@@ -2,12 +2,12 @@
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{header, json, query_param, success, Request, Response};
-use shared::sessions::{self, DEFAULT_SESSION_LIFETIME_MS, MAX_SESSION_LIFETIME_MS};
-use shared::users::get_user;
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
+use shared::identity::sessions::{self, DEFAULT_SESSION_LIFETIME_MS, MAX_SESSION_LIFETIME_MS};
+use shared::identity::users::get_user;
 use shared::Context;
 
 /// The refresh endpoint ignores an expired access token sent beside the refresh token.
@@ -87,7 +87,7 @@ fn resolve_user_id(req: &Request, auth: &RequestAuth, client_denied: ApiError) -
     let current = auth.user.as_ref().map(|u| u.user_id.as_str());
     let user_id = if raw == "me" {
         current.ok_or_else(KnownError::cannot_get_own_user_without_user)?.to_string()
-    } else if shared::crypto::is_uuid(&raw) {
+    } else if shared::identity::crypto::is_uuid(&raw) {
         raw.to_ascii_lowercase()
     } else {
         return Err(Validator::single(req, "query.user_id must be a valid UUID or \"me\""));

@@ -1,11 +1,11 @@
 //! Minimal users endpoints, enough to test sessions end to end: create and update (server),
 //! read, delete. Deleting a user ends all of its sessions; an update shows in the next token.
 
-use shared::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
-use shared::error::{ApiResult, KnownError};
+use shared::http::error::{ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, json_with_status, success, Request, Response};
-use shared::users::{self, NewUser, UserPatch};
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
+use shared::identity::users::{self, NewUser, UserPatch};
 use shared::Context;
 
 const MAX_DISPLAY_NAME: usize = 256;
@@ -121,7 +121,7 @@ fn resolve(auth: &RequestAuth, id: &str) -> ApiResult<String> {
             .map(|u| u.user_id.clone())
             .ok_or_else(|| KnownError::cannot_get_own_user_without_user().into());
     }
-    if shared::crypto::is_uuid(id) {
+    if shared::identity::crypto::is_uuid(id) {
         Ok(id.to_ascii_lowercase())
     } else {
         Err(KnownError::user_not_found().into())

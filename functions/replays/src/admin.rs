@@ -6,12 +6,12 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, ADMIN_ONLY};
-use shared::clickhouse::Query;
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::analytics::clickhouse::Query;
+use shared::http::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, query_param, Request, Response};
-use shared::ports::{SqlRow, SqlValue};
-use shared::tenancy::Tenancy;
+use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY};
+use shared::identity::tenancy::Tenancy;
+use shared::store::ports::{SqlRow, SqlValue};
 use shared::Context;
 
 const LIST_DEFAULT: i64 = 50;
@@ -84,7 +84,7 @@ fn timestamp(req: &Request, name: &str) -> ApiResult<Option<f64>> {
 fn uuid_list(req: &Request, name: &str) -> ApiResult<Vec<String>> {
     let Some(csv) = query_param(req, name) else { return Ok(Vec::new()) };
     let ids: Vec<String> = csv.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
-    if ids.iter().any(|id| !shared::crypto::is_uuid(id)) {
+    if ids.iter().any(|id| !shared::identity::crypto::is_uuid(id)) {
         return Err(bad_request(format!("{name} must contain valid UUID values")));
     }
     Ok(ids)

@@ -7,13 +7,13 @@ use std::io::Write;
 
 use serde_json::{json, Value};
 
-use shared::auth::{authenticate, AuthRule, ANY_ACCESS};
 use shared::config::{render, schema::Level, store};
-use shared::error::{ApiError, ApiResult, KnownError};
+use shared::http::error::{ApiError, ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, Request, Response};
-use shared::ports::{BlobError, SqlValue, Statement};
-use shared::projects::config_flag;
-use shared::validate::{parse_body, Validator};
+use shared::identity::auth::{authenticate, AuthRule, ANY_ACCESS};
+use shared::identity::projects::config_flag;
+use shared::store::ports::{BlobError, SqlValue, Statement};
 use shared::Context;
 
 /// The raw body may be at most this large.
@@ -143,7 +143,7 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
     // batches of one session can never start two replays.
     let now = ctx.now();
     let (first_ms, last_ms) = event_bounds(&batch.events, batch.sent_at_ms);
-    let new_id = shared::crypto::new_uuid(ctx.random.as_ref());
+    let new_id = shared::identity::crypto::new_uuid(ctx.random.as_ref());
     let params = || -> Vec<SqlValue> {
         vec![
             tenancy.id.clone().into(),
@@ -225,7 +225,7 @@ pub async fn upload(ctx: &Context, req: &Request) -> ApiResult<Response> {
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenancy_id, session_replay_id, batch_id) DO NOTHING",
             vec![
                 tenancy.id.clone().into(),
-                shared::crypto::new_uuid(ctx.random.as_ref()).into(),
+                shared::identity::crypto::new_uuid(ctx.random.as_ref()).into(),
                 replay_id.clone().into(),
                 batch.batch_id.clone().into(),
                 batch.segment_id.clone().into(),

@@ -10,13 +10,14 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
 
+use crate::adapters::sql_blobs::SqlBlobStore;
 use crate::context::{Config, Context};
 use crate::http::{Request, Response};
-use crate::ports::{
+use crate::identity::tokens::KeyCache;
+use crate::store::ports::{
     Background, BlobError, BlobStore, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow,
     SqlStore, SqlValue, Statement, StoreError,
 };
-use crate::tokens::KeyCache;
 
 // --- D1 -------------------------------------------------------------------------------------
 
@@ -208,7 +209,7 @@ impl HttpClient for WorkerFetch {
         }
         let request = worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(err)?;
         let mut response = worker::Fetch::Request(request).send().await.map_err(err)?;
-        let limit = parts.extensions.get::<crate::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
+        let limit = parts.extensions.get::<crate::store::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
         from_worker_response(&mut response, limit).await
     }
 }
@@ -269,7 +270,7 @@ fn context_with(env: &worker::Env, background: Rc<dyn Background>) -> worker::Re
     // Replay chunks go to the R2 bucket where the Worker binds one, else to a D1 table.
     let blobs: Rc<dyn BlobStore> = match env.bucket(BLOB_BUCKET) {
         Ok(bucket) => Rc::new(R2Blobs(bucket)),
-        Err(_) => Rc::new(crate::adapters::sql_blobs::SqlBlobStore::new(store.clone())),
+        Err(_) => Rc::new(SqlBlobStore::new(store.clone())),
     };
     Ok(Context {
         store,
@@ -295,7 +296,7 @@ pub async fn bootstrap(env: &worker::Env, ctx: &Context) -> worker::Result<()> {
         return Ok(());
     }
     if let Some(key) = WorkerEnv(env.clone()).get("STACK_INTERNAL_ADMIN_KEY") {
-        crate::projects::ensure_internal_project(ctx, &key)
+        crate::identity::projects::ensure_internal_project(ctx, &key)
             .await
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
     }

@@ -1,4 +1,4 @@
-//! Adapters: one module per runtime, each implementing the ports of [`crate::ports`].
+//! Adapters: one module per runtime, each implementing the ports of [`crate::store::ports`].
 //!
 //! - `sql_blobs` (every build): the blob store as a table of the primary store.
 //! - `sqlite` (feature `sqlite`): rusqlite, the embedded store (native host, WASI component).

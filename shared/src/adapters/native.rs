@@ -7,7 +7,7 @@ use std::rc::Rc;
 use async_trait::async_trait;
 
 use crate::http::{Request, Response};
-use crate::ports::{Background, HttpClient, HttpError, LocalFuture, RequestTimeout, ResponseLimit};
+use crate::store::ports::{Background, HttpClient, HttpError, LocalFuture, RequestTimeout, ResponseLimit};
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ impl Background for LocalBackground {
 mod tests {
     use super::*;
     use crate::adapters::sqlite::{SqliteStore, SqliteWriter};
-    use crate::ports::{SqlStore, Statement, StoreError};
+    use crate::store::ports::{SqlStore, Statement, StoreError};
 
     fn store() -> (tempdir::Dir, SqliteStore) {
         let dir = tempdir::Dir::new();
@@ -116,7 +116,8 @@ mod tests {
             pub fn new() -> Dir {
                 let mut bytes = [0u8; 8];
                 getrandom::fill(&mut bytes).unwrap();
-                let path = std::env::temp_dir().join(format!("stack-edge-test-{}", crate::crypto::hex(&bytes)));
+                let path =
+                    std::env::temp_dir().join(format!("stack-edge-test-{}", crate::identity::crypto::hex(&bytes)));
                 std::fs::create_dir_all(&path).unwrap();
                 Dir(path)
             }
@@ -217,7 +218,7 @@ mod tests {
     fn migrations_apply_once() {
         let (_dir, store) = store();
         block_on(async {
-            let every: Vec<&str> = crate::migrations::MIGRATIONS.iter().map(|(name, _)| *name).collect();
+            let every: Vec<&str> = crate::store::migrations::MIGRATIONS.iter().map(|(name, _)| *name).collect();
             assert_eq!(
                 every,
                 [
@@ -231,8 +232,8 @@ mod tests {
                     "0008_mcp_call_log.sql",
                 ]
             );
-            assert_eq!(crate::migrations::migrate(&store).await.unwrap(), every);
-            assert!(crate::migrations::migrate(&store).await.unwrap().is_empty());
+            assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);
+            assert!(crate::store::migrations::migrate(&store).await.unwrap().is_empty());
         });
     }
 }

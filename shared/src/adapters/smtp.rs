@@ -12,8 +12,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::email_server::{MailServer, ServerKind};
-use crate::ports::{Mailer, OutgoingEmail, SendFailure};
+use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SendFailure, ServerKind};
 
 /// Opens one connection per email. Why not lettre's pool: a send cancelled mid-DATA handed its
 /// connection back to the pool, and the next message rode on it (found by the crash test).

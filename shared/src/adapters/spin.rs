@@ -17,10 +17,11 @@ use std::rc::Rc;
 
 use async_trait::async_trait;
 
+use crate::adapters::sql_blobs::SqlBlobStore;
 use crate::adapters::system::{EnvConfig, OsRandom, SystemClock};
 use crate::context::{Config, Context};
 use crate::http::{Request, Response};
-use crate::ports::{Background, ConfigSource, HttpClient, HttpError, LocalFuture, SqlStore};
+use crate::store::ports::{Background, ConfigSource, HttpClient, HttpError, LocalFuture, SqlStore};
 
 /// Configuration keys a function reads. Spin variables are lowercase (`stack_server_secret`).
 pub const CONFIG_KEYS: &[&str] = &[
@@ -108,7 +109,7 @@ impl HttpClient for WasiHttp {
     async fn send(&self, request: Request) -> Result<Response, HttpError> {
         use http_body_util::BodyExt;
         let err = |e: &dyn std::fmt::Display| HttpError(e.to_string());
-        let limit = request.extensions().get::<crate::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
+        let limit = request.extensions().get::<crate::store::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
         let request = request.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)));
         let response = spin_sdk::http::send(request).await.map_err(|e| err(&e))?;
         let (parts, body) = response.into_parts();
@@ -129,7 +130,7 @@ pub use sqlite::SpinSqlite;
 #[cfg(feature = "spin")]
 mod sqlite {
     use super::*;
-    use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
+    use crate::store::ports::{SqlRow, SqlValue, Statement, StoreError};
     use spin_sdk::sqlite::{Connection, Value};
 
     /// `spin:sqlite` (the component's `default` database).
@@ -221,11 +222,20 @@ pub async fn context() -> Result<(Context, Rc<Deferred>), String> {
     let source = load_config().await;
     let config = Config::load(&source).map_err(|e| e.to_string())?;
     let store = open_store(&source).await?;
-    crate::migrations::migrate(store.as_ref()).await.map_err(|e| e.to_string())?;
+    crate::store::migrations::migrate(store.as_ref()).await.map_err(|e| e.to_string())?;
     let deferred = Rc::new(Deferred::default());
-    let ctx = Context::new(store, Rc::new(WasiHttp), Rc::new(SystemClock), Rc::new(OsRandom), deferred.clone(), config);
+    let blobs = Rc::new(SqlBlobStore::new(store.clone()));
+    let ctx = Context::new(
+        store,
+        blobs,
+        Rc::new(WasiHttp),
+        Rc::new(SystemClock),
+        Rc::new(OsRandom),
+        deferred.clone(),
+        config,
+    );
     if let Some(key) = source.get("STACK_INTERNAL_ADMIN_KEY") {
-        crate::projects::ensure_internal_project(&ctx, &key).await.map_err(|e| e.to_string())?;
+        crate::identity::projects::ensure_internal_project(&ctx, &key).await.map_err(|e| e.to_string())?;
     }
     Ok((ctx, deferred))
 }

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use async_trait::async_trait;
 
-use crate::crypto::{base64url, base64url_decode};
-use crate::ports::{BlobError, BlobStore, SqlStore};
+use crate::identity::crypto::{base64url, base64url_decode};
+use crate::store::ports::{BlobError, BlobStore, SqlStore};
 
 /// D1 rows are limited to 2 MB; base64 makes bytes a third larger.
 pub const MAX_SQL_BLOB_BYTES: usize = 1_500_000;
@@ -22,7 +22,7 @@ impl SqlBlobStore {
     }
 }
 
-fn store_error(e: crate::ports::StoreError) -> BlobError {
+fn store_error(e: crate::store::ports::StoreError) -> BlobError {
     BlobError::Store(e.to_string())
 }
 

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use rusqlite::types::{Value as RusqliteValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::ports::{SqlRow, SqlStore, SqlValue, Statement, StoreError};
+use crate::store::ports::{SqlRow, SqlStore, SqlValue, Statement, StoreError};
 
 /// How the database file journals writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

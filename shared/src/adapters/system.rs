@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::ports::{Clock, ConfigSource, Random};
+use crate::store::ports::{Clock, ConfigSource, Random};
 
 pub struct SystemClock;
 

@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::schema::Level;
-use crate::ports::{SqlValue, StoreError};
-use crate::tenancy::Tenancy;
+use crate::identity::tenancy::Tenancy;
+use crate::store::ports::{SqlValue, StoreError};
 use crate::Context;
 
 /// The three overrides of a tenancy, and the branch config's source.

@@ -4,12 +4,12 @@
 use serde_json::Value;
 
 use crate::context::Context;
-use crate::crypto::{ct_eq, hash_secret};
-use crate::error::{ApiResult, KnownError};
+use crate::http::error::{ApiResult, KnownError};
 use crate::http::{header, Request};
-use crate::ports::SqlValue;
-use crate::tenancy::{project_branch, Tenancy};
-use crate::tokens::{self, AccessToken};
+use crate::identity::crypto::{ct_eq, hash_secret};
+use crate::identity::tenancy::{project_branch, Tenancy};
+use crate::identity::tokens::{self, AccessToken};
+use crate::store::ports::SqlValue;
 
 /// The sentinel a client sends as its publishable key when the project needs none.
 pub const PUBLIC_CLIENT_SENTINEL: &str = "__stack_public_client__";

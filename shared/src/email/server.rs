@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 
+use crate::store::ports::{MailServer, ServerKind};
+
 /// The shared server every project without its own uses (`STACK_EMAIL_*`).
 #[derive(Clone)]
 pub struct SharedServer {
@@ -33,51 +35,6 @@ pub struct Emailable {
 impl Default for ResendEndpoint {
     fn default() -> Self {
         ResendEndpoint { host: "smtp.resend.com".into(), port: 465 }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerKind {
-    Shared,
-    Managed,
-    Resend,
-    Smtp,
-}
-
-/// One concrete mail server and the sender to use on it.
-#[derive(Clone, PartialEq)]
-pub struct MailServer {
-    pub kind: ServerKind,
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub sender_name: String,
-    pub sender_email: String,
-}
-
-impl MailServer {
-    /// Implicit TLS (`secure`) only on the SMTPS ports, as upstream.
-    pub fn implicit_tls(&self) -> bool {
-        matches!(self.port, 465 | 2465)
-    }
-
-    /// The `From` mailbox: `"Name" <address>`.
-    pub fn from(&self) -> String {
-        let name = self.sender_name.replace(['"', '\\', '\r', '\n'], "");
-        format!("\"{name}\" <{}>", self.sender_email)
-    }
-}
-
-// The password never reaches a log line.
-impl std::fmt::Debug for MailServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MailServer")
-            .field("kind", &self.kind)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("sender_email", &self.sender_email)
-            .finish_non_exhaustive()
     }
 }
 

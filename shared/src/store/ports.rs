@@ -187,7 +187,7 @@ pub struct RequestTimeout(pub std::time::Duration);
 
 #[async_trait(?Send)]
 pub trait HttpClient {
-    async fn send(&self, request: crate::http::Request) -> Result<crate::http::Response, HttpError>;
+    async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError>;
 }
 
 // --- blob storage ---------------------------------------------------------------------------
@@ -237,10 +237,57 @@ pub struct SendFailure {
     pub message: String,
 }
 
+/// Whose mail server it is: the operator's (shared, managed) or a project's own (`Resend`,
+/// `Smtp`), which a sender only reaches on a public address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    Shared,
+    Managed,
+    Resend,
+    Smtp,
+}
+
+/// One concrete mail server and the sender to use on it.
+#[derive(Clone, PartialEq)]
+pub struct MailServer {
+    pub kind: ServerKind,
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub sender_name: String,
+    pub sender_email: String,
+}
+
+impl MailServer {
+    /// Implicit TLS (`secure`) only on the SMTPS ports, as upstream.
+    pub fn implicit_tls(&self) -> bool {
+        matches!(self.port, 465 | 2465)
+    }
+
+    /// The `From` mailbox: `"Name" <address>`.
+    pub fn from(&self) -> String {
+        let name = self.sender_name.replace(['"', '\\', '\r', '\n'], "");
+        format!("\"{name}\" <{}>", self.sender_email)
+    }
+}
+
+// The password never reaches a log line.
+impl std::fmt::Debug for MailServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailServer")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("sender_email", &self.sender_email)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sends email through a given mail server (SMTP natively).
 #[async_trait(?Send)]
 pub trait Mailer {
-    async fn send(&self, server: &crate::email_server::MailServer, email: &OutgoingEmail) -> Result<(), SendFailure>;
+    async fn send(&self, server: &MailServer, email: &OutgoingEmail) -> Result<(), SendFailure>;
 }
 
 // --- background work ------------------------------------------------------------------------

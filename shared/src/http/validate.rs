@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, ApiResult, KnownError};
+use crate::http::error::{ApiError, ApiResult, KnownError};
 use crate::http::{header, Request};
 
 /// Parses a request body per its content type, as upstream's smart request does: JSON for
@@ -105,7 +105,7 @@ impl Validator {
     /// A string field that must be a UUID.
     pub fn uuid(&mut self, obj: Option<&Map<String, Value>>, key: &str, path: &str, required: bool) -> Option<String> {
         let value = self.string(obj, key, path, required)?;
-        if crate::crypto::is_uuid(&value) {
+        if crate::identity::crypto::is_uuid(&value) {
             Some(value.to_ascii_lowercase())
         } else {
             self.fail(format!("{path} must be a valid UUID"));

@@ -40,8 +40,8 @@ pub enum ApiError {
 
 /// A store failure is an internal error: its text is logged, never shown in production. With
 /// this, handlers use `?` on store calls.
-impl From<crate::ports::StoreError> for ApiError {
-    fn from(e: crate::ports::StoreError) -> Self {
+impl From<crate::store::ports::StoreError> for ApiError {
+    fn from(e: crate::store::ports::StoreError) -> Self {
         ApiError::internal(e.to_string())
     }
 }

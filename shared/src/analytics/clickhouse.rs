@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::ports::HttpClient;
+use crate::store::ports::HttpClient;
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -133,10 +133,10 @@ impl ClickHouse {
         let body = data.unwrap_or_else(|| query.sql.as_bytes().to_vec());
         let mut request = http::Request::post(url.as_str());
         if let Some(timeout) = query.timeout {
-            request = request.extension(crate::ports::RequestTimeout(timeout));
+            request = request.extension(crate::store::ports::RequestTimeout(timeout));
         }
         if let Some(limit) = query.max_response_bytes {
-            request = request.extension(crate::ports::ResponseLimit(limit));
+            request = request.extension(crate::store::ports::ResponseLimit(limit));
         }
         if let Some(user) = &self.user {
             request = request.header("x-clickhouse-user", user);
@@ -204,8 +204,8 @@ pub fn user_query(
         .timeout(std::time::Duration::from_millis(timeout_ms.max(0) as u64) + CALL_MARGIN)
         .max_response_bytes(MAX_RESPONSE_BYTES)
         .setting("log_comment", query_id)
-        .param(crate::query_guard::PROJECT_PARAM, project_id)
-        .param(crate::query_guard::BRANCH_PARAM, branch_id)
+        .param(crate::analytics::query_guard::PROJECT_PARAM, project_id)
+        .param(crate::analytics::query_guard::BRANCH_PARAM, branch_id)
         .setting("SQL_project_id", project_id)
         .setting("SQL_branch_id", branch_id)
         .setting("max_execution_time", timeout_ms as f64 / 1000.0)
@@ -324,7 +324,7 @@ pub fn user_message(error: &ClickHouseError, show_details: bool) -> String {
     let hint = if known {
         String::new()
     } else {
-        format!("\n\nError code {code} is not classified yet: add it to SAFE_CODES or UNSAFE_CODES in shared/src/clickhouse.rs.")
+        format!("\n\nError code {code} is not classified yet: add it to SAFE_CODES or UNSAFE_CODES in shared/src/analytics/clickhouse.rs.")
     };
     format!(
         "{GENERIC_QUERY_ERROR}{hint}\n\nAs you are in development mode, you can see the full error: {code} {message}"
@@ -362,7 +362,7 @@ mod sanitizing_tests {
 
 /// The analytics schema (`shared/clickhouse/schema.sql`): the `analytics_internal` tables,
 /// the 12 exposed views in `default`, and the access model of a real server.
-const SCHEMA: &str = include_str!("../clickhouse/schema.sql");
+const SCHEMA: &str = include_str!("../../clickhouse/schema.sql");
 
 /// One statement of the schema.
 #[derive(Debug, Clone, PartialEq)]

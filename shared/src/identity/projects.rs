@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
-use crate::crypto::{hash_secret, new_api_key, new_uuid};
-use crate::ports::{SqlValue, Statement, StoreError};
+use crate::identity::crypto::{hash_secret, new_api_key, new_uuid};
+use crate::store::ports::{SqlValue, Statement, StoreError};
 
 /// The project every deployment has; its admin key authorises project creation.
 pub const INTERNAL_PROJECT_ID: &str = "internal";
@@ -23,7 +23,7 @@ pub struct ApiKeys {
 }
 
 impl ApiKeys {
-    fn generate(random: &dyn crate::ports::Random) -> ApiKeys {
+    fn generate(random: &dyn crate::store::ports::Random) -> ApiKeys {
         ApiKeys {
             publishable_client_key: new_api_key(random, "pck"),
             secret_server_key: new_api_key(random, "ssk"),

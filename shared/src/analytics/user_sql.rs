@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::clickhouse::{user_message, user_query};
+use crate::analytics::clickhouse::{user_message, user_query};
+use crate::analytics::query_guard::{check_param_names, scope};
 use crate::context::Context;
-use crate::query_guard::{check_param_names, scope};
 
 /// One user query: SQL with `{name:Type}` placeholders, their values, and its time limit.
 pub struct UserQuery<'a> {
@@ -45,11 +45,11 @@ pub async fn run(
     query: UserQuery<'_>,
 ) -> Result<Answer, UserSqlError> {
     let store = ctx.config.clickhouse.as_ref().ok_or(UserSqlError::NotConfigured)?;
-    let refused = |e: crate::query_guard::GuardError| UserSqlError::Refused(e.to_string());
+    let refused = |e: crate::analytics::query_guard::GuardError| UserSqlError::Refused(e.to_string());
     check_param_names(query.params.keys().map(String::as_str)).map_err(refused)?;
     let scoped = scope(query.sql).map_err(refused)?;
     let client = store.limited_client(ctx.config.environment)?;
-    let query_id = format!("{project_id}:{branch_id}:{}", crate::crypto::new_uuid(ctx.random.as_ref()));
+    let query_id = format!("{project_id}:{branch_id}:{}", crate::identity::crypto::new_uuid(ctx.random.as_ref()));
     let request = user_query(scoped, project_id, branch_id, &query_id, query.timeout_ms, query.params);
     match client.rows(ctx.http.as_ref(), &request).await {
         Ok(rows) => Ok(Answer { rows, query_id }),

@@ -6,10 +6,10 @@
 use serde_json::{json, Value};
 
 use crate::context::Context;
-use crate::crypto::new_uuid;
-use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
-use crate::sessions;
-use crate::tenancy::Tenancy;
+use crate::identity::crypto::new_uuid;
+use crate::identity::deleted_rows::AUDIT_USER_SESSIONS_SQL;
+use crate::identity::tenancy::Tenancy;
+use crate::store::ports::{SqlRow, SqlValue, Statement, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -202,7 +202,7 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
     let changed = ctx
         .store
         .batch(&[
-            Statement::new(sessions::AUDIT_USER_SESSIONS_SQL, vec![now.into(), tenancy_id.into(), user_id.into()]),
+            Statement::new(AUDIT_USER_SESSIONS_SQL, vec![now.into(), tenancy_id.into(), user_id.into()]),
             Statement::new(
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],

@@ -4,6 +4,9 @@
 //! endpoints we serve take and return small JSON bodies, and every runtime (hyper, workerd,
 //! wasi:http) can hand us a buffered body cheaply.
 
+pub mod error;
+pub mod validate;
+
 use serde::Serialize;
 
 pub type Request = http::Request<Vec<u8>>;

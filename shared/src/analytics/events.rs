@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::json;
 
 use crate::context::Context;
-use crate::tenancy::Tenancy;
-use crate::users::User;
+use crate::identity::tenancy::Tenancy;
 
 static LOST_EVENTS: AtomicU64 = AtomicU64::new(0);
 
@@ -21,9 +20,15 @@ pub fn lost_events() -> u64 {
     LOST_EVENTS.load(Ordering::Relaxed)
 }
 
+/// Who a minted access token is for: the user and whether they are anonymous.
+pub struct MintedFor<'a> {
+    pub user_id: &'a str,
+    pub is_anonymous: bool,
+}
+
 /// Logs `$session-activity` and `$token-refresh` for a minted access token, when an analytics
 /// store is configured.
-pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: &User, session_id: &str) {
+pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: MintedFor<'_>, session_id: &str) {
     let Some(store) = &ctx.config.clickhouse else { return };
     let event_at = chrono::DateTime::from_timestamp_millis(ctx.now())
         .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
@@ -35,7 +40,7 @@ pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: &User, session_id
             "data": data,
             "project_id": tenancy.project_id,
             "branch_id": tenancy.branch_id,
-            "user_id": user.id,
+            "user_id": user.user_id,
             "team_id": null,
             "refresh_token_id": session_id,
             "session_replay_id": null,

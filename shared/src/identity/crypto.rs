@@ -8,7 +8,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::ports::Random;
+use crate::store::ports::Random;
 
 /// Lowercase Crockford base32 (no i, l, o, u), as upstream's refresh tokens.
 const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";

@@ -2,7 +2,7 @@
 //! lookup of a project with a branch, used by request authentication and the OAuth clients.
 
 use crate::context::Context;
-use crate::ports::{SqlValue, StoreError};
+use crate::store::ports::{SqlValue, StoreError};
 
 /// The project and branch a request acts on.
 #[derive(Debug, Clone, PartialEq)]

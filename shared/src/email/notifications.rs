@@ -9,7 +9,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::ports::StoreError;
+use crate::store::ports::StoreError;
 use crate::Context;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

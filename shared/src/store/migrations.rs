@@ -3,18 +3,18 @@
 //! reads the same folder). Both record applied files in `d1_migrations`, so a database
 //! migrated by either is recognised by the other.
 
-use crate::ports::{SqlStore, StoreError};
+use crate::store::ports::{SqlStore, StoreError};
 
 /// (file name, SQL) in apply order. Add a file here and in `shared/migrations/` together.
 pub const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
-    ("0002_replays.sql", include_str!("../migrations/0002_replays.sql")),
-    ("0003_config.sql", include_str!("../migrations/0003_config.sql")),
-    ("0004_email.sql", include_str!("../migrations/0004_email.sql")),
-    ("0005_managed_domains.sql", include_str!("../migrations/0005_managed_domains.sql")),
-    ("0006_email_capacity.sql", include_str!("../migrations/0006_email_capacity.sql")),
-    ("0007_email_recipients.sql", include_str!("../migrations/0007_email_recipients.sql")),
-    ("0008_mcp_call_log.sql", include_str!("../migrations/0008_mcp_call_log.sql")),
+    ("0001_init.sql", include_str!("../../migrations/0001_init.sql")),
+    ("0002_replays.sql", include_str!("../../migrations/0002_replays.sql")),
+    ("0003_config.sql", include_str!("../../migrations/0003_config.sql")),
+    ("0004_email.sql", include_str!("../../migrations/0004_email.sql")),
+    ("0005_managed_domains.sql", include_str!("../../migrations/0005_managed_domains.sql")),
+    ("0006_email_capacity.sql", include_str!("../../migrations/0006_email_capacity.sql")),
+    ("0007_email_recipients.sql", include_str!("../../migrations/0007_email_recipients.sql")),
+    ("0008_mcp_call_log.sql", include_str!("../../migrations/0008_mcp_call_log.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

@@ -11,18 +11,21 @@
 //! so `tsx_source` is HTML with `{{ variable }}` placeholders (HTML-escaped) and an optional
 //! `<title>` giving the subject (docs/upstream-differences.md).
 
+pub mod notifications;
+pub mod server;
+
 use std::collections::hash_map::{Entry, HashMap};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::config::{render as render_config, schema::Level, store as config_store};
-use crate::crypto::new_uuid;
-use crate::email_server::Emailable;
-use crate::email_server::{mail_server, MailServer, ResendEndpoint, ServerKind, SharedServer};
-use crate::notifications::{category_of, is_enabled, unsubscribe_code, Category};
-use crate::ports::{Mailer, OutgoingEmail, SendFailure, SqlRow, Statement, StoreError};
-use crate::tenancy::Tenancy;
+use crate::email::notifications::{category_of, is_enabled, unsubscribe_code, Category};
+use crate::email::server::Emailable;
+use crate::email::server::{mail_server, ResendEndpoint, SharedServer};
+use crate::identity::crypto::new_uuid;
+use crate::identity::tenancy::Tenancy;
+use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SendFailure, ServerKind, SqlRow, Statement, StoreError};
 use crate::Context;
 
 /// Rows claimed for rendering per pass.
@@ -69,7 +72,7 @@ impl Recipient {
         };
         let user_id = |v: &Value| -> Result<String, String> {
             match v["user_id"].as_str() {
-                Some(id) if crate::crypto::is_uuid(id) => Ok(id.to_ascii_lowercase()),
+                Some(id) if crate::identity::crypto::is_uuid(id) => Ok(id.to_ascii_lowercase()),
                 _ => Err("to.user_id must be a valid UUID".into()),
             }
         };
@@ -782,7 +785,7 @@ async fn resolve(
         Recipient::UserPrimaryEmail { user_id } => (user_id, None),
         Recipient::UserCustomEmails { user_id, emails } => (user_id, Some(emails)),
     };
-    let user = crate::users::get_user(ctx, tenancy_id, &user_id).await?;
+    let user = crate::identity::users::get_user(ctx, tenancy_id, &user_id).await?;
     let Some(user) = user else { return Ok(Err(("USER_ACCOUNT_DELETED", json!({ "user_id": user_id })))) };
     if !is_enabled(ctx, tenancy_id, &user_id, category).await? {
         let details = json!({ "user_id": user_id, "notification_category_id": category.id });

@@ -7,41 +7,19 @@
 
 use serde_json::Value;
 
+use crate::analytics::events::MintedFor;
 use crate::context::Context;
-use crate::crypto::{hash_secret, new_refresh_token, new_uuid};
-use crate::ports::{SqlRow, SqlValue, Statement, StoreError};
-use crate::tenancy::Tenancy;
-use crate::tokens::{self, AccessTokenClaims, UserKind};
-use crate::users::{User, USER_COLUMNS};
+use crate::identity::crypto::{hash_secret, new_refresh_token, new_uuid};
+use crate::identity::deleted_rows::{AUDIT_EXPIRED_SESSIONS_SQL, AUDIT_SESSION_SQL};
+use crate::identity::tenancy::Tenancy;
+use crate::identity::tokens::{self, AccessTokenClaims, UserKind};
+use crate::identity::users::{User, USER_COLUMNS};
+use crate::store::ports::{SqlRow, SqlValue, Statement, StoreError};
 
 /// Default session lifetime: 365 days.
 pub const DEFAULT_SESSION_LIFETIME_MS: i64 = 365 * 24 * 3600 * 1000;
 /// Longest lifetime `POST /auth/sessions` accepts: 367 days.
 pub const MAX_SESSION_LIFETIME_MS: i64 = 31_708_800_000;
-
-/// The statement that copies sessions into `deleted_rows` (upstream's DeletedRow) before they
-/// are deleted, for the rows matching `$condition`. `?1` is the deletion time. It inserts
-/// nothing for rows that are already gone.
-macro_rules! audit_sessions_where {
-    ($condition:literal) => {
-        concat!(
-            "INSERT INTO deleted_rows (tenancy_id, table_name, primary_key, data, deleted_at) ",
-            "SELECT tenancy_id, 'ProjectUserRefreshToken', json_object('tenancyId', tenancy_id, 'id', id), ",
-            "json_object('tenancyId', tenancy_id, 'id', id, 'projectUserId', user_id, 'refreshTokenHash', token_hash, ",
-            "'createdAt', created_at, 'updatedAt', updated_at, 'lastActiveAt', last_active_at, ",
-            "'lastActiveAtIpInfo', json(last_active_ip_info), 'expiresAt', expires_at, 'isImpersonation', is_impersonation), ?1 ",
-            "FROM refresh_tokens WHERE ",
-            $condition
-        )
-    };
-}
-
-/// Params: deleted_at, tenancy_id, session id.
-const AUDIT_SESSION_SQL: &str = audit_sessions_where!("tenancy_id = ?2 AND id = ?3");
-/// Params: deleted_at, tenancy_id, user id.
-pub const AUDIT_USER_SESSIONS_SQL: &str = audit_sessions_where!("tenancy_id = ?2 AND user_id = ?3");
-/// Params: now (also the deletion time).
-const AUDIT_EXPIRED_SESSIONS_SQL: &str = audit_sessions_where!("expires_at IS NOT NULL AND expires_at <= ?1");
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -215,7 +193,8 @@ pub async fn list_for_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Re
 /// Signs the access token of `session` for `user` (claims of contract §1.4), and logs the
 /// `$session-activity` and `$token-refresh` events every mint logs.
 pub fn mint_access_token(ctx: &Context, tenancy: &Tenancy, user: &User, session_id: &str) -> String {
-    crate::events::log_mint_events(ctx, tenancy, user, session_id);
+    let minted_for = MintedFor { user_id: &user.id, is_anonymous: user.is_anonymous };
+    crate::analytics::events::log_mint_events(ctx, tenancy, minted_for, session_id);
     let kind = if user.is_anonymous {
         UserKind::Anonymous
     } else if user.is_restricted() {

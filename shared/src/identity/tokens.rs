@@ -15,8 +15,8 @@ use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::crypto::{base64url, base64url_decode, sha256};
-use crate::error::KnownError;
+use crate::http::error::KnownError;
+use crate::identity::crypto::{base64url, base64url_decode, sha256};
 
 /// One derived signing key.
 pub struct DerivedKey {

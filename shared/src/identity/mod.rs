@@ -1,0 +1,11 @@
+//! Who is calling and on whose behalf: projects and their tenancies, users, sessions (refresh
+//! tokens), access tokens, request authentication, and the hashing and randomness they rest on.
+
+pub mod auth;
+pub mod crypto;
+pub mod deleted_rows;
+pub mod projects;
+pub mod sessions;
+pub mod tenancy;
+pub mod tokens;
+pub mod users;
