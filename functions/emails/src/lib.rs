@@ -18,7 +18,8 @@ mod send;
 use serde_json::{json, Map, Value};
 
 use shared::email::{
-    delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, NewEmail, Recipient, STATUS_SQL,
+    delivery_stats, enqueue, iso_time, simple_status, start_boost, tenancy_capacity, Boost, NewEmail, Recipient,
+    STATUS_SQL,
 };
 use shared::function::{Function, Route};
 use shared::http::error::{ApiError, ApiResult, KnownError};
@@ -122,8 +123,10 @@ async fn delivery_info(ctx: &Context, req: &Request) -> ApiResult<Response> {
 async fn capacity_boost(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;
     match start_boost(ctx, &auth.tenancy.id).await? {
-        Ok(expires_at) => Ok(json(&json!({ "expires_at_millis": expires_at }))),
-        Err(expires_at) => Err(KnownError::email_capacity_boost_already_active(&iso_time(expires_at)).into()),
+        Boost::Started { expires_at } => Ok(json(&json!({ "expires_at_millis": expires_at }))),
+        Boost::AlreadyRunning { expires_at } => {
+            Err(KnownError::email_capacity_boost_already_active(&iso_time(expires_at)).into())
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A tenancy (a project and one of its branches: what every request acts on) and the one
-//! lookup of a project with a branch, used by request authentication and the OAuth clients.
+//! lookups (a project with a branch, used by request authentication and the OAuth clients; a
+//! tenancy by id, used by the email queue).
 
 use crate::context::Context;
 use crate::store::ports::{SqlValue, StoreError};
@@ -42,4 +43,20 @@ pub async fn project_branch(
         branch_id: branch_id.to_string(),
     });
     Ok(Some(ProjectBranch { require_publishable_client_key: row.bool("require_key")?, tenancy }))
+}
+
+/// The tenancy `tenancy_id` and its project's display name; `None` when it no longer exists.
+pub async fn tenancy_by_id(ctx: &Context, tenancy_id: &str) -> Result<Option<(Tenancy, String)>, StoreError> {
+    let rows = ctx
+        .store
+        .query(
+            "SELECT t.project_id, t.branch_id, p.display_name FROM tenancies t JOIN projects p ON p.id = t.project_id \
+             WHERE t.id = ?",
+            &[SqlValue::from(tenancy_id)],
+        )
+        .await?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let tenancy =
+        Tenancy { id: tenancy_id.to_string(), project_id: row.text("project_id")?, branch_id: row.text("branch_id")? };
+    Ok(Some((tenancy, row.text("display_name")?)))
 }
