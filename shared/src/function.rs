@@ -211,3 +211,24 @@ impl Routes {
         handler(&Call { ctx, req, params }).await
     }
 }
+
+/// The runtime entries of a function crate, one line in its `lib.rs`:
+/// `shared::function_entries!(crate::FUNCTION);`. With the crate's `cloudflare` feature it
+/// defines a Worker's `fetch` and `scheduled` handlers, with `spin-wasi` or `spin` a wasi:http
+/// handler; natively nothing (the native host walks the list of functions). The `cfg`s are the
+/// function crate's own features: a macro's attributes are evaluated where it expands.
+#[macro_export]
+macro_rules! function_entries {
+    ($function:path) => {
+        /// This function's route table, built on first use.
+        #[cfg(any(feature = "cloudflare", feature = "spin-wasi", feature = "spin"))]
+        fn routes() -> &'static $crate::function::Routes {
+            static ROUTES: ::std::sync::OnceLock<$crate::function::Routes> = ::std::sync::OnceLock::new();
+            ROUTES.get_or_init(|| $crate::function::Routes::new(&[&$function]))
+        }
+        #[cfg(feature = "cloudflare")]
+        $crate::__cloudflare_entries!($function);
+        #[cfg(any(feature = "spin-wasi", feature = "spin"))]
+        $crate::__spin_entries!($function);
+    };
+}

@@ -5,10 +5,7 @@
 //! `POST .../query/timing` reports a finished query's CPU and wall-clock time from the
 //! engine's query log.
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 use serde_json::{json, Value};
 

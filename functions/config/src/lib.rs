@@ -8,10 +8,7 @@
 //! do not block unrelated writes (upstream failed those: the bug the seed data fix worked
 //! around). A refused write changes nothing.
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 use serde_json::{json, Map, Value};
 

@@ -6,10 +6,7 @@
 //! status filters and cursor paging; `GET /emails/outbox/{id}` reads one and `PATCH` edits,
 //! pauses or cancels it. The companion's email worker renders and sends them.
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 mod managed;
 mod preferences;

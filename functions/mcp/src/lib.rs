@@ -4,10 +4,7 @@
 //! (`GET /api/v1/ai/init-prompt`). The model is any OpenAI-compatible API (`llm.rs`); the docs
 //! tools come from a documentation MCP server (`docs.rs`).
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 pub mod ai;
 pub mod dashboard;

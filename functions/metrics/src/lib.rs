@@ -11,10 +11,7 @@
 //! Payments, emails and session replays are not part of this system yet: their fields are
 //! present, with zero values, so the response keeps upstream's shape.
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 use serde_json::{json, Value};
 

@@ -1,12 +1,8 @@
-//! The sessions function (contract part 1, §1).
-//!
-//! [`handle`] is the runtime-free entry: a request and a [`Context`] in, a response out. Every
-//! runtime (the native host, a Cloudflare Worker, a Spin component) calls it unchanged.
+//! The sessions function (contract part 1, §1): sessions, the OAuth token and provider
+//! endpoints, JWKS, users and internal project administration, and an hourly purge of expired
+//! sessions. [`FUNCTION`] is the whole of it; every runtime serves it unchanged.
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 mod jwks;
 mod oauth;

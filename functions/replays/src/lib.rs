@@ -3,10 +3,7 @@
 //! replays and stored as gzipped chunks in the blob store; a project's admin lists replays,
 //! reads one, pages through its chunks and reads their events.
 
-#[cfg(feature = "cloudflare")]
-shared::cloudflare_function!(crate::FUNCTION);
-#[cfg(any(feature = "spin-wasi", feature = "spin"))]
-shared::spin_function!(crate::FUNCTION);
+shared::function_entries!(crate::FUNCTION);
 
 mod admin;
 mod batch;

@@ -1,7 +1,7 @@
 //! Cloudflare Workers adapters: D1 as the SQL store, R2 as the blob store (where bound),
 //! `fetch` as outbound HTTP, worker vars and secrets as configuration, `wait_until` as
-//! background work. [`crate::cloudflare_function!`]
-//! turns a function's `handle` into a Worker's fetch entry with these.
+//! background work. [`crate::function_entries!`] turns a function's `FUNCTION` into a Worker's
+//! fetch and scheduled entries with these.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -337,18 +337,14 @@ pub fn response_to_worker(response: Response) -> worker::Result<worker::Response
     Ok(worker::Response::from_bytes(body)?.with_status(parts.status.as_u16()).with_headers(headers))
 }
 
-/// Defines a Worker's `fetch` and `scheduled` entries for `$function` (a function crate's
-/// `FUNCTION`) with the Cloudflare adapters: requests go through its route table, cron
-/// triggers to its scheduled work, with background work kept alive by `wait_until`; `/health`
-/// is answered by the entry itself.
+/// A Worker's `fetch` and `scheduled` entries for `$function` (a function crate's `FUNCTION`)
+/// with the Cloudflare adapters: requests go through its route table (`routes()`, defined by
+/// [`crate::function_entries!`], which expands this), cron triggers to its scheduled work, with
+/// background work kept alive by `wait_until`; `/health` is answered by the entry itself.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! cloudflare_function {
+macro_rules! __cloudflare_entries {
     ($function:path) => {
-        fn routes() -> &'static $crate::function::Routes {
-            static ROUTES: ::std::sync::OnceLock<$crate::function::Routes> = ::std::sync::OnceLock::new();
-            ROUTES.get_or_init(|| $crate::function::Routes::new(&[&$function]))
-        }
-
         #[::worker::event(fetch)]
         async fn fetch(
             req: ::worker::Request,

@@ -10,7 +10,7 @@
 //! A component instance lives for one request, so each request migrates (a no-op once done)
 //! and makes sure the internal project exists, as the native host does once at start-up.
 //!
-//! [`crate::spin_function!`] turns a function's `FUNCTION` into the component's HTTP entry.
+//! [`crate::function_entries!`] turns a function's `FUNCTION` into the component's HTTP entry.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -273,16 +273,13 @@ pub fn response_to_wasi(response: Response) -> http::Response<http_body_util::Fu
     response.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)))
 }
 
-/// Defines the component's HTTP entry for `$function` (a function crate's `FUNCTION`): requests
-/// go through its route table; `/health` is answered by the entry.
+/// The component's HTTP entry for `$function` (a function crate's `FUNCTION`): requests go
+/// through its route table (`routes()`, defined by [`crate::function_entries!`], which expands
+/// this); `/health` is answered by the entry.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! spin_function {
+macro_rules! __spin_entries {
     ($function:path) => {
-        fn routes() -> &'static $crate::function::Routes {
-            static ROUTES: ::std::sync::OnceLock<$crate::function::Routes> = ::std::sync::OnceLock::new();
-            ROUTES.get_or_init(|| $crate::function::Routes::new(&[&$function]))
-        }
-
         #[::spin_sdk::http_service]
         async fn serve(
             req: ::spin_sdk::http::Request,
