@@ -21,7 +21,7 @@ use shared::email::{
 use shared::function::{Function, Route};
 use shared::http::error::{ApiError, ApiResult, KnownError};
 use shared::http::validate::{parse_body, Validator};
-use shared::http::{json, json_with_status, query_param, Request, Response};
+use shared::http::{json, json_with_status, page_of, query_param, Request, Response};
 use shared::identity::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::identity::tenancy::Tenancy;
 use shared::store::ports::{SqlRow, SqlValue};
@@ -395,9 +395,8 @@ async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
     }
     sql.push_str(&format!(" ORDER BY created_at DESC, id ASC LIMIT {}", limit + 1));
     let rows = ctx.store.query(&sql, &params).await?;
-    let items = rows.iter().take(limit as usize).map(email_json).collect::<ApiResult<Vec<Value>>>()?;
-    let next = if rows.len() > limit as usize { items.last().map(|i| i["id"].clone()) } else { None };
-    Ok(json(&json!({ "items": items, "is_paginated": true, "pagination": { "next_cursor": next } })))
+    let (items, next_cursor) = page_of(&rows, limit as usize, email_json)?;
+    Ok(json(&json!({ "items": items, "is_paginated": true, "pagination": { "next_cursor": next_cursor } })))
 }
 
 async fn cursor_pivot(ctx: &Context, tenancy: &Tenancy, cursor: &str) -> ApiResult<i64> {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use shared::analytics::clickhouse::Query;
 use shared::http::error::{ApiError, ApiResult, KnownError};
-use shared::http::{json, query_param, Request, Response};
+use shared::http::{json, page_of, query_param, Request, Response};
 use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::identity::tenancy::Tenancy;
 use shared::store::ports::{SqlRow, SqlValue};
@@ -153,15 +153,13 @@ pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
         bound(&mut sql, " AND r.last_event_at - r.started_at <= ?", max.into());
     }
     if let Some(cursor) = query_param(req, "cursor") {
-        let pivot = ctx
-            .store
-            .query(
-                "SELECT last_event_at FROM session_replays WHERE tenancy_id = ? AND id = ?",
-                &[tenancy.id.clone().into(), cursor.clone().into()],
-            )
-            .await?;
-        let pivot = pivot.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(&cursor)))?;
-        let pivot = pivot.int("last_event_at")?;
+        let pivot = cursor_pivot(
+            ctx,
+            "SELECT last_event_at AS pivot FROM session_replays WHERE tenancy_id = ? AND id = ?",
+            &[tenancy.id.clone().into(), cursor.clone().into()],
+            &cursor,
+        )
+        .await?;
         sql.push_str(" AND (r.last_event_at < ? OR (r.last_event_at = ? AND r.id < ?))");
         params.extend([pivot.into(), pivot.into(), cursor.into()]);
     }
@@ -172,9 +170,16 @@ pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
 
 /// One page of `rows` (fetched `limit + 1` to know whether more exist).
 fn page(rows: &[SqlRow], limit: usize, item: fn(&SqlRow) -> ApiResult<Value>) -> ApiResult<Response> {
-    let items = rows.iter().take(limit).map(item).collect::<ApiResult<Vec<Value>>>()?;
-    let next_cursor = if rows.len() > limit { items.last().map(|i| i["id"].clone()) } else { None };
+    let (items, next_cursor) = page_of(rows, limit, item)?;
     Ok(json(&json!({ "items": items, "pagination": { "next_cursor": next_cursor } })))
+}
+
+/// The sort key (`column`, an integer) of the row a cursor names; a cursor that names no row
+/// of `sql`'s selection is not found.
+async fn cursor_pivot(ctx: &Context, sql: &str, params: &[SqlValue], cursor: &str) -> ApiResult<i64> {
+    let rows = ctx.store.query(sql, params).await?;
+    let row = rows.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(cursor)))?;
+    Ok(row.int("pivot")?)
 }
 
 /// Replays of the tenancy with at least `min` `$click` events in the analytics store.
@@ -251,16 +256,14 @@ pub async fn chunks(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     let mut params: Vec<SqlValue> = vec![tenancy.id.clone().into(), id.into()];
     if let Some(cursor) = query_param(req, "cursor") {
         // The cursor must be a chunk of this replay.
-        let pivot = ctx
-            .store
-            .query(
-                "SELECT first_event_at FROM session_replay_chunks WHERE tenancy_id = ? AND session_replay_id = ? AND id = ?",
-                &[tenancy.id.clone().into(), id.into(), cursor.clone().into()],
-            )
-            .await
-            ?;
-        let pivot = pivot.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(&cursor)))?;
-        let pivot = pivot.int("first_event_at")?;
+        let pivot = cursor_pivot(
+            ctx,
+            "SELECT first_event_at AS pivot FROM session_replay_chunks \
+             WHERE tenancy_id = ? AND session_replay_id = ? AND id = ?",
+            &[tenancy.id.clone().into(), id.into(), cursor.clone().into()],
+            &cursor,
+        )
+        .await?;
         sql.push_str(" AND (first_event_at > ? OR (first_event_at = ? AND id > ?))");
         params.extend([pivot.into(), pivot.into(), cursor.into()]);
     }

@@ -91,3 +91,16 @@ pub fn canonicalize(path: &str) -> String {
         _ => path.to_string(),
     }
 }
+
+/// One page of a keyset-paginated list: `rows` were fetched `limit + 1` to learn whether more
+/// exist. Returns the first `limit` rows as items and, when more exist, the next cursor (the
+/// last item's `id`).
+pub fn page_of(
+    rows: &[crate::store::ports::SqlRow],
+    limit: usize,
+    item: fn(&crate::store::ports::SqlRow) -> error::ApiResult<serde_json::Value>,
+) -> error::ApiResult<(Vec<serde_json::Value>, Option<serde_json::Value>)> {
+    let items = rows.iter().take(limit).map(item).collect::<error::ApiResult<Vec<_>>>()?;
+    let next_cursor = if rows.len() > limit { items.last().map(|i| i["id"].clone()) } else { None };
+    Ok((items, next_cursor))
+}
