@@ -24,6 +24,7 @@ use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, json_with_status, page_of, query_param, Request, Response};
 use shared::identity::auth::{authenticate, AuthRule, SERVER_OR_ADMIN};
 use shared::identity::tenancy::Tenancy;
+use shared::store::keyset::{Keyset, Order};
 use shared::store::ports::{SqlRow, SqlValue};
 use shared::Context;
 
@@ -388,27 +389,23 @@ async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
         sql.push_str(&format!(" AND status IN ({})", vec!["?"; statuses.len()].join(", ")));
         params.extend(statuses.into_iter().map(SqlValue::from));
     }
-    if let Some(cursor) = query_param(req, "cursor") {
-        let pivot = cursor_pivot(ctx, &auth.tenancy, &cursor).await?;
-        sql.push_str(" AND (created_at < ? OR (created_at = ? AND id > ?))");
-        params.extend([pivot.into(), pivot.into(), cursor.into()]);
-    }
-    sql.push_str(&format!(" ORDER BY created_at DESC, id ASC LIMIT {}", limit + 1));
+    let after = match query_param(req, "cursor") {
+        Some(cursor) => {
+            let pivot_sql = "SELECT created_at AS pivot FROM email_outbox WHERE tenancy_id = ? AND id = ?";
+            let pivot =
+                Keyset::pivot(ctx.store.as_ref(), pivot_sql, &[auth.tenancy.id.clone().into(), cursor.clone().into()])
+                    .await?
+                    .ok_or_else(|| ApiError::status(400, "Invalid cursor"))?;
+            Some((pivot, cursor))
+        }
+        None => None,
+    };
+    // The latest first; ties by id, as upstream.
+    let order = Keyset { sort: "created_at", sort_order: Order::Descending, id: "id", id_order: Order::Ascending };
+    order.append(&mut sql, &mut params, after, limit);
     let rows = ctx.store.query(&sql, &params).await?;
     let (items, next_cursor) = page_of(&rows, limit as usize, email_json)?;
     Ok(json(&json!({ "items": items, "is_paginated": true, "pagination": { "next_cursor": next_cursor } })))
-}
-
-async fn cursor_pivot(ctx: &Context, tenancy: &Tenancy, cursor: &str) -> ApiResult<i64> {
-    let rows = ctx
-        .store
-        .query(
-            "SELECT created_at FROM email_outbox WHERE tenancy_id = ? AND id = ?",
-            &[tenancy.id.clone().into(), cursor.into()],
-        )
-        .await?;
-    let row = rows.first().ok_or_else(|| ApiError::status(400, "Invalid cursor"))?;
-    row.int("created_at").map_err(ApiError::from)
 }
 
 async fn get(ctx: &Context, req: &Request, id: &str) -> ApiResult<Response> {

@@ -11,6 +11,7 @@ use shared::http::error::{ApiError, ApiResult, KnownError};
 use shared::http::{json, page_of, query_param, Request, Response};
 use shared::identity::auth::{authenticate, AuthRule, ADMIN_ONLY};
 use shared::identity::tenancy::Tenancy;
+use shared::store::keyset::{Keyset, Order};
 use shared::store::ports::{SqlRow, SqlValue};
 use shared::Context;
 
@@ -152,21 +153,25 @@ pub async fn list(ctx: &Context, req: &Request) -> ApiResult<Response> {
     if let Some(max) = duration_max {
         bound(&mut sql, " AND r.last_event_at - r.started_at <= ?", max.into());
     }
-    if let Some(cursor) = query_param(req, "cursor") {
-        let pivot = cursor_pivot(
-            ctx,
-            "SELECT last_event_at AS pivot FROM session_replays WHERE tenancy_id = ? AND id = ?",
-            &[tenancy.id.clone().into(), cursor.clone().into()],
-            &cursor,
-        )
-        .await?;
-        sql.push_str(" AND (r.last_event_at < ? OR (r.last_event_at = ? AND r.id < ?))");
-        params.extend([pivot.into(), pivot.into(), cursor.into()]);
-    }
-    sql.push_str(&format!(" ORDER BY r.last_event_at DESC, r.id DESC LIMIT {}", limit + 1));
+    let after = match query_param(req, "cursor") {
+        Some(cursor) => {
+            let pivot_sql = "SELECT last_event_at AS pivot FROM session_replays WHERE tenancy_id = ? AND id = ?";
+            let params = [tenancy.id.clone().into(), cursor.clone().into()];
+            Some((cursor_pivot(ctx, pivot_sql, &params, &cursor).await?, cursor))
+        }
+        None => None,
+    };
+    REPLAYS_ORDER.append(&mut sql, &mut params, after, limit);
     let rows = ctx.store.query(&sql, &params).await?;
     page(&rows, limit as usize, replay_json)
 }
+
+/// Replays: the latest first.
+const REPLAYS_ORDER: Keyset =
+    Keyset { sort: "r.last_event_at", sort_order: Order::Descending, id: "r.id", id_order: Order::Descending };
+/// A replay's chunks: the first event first.
+const CHUNKS_ORDER: Keyset =
+    Keyset { sort: "first_event_at", sort_order: Order::Ascending, id: "id", id_order: Order::Ascending };
 
 /// One page of `rows` (fetched `limit + 1` to know whether more exist).
 fn page(rows: &[SqlRow], limit: usize, item: fn(&SqlRow) -> ApiResult<Value>) -> ApiResult<Response> {
@@ -174,12 +179,10 @@ fn page(rows: &[SqlRow], limit: usize, item: fn(&SqlRow) -> ApiResult<Value>) ->
     Ok(json(&json!({ "items": items, "pagination": { "next_cursor": next_cursor } })))
 }
 
-/// The sort key (`column`, an integer) of the row a cursor names; a cursor that names no row
-/// of `sql`'s selection is not found.
-async fn cursor_pivot(ctx: &Context, sql: &str, params: &[SqlValue], cursor: &str) -> ApiResult<i64> {
-    let rows = ctx.store.query(sql, params).await?;
-    let row = rows.first().ok_or_else(|| ApiError::from(KnownError::item_not_found(cursor)))?;
-    Ok(row.int("pivot")?)
+/// The sort key of the row a cursor names (`pivot_sql` selects it as `pivot`); a cursor that
+/// names no row of the list is not found.
+async fn cursor_pivot(ctx: &Context, pivot_sql: &str, params: &[SqlValue], cursor: &str) -> ApiResult<i64> {
+    Keyset::pivot(ctx.store.as_ref(), pivot_sql, params).await?.ok_or_else(|| KnownError::item_not_found(cursor).into())
 }
 
 /// Replays of the tenancy with at least `min` `$click` events in the analytics store.
@@ -254,20 +257,17 @@ pub async fn chunks(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     let mut sql =
         format!("SELECT {CHUNK_COLUMNS} FROM session_replay_chunks WHERE tenancy_id = ? AND session_replay_id = ?");
     let mut params: Vec<SqlValue> = vec![tenancy.id.clone().into(), id.into()];
-    if let Some(cursor) = query_param(req, "cursor") {
+    let after = match query_param(req, "cursor") {
         // The cursor must be a chunk of this replay.
-        let pivot = cursor_pivot(
-            ctx,
-            "SELECT first_event_at AS pivot FROM session_replay_chunks \
-             WHERE tenancy_id = ? AND session_replay_id = ? AND id = ?",
-            &[tenancy.id.clone().into(), id.into(), cursor.clone().into()],
-            &cursor,
-        )
-        .await?;
-        sql.push_str(" AND (first_event_at > ? OR (first_event_at = ? AND id > ?))");
-        params.extend([pivot.into(), pivot.into(), cursor.into()]);
-    }
-    sql.push_str(&format!(" ORDER BY first_event_at ASC, id ASC LIMIT {}", limit + 1));
+        Some(cursor) => {
+            let pivot_sql = "SELECT first_event_at AS pivot FROM session_replay_chunks \
+                             WHERE tenancy_id = ? AND session_replay_id = ? AND id = ?";
+            let params = [tenancy.id.clone().into(), id.into(), cursor.clone().into()];
+            Some((cursor_pivot(ctx, pivot_sql, &params, &cursor).await?, cursor))
+        }
+        None => None,
+    };
+    CHUNKS_ORDER.append(&mut sql, &mut params, after, limit);
     let rows = ctx.store.query(&sql, &params).await?;
     page(&rows, limit as usize, chunk_json)
 }
