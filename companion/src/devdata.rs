@@ -79,13 +79,8 @@ impl DevData {
             // The functions reach the companion's own endpoints on this same host.
             ("STACK_COMPANION_URL", base_url.to_string()),
             ("STACK_COMPANION_SECRET", text("companion_secret")),
+            ("STACK_INTERNAL_ADMIN_KEY", text("internal_admin_key")),
         ])))
-    }
-
-    pub fn internal_admin_key(&self) -> String {
-        EnvConfig
-            .get("STACK_INTERNAL_ADMIN_KEY")
-            .unwrap_or_else(|| self.credentials["internal_admin_key"].as_str().unwrap_or_default().to_string())
     }
 
     /// The demo project, created (and its keys saved) on first start.

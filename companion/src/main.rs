@@ -139,7 +139,8 @@ fn dev(args: DevArgs) -> AnyResult<()> {
         if !applied.is_empty() {
             tracing::info!(?applied, "migrations applied");
         }
-        ensure_internal_project(&ctx, &dev.internal_admin_key()).await?;
+        let admin_key = config.internal_admin_key.as_deref().expect("the dev config always has an internal admin key");
+        ensure_internal_project(&ctx, admin_key).await?;
         // The analytics schema. An unreachable store is not fatal: sessions work without it,
         // and events that cannot be written are logged and counted.
         if let Some(store) = &config.clickhouse {

@@ -16,7 +16,7 @@ pub enum Environment {
 }
 
 /// Configuration read once from a [`ConfigSource`]. Variable names follow upstream's.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `STACK_SERVER_SECRET`: the root of access-token key derivation. Must decode as base64url.
     pub server_secret: String,
@@ -43,6 +43,27 @@ pub struct Config {
     pub email: EmailConfig,
     /// `STACK_METRICS_CACHE_SECONDS` (default 15): how long the metrics engine reuses an answer.
     pub metrics_cache: std::time::Duration,
+    /// `STACK_INTERNAL_ADMIN_KEY`: when set, the `internal` project is made to accept it as its
+    /// admin key at start-up (the native host; once per isolate or component instance).
+    pub internal_admin_key: Option<String>,
+    /// `STACK_SQLITE_PATH` (default `/data/stack-edge.sqlite`): the database file of the WASI
+    /// component that keeps SQLite inside (`spin-wasi`); other runtimes name their store
+    /// themselves.
+    pub sqlite_path: String,
+}
+
+// Secrets and keys never reach a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("api_url", &self.api_url)
+            .field("environment", &self.environment)
+            .field("clickhouse", &self.clickhouse.as_ref().map(|c| &c.url))
+            .field("companion", &self.companion)
+            .field("email", &self.email)
+            .field("ai", &self.ai)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The email sender's settings.
@@ -281,6 +302,8 @@ impl Config {
             ),
         };
         Ok(Config {
+            internal_admin_key: source.get("STACK_INTERNAL_ADMIN_KEY"),
+            sqlite_path: source.get("STACK_SQLITE_PATH").unwrap_or_else(|| "/data/stack-edge.sqlite".into()),
             email,
             metrics_cache,
             server_secret,

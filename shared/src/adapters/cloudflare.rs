@@ -291,12 +291,12 @@ pub fn scheduled_context(env: &worker::Env, ctx: worker::ScheduleContext) -> wor
 
 /// Once per isolate: when `STACK_INTERNAL_ADMIN_KEY` is configured, make sure the internal
 /// project accepts it (the native host does the same at start-up).
-pub async fn bootstrap(env: &worker::Env, ctx: &Context) -> worker::Result<()> {
+pub async fn bootstrap(ctx: &Context) -> worker::Result<()> {
     if BOOTSTRAPPED.with(|b| *b.borrow()) {
         return Ok(());
     }
-    if let Some(key) = WorkerEnv(env.clone()).get("STACK_INTERNAL_ADMIN_KEY") {
-        crate::identity::projects::ensure_internal_project(ctx, &key)
+    if let Some(key) = &ctx.config.internal_admin_key {
+        crate::identity::projects::ensure_internal_project(ctx, key)
             .await
             .map_err(|e| worker::Error::RustError(e.to_string()))?;
     }
@@ -355,7 +355,7 @@ macro_rules! __cloudflare_entries {
                 return ::worker::Response::from_json(&$crate::__private::serde_json::json!({ "status": "ok" }));
             }
             let context = $crate::adapters::cloudflare::context(&env, ctx)?;
-            $crate::adapters::cloudflare::bootstrap(&env, &context).await?;
+            $crate::adapters::cloudflare::bootstrap(&context).await?;
             let response = match $crate::adapters::cloudflare::request_from_worker(req).await? {
                 Ok(request) => routes().handle(request, &context).await,
                 Err(too_large) => too_large,

@@ -221,7 +221,7 @@ mod sqlite {
 pub async fn context() -> Result<(Context, Rc<Deferred>), String> {
     let source = load_config().await;
     let config = Config::load(&source).map_err(|e| e.to_string())?;
-    let store = open_store(&source).await?;
+    let store = open_store(&config).await?;
     crate::store::migrations::migrate(store.as_ref()).await.map_err(|e| e.to_string())?;
     let deferred = Rc::new(Deferred::default());
     let blobs = Rc::new(SqlBlobStore::new(store.clone()));
@@ -234,22 +234,22 @@ pub async fn context() -> Result<(Context, Rc<Deferred>), String> {
         deferred.clone(),
         config,
     );
-    if let Some(key) = source.get("STACK_INTERNAL_ADMIN_KEY") {
-        crate::identity::projects::ensure_internal_project(&ctx, &key).await.map_err(|e| e.to_string())?;
+    if let Some(key) = &ctx.config.internal_admin_key {
+        crate::identity::projects::ensure_internal_project(&ctx, key).await.map_err(|e| e.to_string())?;
     }
     Ok((ctx, deferred))
 }
 
 #[cfg(feature = "spin")]
-async fn open_store(_source: &MapConfig) -> Result<Rc<dyn SqlStore>, String> {
+async fn open_store(_config: &Config) -> Result<Rc<dyn SqlStore>, String> {
     Ok(Rc::new(SpinSqlite::open_default().await.map_err(|e| e.to_string())?))
 }
 
 #[cfg(not(feature = "spin"))]
-async fn open_store(source: &MapConfig) -> Result<Rc<dyn SqlStore>, String> {
+async fn open_store(config: &Config) -> Result<Rc<dyn SqlStore>, String> {
     use crate::adapters::sqlite::{Journal, SqliteStore, SqliteWriter};
-    let path = source.get("STACK_SQLITE_PATH").unwrap_or_else(|| "/data/stack-edge.sqlite".into());
-    let writer = SqliteWriter::open_with(std::path::Path::new(&path), Journal::Delete).map_err(|e| e.to_string())?;
+    let writer = SqliteWriter::open_with(std::path::Path::new(&config.sqlite_path), Journal::Delete)
+        .map_err(|e| e.to_string())?;
     Ok(Rc::new(SqliteStore::new(&writer).map_err(|e| e.to_string())?))
 }
 
