@@ -10,6 +10,7 @@ use api_tests::Host;
 use bench::{get_requests, load, refresh_requests};
 use serde_json::json;
 
+#[allow(unsafe_code)] // set_var: single-threaded, before any host starts
 fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let duration = Duration::from_secs(seconds);

@@ -160,7 +160,7 @@ fn dev(args: DevArgs) -> AnyResult<()> {
 
     let email = Some(email::EmailSettings::from_config(&config));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
     let server = std::thread::spawn(move || {
         let metrics = metrics::EngineSettings::from_config(&config);
         host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config, metrics, email }, stop_rx)

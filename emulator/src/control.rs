@@ -113,7 +113,7 @@ pub fn guest_exec(
     let started = agent
         .execute(&qga::guest_exec {
             path: path.to_string(),
-            arg: Some(args.iter().map(|a| a.to_string()).collect()),
+            arg: Some(args.iter().map(std::string::ToString::to_string).collect()),
             env: None,
             input_data: input.map(<[u8]>::to_vec),
             capture_output: Some(qga::GuestExecCaptureOutput::flag(true)),

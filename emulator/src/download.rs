@@ -65,7 +65,7 @@ pub async fn download(
     progress: &mut dyn Progress,
 ) -> Result<u64, DownloadError> {
     let partial = partial_path(dest);
-    let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    let have = std::fs::metadata(&partial).map_or(0, |m| m.len());
     let mut request = client.get(url).header("accept", "application/octet-stream");
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -91,7 +91,7 @@ pub async fn download(
         }
         _ => return Err(DownloadError::Status { url: url.to_string(), status }),
     };
-    let total = response.content_length().map(|len| len + done).unwrap_or(0);
+    let total = response.content_length().map_or(0, |len| len + done);
     let mut file = OpenOptions::new()
         .create(true)
         .write(true)

@@ -23,9 +23,10 @@ impl Paths {
 
     /// `STACK_EMULATOR_HOME`, else `~/.stack/emulator`.
     pub fn from_env() -> Paths {
-        let home = std::env::var_os("STACK_EMULATOR_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".stack/emulator")
-        });
+        let home = std::env::var_os("STACK_EMULATOR_HOME").map_or_else(
+            || PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".stack/emulator"),
+            PathBuf::from,
+        );
         Paths::new(&home)
     }
 

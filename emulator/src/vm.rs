@@ -78,7 +78,7 @@ pub fn qemu_args(settings: &Settings, paths: &Paths, layout: Layout) -> Vec<Stri
     let ports = settings.ports;
     let p = |path: &Path| path.display().to_string();
     let mut args: Vec<String> = Vec::new();
-    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    let mut push = |items: &[&str]| args.extend(items.iter().map(std::string::ToString::to_string));
     let (machine, cpu) = if settings.arch == "arm64" { ("virt", "max") } else { ("q35", "max") };
     push(&["-machine", machine, "-accel", &settings.accel, "-cpu", cpu]);
     let (ram, cpus) = match layout {
@@ -157,6 +157,7 @@ pub fn write_config_disk(settings: &Settings, paths: &Paths, vm_dir_on_host: boo
 }
 
 /// The running QEMU's process id, if its pid file names a live process.
+#[allow(unsafe_code)] // libc::kill: no safe std API probes or signals a process by pid
 pub fn running_pid(paths: &Paths) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(paths.pid_file()).ok()?.trim().parse().ok()?;
     // SAFETY: kill with signal 0 only checks that the process exists.
@@ -538,6 +539,7 @@ pub enum Stopped {
 /// Stops the VM: the ACPI power button (`qmp_capabilities` and `system_powerdown` on one
 /// connection), up to `stop_timeout` for the guest to power off, then SIGTERM, then SIGKILL.
 /// The disk and snapshot stay; the sockets, pid file and serial log go.
+#[allow(unsafe_code)] // libc::kill: no safe std API signals a process by pid
 pub fn stop(settings: &Settings, paths: &Paths) -> Result<Stopped, VmError> {
     let Some(pid) = running_pid(paths) else {
         cleanup_runtime_files(paths);
@@ -583,6 +585,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(unsafe_code)] // set_var: the one test here that changes PATH
     fn preflight_lists_what_is_missing_with_install_hints() {
         let mut settings = Settings::from_env(Some("amd64")).unwrap();
         settings.kernel = None;

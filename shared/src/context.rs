@@ -10,8 +10,11 @@ use crate::store::ports::{Background, BlobStore, Clock, ConfigSource, HttpClient
 /// Which deployment this is. Only `Production` hides internal error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
+    /// Local development: internal error text shown.
     Development,
+    /// Tests: internal error text shown.
     Test,
+    /// Production: internal error text hidden.
     Production,
 }
 
@@ -38,6 +41,7 @@ pub struct Config {
     /// `STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR`: emails per hour per tenancy before growth and
     /// boosts (200 in production, 100000 elsewhere).
     pub default_email_capacity_per_hour: f64,
+    /// The AI endpoints' model API and docs server.
     pub ai: AiConfig,
     /// What the email sender (the companion's worker) needs.
     pub email: EmailConfig,
@@ -131,7 +135,9 @@ pub fn shared_access_tokens_allowed(value: Option<&str>) -> bool {
 /// `STACK_COMPANION_SECRET`).
 #[derive(Clone, PartialEq)]
 pub struct CompanionConfig {
+    /// The companion's base URL.
     pub url: String,
+    /// The shared secret the companion requires.
     pub secret: String,
 }
 
@@ -154,6 +160,7 @@ pub struct ClickHouseConfig {
     /// `STACK_CLICKHOUSE_ADMIN_USER` (default `stackframe`) and `STACK_CLICKHOUSE_ADMIN_PASSWORD`:
     /// the identity that writes events. Unset password: no user (the local engine).
     pub admin_user: String,
+    /// `STACK_CLICKHOUSE_ADMIN_PASSWORD`: that user's password.
     pub admin_password: Option<String>,
 }
 
@@ -195,6 +202,7 @@ pub struct UserSqlDisabled;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("configuration: {0}")]
+/// A configuration value is missing or malformed; the message names it.
 pub struct ConfigError(pub String);
 
 impl Config {
@@ -319,6 +327,7 @@ impl Config {
         })
     }
 
+    /// Whether error answers may carry internal detail (not in production).
     pub fn shows_internal_errors(&self) -> bool {
         self.environment != Environment::Production
     }
@@ -327,13 +336,19 @@ impl Config {
 /// Everything a handler may touch. Cheap to clone (all `Rc`), so background work can own one.
 #[derive(Clone)]
 pub struct Context {
+    /// The primary SQL store (SQLite, D1, spin:sqlite).
     pub store: Rc<dyn SqlStore>,
     /// Session-replay chunks: a table of `store` unless the runtime binds a bucket.
     pub blobs: Rc<dyn BlobStore>,
+    /// Outbound HTTP.
     pub http: Rc<dyn HttpClient>,
+    /// The current time.
     pub clock: Rc<dyn Clock>,
+    /// Randomness for ids, secrets and jitter.
     pub random: Rc<dyn Random>,
+    /// Work that runs after the response.
     pub background: Rc<dyn Background>,
+    /// The configuration, loaded once.
     pub config: Rc<Config>,
     /// Derived signing keys per audience (derivation costs a scalar multiplication).
     pub keys: Rc<KeyCache>,
@@ -354,6 +369,7 @@ impl Context {
         Context { store, blobs, http, clock, random, background, config: Rc::new(config), keys }
     }
 
+    /// Now, in milliseconds since the Unix epoch.
     pub fn now(&self) -> i64 {
         self.clock.now_millis()
     }
@@ -366,7 +382,7 @@ mod tests {
 
     impl ConfigSource for HashMap<&'static str, &'static str> {
         fn get(&self, key: &str) -> Option<String> {
-            HashMap::get(self, key).map(|s| s.to_string())
+            HashMap::get(self, key).map(std::string::ToString::to_string)
         }
     }
 

@@ -29,7 +29,9 @@ pub type Scheduled = for<'a> fn(&'a str, &'a Context) -> LocalBoxFuture<'a, ()>;
 
 /// A matched request, as a handler sees it.
 pub struct Call<'a> {
+    /// The handler's context.
     pub ctx: &'a Context,
+    /// The request.
     pub req: &'a Request,
     params: Vec<(String, String)>,
 }
@@ -44,6 +46,7 @@ impl Call<'_> {
 /// One path of a function (matchit syntax: `{id}`, `{*rest}`) and a handler per method.
 #[derive(Clone, Copy)]
 pub struct Route {
+    /// The path pattern (`matchit` syntax: `{name}` segments).
     pub path: &'static str,
     get: Option<Handler>,
     post: Option<Handler>,
@@ -59,26 +62,31 @@ impl Route {
         Route { path, get: None, post: None, put: None, patch: None, delete: None, any: None }
     }
 
+    /// Answers GET with `handler`.
     pub const fn get(mut self, handler: Handler) -> Route {
         self.get = Some(handler);
         self
     }
 
+    /// Answers POST with `handler`.
     pub const fn post(mut self, handler: Handler) -> Route {
         self.post = Some(handler);
         self
     }
 
+    /// Answers PUT with `handler`.
     pub const fn put(mut self, handler: Handler) -> Route {
         self.put = Some(handler);
         self
     }
 
+    /// Answers PATCH with `handler`.
     pub const fn patch(mut self, handler: Handler) -> Route {
         self.patch = Some(handler);
         self
     }
 
+    /// Answers DELETE with `handler`.
     pub const fn delete(mut self, handler: Handler) -> Route {
         self.delete = Some(handler);
         self
@@ -108,6 +116,7 @@ pub struct Function {
     /// Its crate's and component's name (`analytics-query`); the router's service binding is
     /// the same in upper case with `_` (`ANALYTICS_QUERY`).
     pub name: &'static str,
+    /// Its routes, each with its handlers.
     pub routes: &'static [Route],
     /// Its cron triggers (its `wrangler.toml` lists the same; a test keeps them equal).
     pub crons: &'static [&'static str],

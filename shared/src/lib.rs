@@ -8,6 +8,8 @@
 //! Adapters that implement the ports for a runtime live in [`adapters`], each behind a cargo
 //! feature, so a wasm build never links rusqlite, reqwest or tokio.
 
+#![warn(missing_docs)]
+
 pub mod adapters;
 pub mod analytics;
 pub mod config;

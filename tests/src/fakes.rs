@@ -60,7 +60,8 @@ impl RecordingServer {
                         let (log, respond) = (log.clone(), respond.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body =
+                                body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
                             let recorded = Recorded {
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),

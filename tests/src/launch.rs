@@ -149,8 +149,10 @@ impl Host {
             String::from_utf8_lossy(&migrate.stderr)
         );
 
-        let mut args: Vec<String> =
-            ["dev", "--local", "--ip", "127.0.0.1", "--log-level", "warn"].iter().map(|s| s.to_string()).collect();
+        let mut args: Vec<String> = ["dev", "--local", "--ip", "127.0.0.1", "--log-level", "warn"]
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         args.extend(["--port".into(), port.to_string()]);
         args.extend(["--inspector-port".into(), free_port().to_string()]);
         args.extend(["--persist-to".into(), state.display().to_string()]);
@@ -255,8 +257,7 @@ impl Host {
             let ok = Command::new("curl")
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
                 .output()
-                .map(|o| o.stdout == b"200")
-                .unwrap_or(false);
+                .is_ok_and(|o| o.stdout == b"200");
             if ok {
                 return;
             }

@@ -800,7 +800,7 @@ async fn emails_stuck_in_sending_are_failed_once_and_never_resent() {
     let (stuck, recent) = (enqueue(&h, &p, body.clone()).await, enqueue(&h, &p, body).await);
     let now = now_ms();
     let mark_sending = |id: &str, started: i64, retries: i64, next: Option<i64>| {
-        let next = next.map(|n| n.to_string()).unwrap_or("NULL".into());
+        let next = next.map_or("NULL".into(), |n| n.to_string());
         h.db_execute(
             &format!(
                 "UPDATE email_outbox SET rendered_by_worker_id = 'w', started_rendering_at = ?1, finished_rendering_at = ?1, \

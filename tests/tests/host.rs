@@ -28,12 +28,11 @@ fn printed_curl(output: &[String]) -> String {
     let mut command = String::new();
     for line in &output[start..] {
         let line = line.trim();
-        match line.strip_suffix('\\') {
-            Some(part) => command.push_str(part),
-            None => {
-                command.push_str(line);
-                break;
-            }
+        if let Some(part) = line.strip_suffix('\\') {
+            command.push_str(part);
+        } else {
+            command.push_str(line);
+            break;
         }
     }
     command

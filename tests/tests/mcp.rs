@@ -139,7 +139,7 @@ async fn ask_stack_auth_searches_the_docs_and_answers_with_a_conversation_id() {
     assert_eq!(messages[3], json!({ "role": "tool", "tool_call_id": "call_search", "content": DOCS_SEARCH_TEXT }));
 
     // The docs server got a session handshake, then the search the model asked for.
-    let docs_calls: Vec<Value> = docs.requests().iter().map(|r| r.json()).collect();
+    let docs_calls: Vec<Value> = docs.requests().iter().map(api_tests::Recorded::json).collect();
     let methods: Vec<&str> = docs_calls.iter().map(|m| m["method"].as_str().unwrap()).collect();
     assert_eq!(
         methods,

@@ -242,9 +242,9 @@ async fn admin_endpoints_list_read_and_page() {
     let second =
         admin_get(&h, &q, &format!("/api/v1/internal/session-replays?limit=1&cursor={cursor}")).send().await.json();
     let mut seen = vec![first["items"][0]["id"].clone(), second["items"][0]["id"].clone()];
-    seen.sort_by_key(|v| v.to_string());
+    seen.sort_by_key(std::string::ToString::to_string);
     let mut expected = vec![json!(rc), json!(rd)];
-    expected.sort_by_key(|v| v.to_string());
+    expected.sort_by_key(std::string::ToString::to_string);
     assert_eq!(seen, expected);
 }
 

@@ -199,11 +199,11 @@ impl MetricsEngine {
         let total = activity.iter().find(|r| r.kind == "total");
         // The total row's users are MAU: one pass instead of a second scan (the equivalence
         // matrix checks it against the standalone query and the OLD pipeline).
-        let (mau, online) = total.map(|r| (r.users as i64, r.online as i64)).unwrap_or((0, 0));
+        let (mau, online) = total.map_or((0, 0), |r| (r.users as i64, r.online as i64));
 
         let view_days: Vec<&ViewsRow> = views.iter().filter(|r| r.kind == "day").collect();
         let on = |pick: fn(&ViewsRow) -> u64| {
-            window.series(|day| view_days.iter().find(|r| r.day_text == day).map(|r| pick(r) as i64).unwrap_or(0))
+            window.series(|day| view_days.iter().find(|r| r.day_text == day).map_or(0, |r| pick(r) as i64))
         };
         let mut top_referrers: Vec<Referrer> = views
             .iter()
@@ -215,14 +215,14 @@ impl MetricsEngine {
         Ok(Activity {
             mau,
             daily_active_users: window
-                .series(|day| days.iter().find(|r| r.day_text == day).map(|r| r.users as i64).unwrap_or(0)),
+                .series(|day| days.iter().find(|r| r.day_text == day).map_or(0, |r| r.users as i64)),
             daily_active_users_split: split_series(&users_split, window),
             daily_active_teams_split: split_series(&teams_split, window),
             users_by_country: countries.into_iter().map(|r| (r.country_code, json!(r.users))).collect(),
             daily_page_views: on(|r| r.page_views),
             daily_clicks: on(|r| r.clicks),
             daily_visitors: on(|r| r.visitors),
-            visitors: views.iter().find(|r| r.kind == "total").map(|r| r.visitors as i64).unwrap_or(0),
+            visitors: views.iter().find(|r| r.kind == "total").map_or(0, |r| r.visitors as i64),
             online_live: online,
             top_referrers,
             top_region,
@@ -233,7 +233,7 @@ impl MetricsEngine {
 /// The rows of a split query as four zero-filled series.
 fn split_series(rows: &[SplitRow], window: &Window) -> Split {
     let series = |pick: fn(&SplitRow) -> u64| -> Vec<DataPoint> {
-        window.series(|day| rows.iter().find(|r| r.day == day).map(|r| pick(r) as i64).unwrap_or(0))
+        window.series(|day| rows.iter().find(|r| r.day == day).map_or(0, |r| pick(r) as i64))
     };
     Split {
         total: series(|r| r.total),

@@ -88,7 +88,7 @@ fn valid_source(source: &Value) -> bool {
         Some("pushed-from-github") => {
             ["owner", "repo", "branch", "commit_hash", "config_file_path"].iter().all(|k| source[*k].is_string())
         }
-        Some("pushed-from-unknown") | Some("unlinked") => source.as_object().is_some_and(|o| o.len() == 1),
+        Some("pushed-from-unknown" | "unlinked") => source.as_object().is_some_and(|o| o.len() == 1),
         _ => false,
     }
 }
@@ -167,14 +167,11 @@ fn remove_key(map: &mut Map<String, Value>, key: &str) {
 /// `POST /internal/config/override/{level}/reset-keys` (admin; branch or environment).
 async fn reset_keys(ctx: &Context, req: &Request, level: &str) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ADMIN_ONLY)).await?;
-    let level = match Level::parse(level) {
-        Some(l @ (Level::Branch | Level::Environment)) => l,
-        _ => {
-            let mut v = Validator::new(req);
-            v.fail("params.level must be one of the following values: branch, environment".into());
-            v.finish()?;
-            unreachable!("a failed validation is an error");
-        }
+    let Some(level @ (Level::Branch | Level::Environment)) = Level::parse(level) else {
+        let mut v = Validator::new(req);
+        v.fail("params.level must be one of the following values: branch, environment".into());
+        v.finish()?;
+        unreachable!("a failed validation is an error");
     };
     let body = parse_body(req)?;
     let mut v = Validator::new(req);

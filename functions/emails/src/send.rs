@@ -26,12 +26,11 @@ fn user_ids(v: &mut Validator, obj: Option<&Map<String, Value>>) -> Option<Vec<S
     };
     let mut ids: Vec<String> = Vec::new();
     for item in items {
-        match item.as_str().filter(|s| shared::identity::crypto::is_uuid(s)) {
-            Some(id) => ids.push(id.to_ascii_lowercase()),
-            None => {
-                v.fail(format!("body.user_ids contains an invalid user ID: {item}"));
-                return None;
-            }
+        if let Some(id) = item.as_str().filter(|s| shared::identity::crypto::is_uuid(s)) {
+            ids.push(id.to_ascii_lowercase());
+        } else {
+            v.fail(format!("body.user_ids contains an invalid user ID: {item}"));
+            return None;
         }
     }
     ids.sort();
@@ -75,31 +74,25 @@ pub async fn send_email(ctx: &Context, req: &Request) -> ApiResult<Response> {
     if config["emails"]["server"]["isShared"].as_bool().unwrap_or(true) {
         return Err(KnownError::requires_custom_email_server().into());
     }
-    let recipients: Vec<String> = match ids {
-        Some(ids) => {
-            for id in &ids {
-                if shared::identity::users::get_user(ctx, &tenancy.id, id).await?.is_none() {
-                    return Err(KnownError::user_not_found().into());
-                }
+    let recipients: Vec<String> = if let Some(ids) = ids {
+        for id in &ids {
+            if shared::identity::users::get_user(ctx, &tenancy.id, id).await?.is_none() {
+                return Err(KnownError::user_not_found().into());
             }
-            ids
         }
-        None => {
-            let rows = ctx
-                .store
-                .query(
-                    "SELECT id FROM users WHERE tenancy_id = ? ORDER BY signed_up_at, id LIMIT ?",
-                    &[tenancy.id.clone().into(), (MAX_RECIPIENTS as i64 + 1).into()],
-                )
-                .await?;
-            if rows.len() > MAX_RECIPIENTS {
-                return Err(ApiError::status(
-                    400,
-                    format!("all_users can reach at most {MAX_RECIPIENTS} users per call"),
-                ));
-            }
-            rows.iter().map(|row| row.text("id")).collect::<Result<_, _>>()?
+        ids
+    } else {
+        let rows = ctx
+            .store
+            .query(
+                "SELECT id FROM users WHERE tenancy_id = ? ORDER BY signed_up_at, id LIMIT ?",
+                &[tenancy.id.clone().into(), (MAX_RECIPIENTS as i64 + 1).into()],
+            )
+            .await?;
+        if rows.len() > MAX_RECIPIENTS {
+            return Err(ApiError::status(400, format!("all_users can reach at most {MAX_RECIPIENTS} users per call")));
         }
+        rows.iter().map(|row| row.text("id")).collect::<Result<_, _>>()?
     };
     let emails = recipients
         .iter()

@@ -157,7 +157,7 @@ fn string_array(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str) 
                 match item.as_str() {
                     Some(s) => out.push(s.to_string()),
                     None => {
-                        v.fail(format!("body.{key}[{i}] must be a `string` type, but the final value was: `{item}`."))
+                        v.fail(format!("body.{key}[{i}] must be a `string` type, but the final value was: `{item}`."));
                     }
                 }
             }
@@ -261,7 +261,7 @@ async fn offered_tools(ctx: &Context, run: &GenerateRequest) -> (Vec<Value>, Vec
             "sql-query" if run.analytics_scope.is_some() => tools.push(query_analytics_tool()),
             "create-email-theme" => tools.push(client_tool("createEmailTheme", "Return a React Email theme source.")),
             "create-email-template" => {
-                tools.push(client_tool("createEmailTemplate", "Return a React Email template source."))
+                tools.push(client_tool("createEmailTemplate", "Return a React Email template source."));
             }
             "create-email-draft" => tools.push(client_tool("createEmailDraft", "Return an email draft source.")),
             "update-dashboard" => tools.push(dashboard::update_dashboard_tool()),
@@ -287,7 +287,7 @@ fn to_chat_messages(message: &Value) -> Vec<Value> {
     let role = message["role"].as_str().unwrap_or("user");
     let content = &message["content"];
     let Some(parts) = content.as_array() else {
-        let text = content.as_str().map(str::to_string).unwrap_or_else(|| content.to_string());
+        let text = content.as_str().map_or_else(|| content.to_string(), str::to_string);
         return vec![json!({ "role": role, "content": text })];
     };
     match role {
@@ -396,7 +396,7 @@ pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunE
             };
             assistant["tool_calls"].as_array_mut().expect("an array").push(json!({ "id": call.id, "type": "function",
                 "function": { "name": call.name, "arguments": call.arguments } }));
-            let text = result.as_str().map(str::to_string).unwrap_or_else(|| result.to_string());
+            let text = result.as_str().map_or_else(|| result.to_string(), str::to_string);
             results.push(json!({ "role": "tool", "tool_call_id": call.id, "content": text }));
             content.push(json!({ "type": "tool-call", "toolName": call.name, "toolCallId": call.id,
                 "args": args, "argsText": call.arguments, "result": result }));
@@ -412,8 +412,7 @@ pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunE
         meta["conversationId"]
             .as_str()
             .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| shared::identity::crypto::new_uuid(ctx.random.as_ref()))
+            .map_or_else(|| shared::identity::crypto::new_uuid(ctx.random.as_ref()), str::to_string)
     });
     if let (Some(meta), Some(conversation_id)) = (&run.mcp_call, &conversation_id) {
         let log = CallLog {
@@ -437,7 +436,7 @@ pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunE
 
 fn first_user_text(messages: &[Value]) -> String {
     let Some(first) = messages.iter().find(|m| m["role"] == "user") else { return String::new() };
-    first["content"].as_str().map(str::to_string).unwrap_or_else(|| first["content"].to_string())
+    first["content"].as_str().map_or_else(|| first["content"].to_string(), str::to_string)
 }
 
 /// One `ask_stack_auth` call (contract §3.8), kept in `mcp_call_log` for review.

@@ -174,8 +174,7 @@ fn recent_user(user: &User) -> Value {
 fn assemble(users: UserMetrics, activity: Activity, window: &Window) -> Value {
     let zeros = window.series(|_| 0);
     let total_users_filtered = if users.include_anonymous { users.total } else { users.total - users.anonymous };
-    let daily_users =
-        window.series(|day| users.signups_by_day.iter().find(|(d, _)| d == day).map(|(_, n)| *n).unwrap_or(0));
+    let daily_users = window.series(|day| users.signups_by_day.iter().find(|(d, _)| d == day).map_or(0, |(_, n)| *n));
     let daily_emails_by_status: Vec<Value> =
         window.days().iter().map(|d| json!({ "date": d, "ok": 0, "error": 0, "in_progress": 0 })).collect();
     let daily_revenue: Vec<Value> =

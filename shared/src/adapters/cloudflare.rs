@@ -21,11 +21,13 @@ use crate::store::ports::{
 
 // --- D1 -------------------------------------------------------------------------------------
 
+/// The SQL store over a D1 binding.
 pub struct D1Store {
     db: worker::D1Database,
 }
 
 impl D1Store {
+    /// A store over `db`.
     pub fn new(db: worker::D1Database) -> D1Store {
         D1Store { db }
     }
@@ -105,6 +107,7 @@ impl SqlStore for D1Store {
 
 // --- clock, randomness, configuration, background -----------------------------------------
 
+/// The Worker's clock (`Date.now()`).
 pub struct WorkerClock;
 
 impl Clock for WorkerClock {
@@ -113,6 +116,7 @@ impl Clock for WorkerClock {
     }
 }
 
+/// The Worker's secure randomness (`crypto.getRandomValues`).
 pub struct WorkerRandom;
 
 impl Random for WorkerRandom {
@@ -134,6 +138,7 @@ impl ConfigSource for WorkerEnv {
     }
 }
 
+/// Background work kept alive by a request's `wait_until`.
 pub struct WaitUntil(pub worker::Context);
 
 impl Background for WaitUntil {
@@ -142,6 +147,7 @@ impl Background for WaitUntil {
     }
 }
 
+/// Background work kept alive by a cron run's `wait_until`.
 pub struct ScheduleWaitUntil(pub worker::ScheduleContext);
 
 impl Background for ScheduleWaitUntil {
@@ -191,6 +197,7 @@ impl BlobStore for R2Blobs {
     }
 }
 
+/// Outbound HTTP over the Worker's `fetch`.
 pub struct WorkerFetch;
 
 #[async_trait(?Send)]

@@ -11,11 +11,13 @@ use crate::store::ports::{Background, HttpClient, HttpError, LocalFuture, Reques
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
+/// Outbound HTTP over reqwest, with the response-size and timeout extensions honoured.
 pub struct ReqwestClient {
     client: reqwest::Client,
 }
 
 impl ReqwestClient {
+    /// A client with the native default bounds (timeouts, no redirects to other hosts).
     pub fn new() -> ReqwestClient {
         // A bound on every outbound call, so background work (event writes) cannot hang a
         // worker's shutdown when a peer stops answering.
@@ -69,6 +71,7 @@ pub struct LocalBackground {
 }
 
 impl LocalBackground {
+    /// No work pending yet.
     pub fn new() -> LocalBackground {
         LocalBackground::default()
     }

@@ -31,6 +31,7 @@ pub struct SmtpMailer {
 pub const MAIL_PORTS: &[u16] = &[25, 465, 587, 2465, 2525, 2587];
 
 impl SmtpMailer {
+    /// A mailer that reaches project servers only on public addresses and mail ports, except `allowed_hosts`.
     pub fn new(allowed_hosts: Vec<String>) -> SmtpMailer {
         SmtpMailer { allowed_hosts }
     }

@@ -62,16 +62,27 @@ impl ConfigSource for MapConfig {
 pub async fn load_config() -> MapConfig {
     let mut map = HashMap::new();
     for key in CONFIG_KEYS {
-        if let Some(value) = EnvConfig.get(key) {
-            map.insert(key.to_string(), value);
-            continue;
-        }
-        #[cfg(feature = "spin")]
-        if let Ok(value) = spin_sdk::variables::get(key.to_ascii_lowercase()).await {
+        let value = match EnvConfig.get(key) {
+            Some(value) => Some(value),
+            None => spin_variable(key).await,
+        };
+        if let Some(value) = value {
             map.insert(key.to_string(), value);
         }
     }
     MapConfig(map)
+}
+
+/// The Spin variable for `key` (its lower-case name).
+#[cfg(feature = "spin")]
+async fn spin_variable(key: &str) -> Option<String> {
+    spin_sdk::variables::get(key.to_ascii_lowercase()).await.ok()
+}
+
+/// Without Spin there are no Spin variables.
+#[cfg(not(feature = "spin"))]
+async fn spin_variable(_key: &str) -> Option<String> {
+    None
 }
 
 /// A component instance serves one request and ends with it, so background work is collected
@@ -82,6 +93,7 @@ pub struct Deferred {
 }
 
 impl Deferred {
+    /// Runs the pending work, including work that work spawns, until none is left.
     pub async fn run_pending(&self) {
         loop {
             let batch: Vec<LocalFuture> = self.pending.borrow_mut().drain(..).collect();
@@ -139,6 +151,7 @@ mod sqlite {
     }
 
     impl SpinSqlite {
+        /// The component's default `spin:sqlite` database.
         pub async fn open_default() -> Result<SpinSqlite, StoreError> {
             let conn = Connection::open_default().await.map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
             Ok(SpinSqlite { conn })

@@ -12,11 +12,13 @@ use crate::store::ports::{BlobError, BlobStore, SqlStore};
 /// D1 rows are limited to 2 MB; base64 makes bytes a third larger.
 pub const MAX_SQL_BLOB_BYTES: usize = 1_500_000;
 
+/// Blobs in the `blobs` table of a SQL store.
 pub struct SqlBlobStore {
     store: Rc<dyn SqlStore>,
 }
 
 impl SqlBlobStore {
+    /// Blobs in `store`'s `blobs` table.
     pub fn new(store: Rc<dyn SqlStore>) -> SqlBlobStore {
         SqlBlobStore { store }
     }

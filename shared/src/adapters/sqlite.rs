@@ -38,6 +38,7 @@ impl SqliteWriter {
         SqliteWriter::open_with(path, Journal::Wal)
     }
 
+    /// Opens (creating) the database file with the given journal mode.
     pub fn open_with(path: &Path, journal: Journal) -> Result<SqliteWriter, StoreError> {
         let conn = Connection::open(path).map_err(to_store_error)?;
         let mode = match journal {
@@ -60,6 +61,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// A read connection to the writer's database; writes go through the writer.
     pub fn new(writer: &SqliteWriter) -> Result<SqliteStore, StoreError> {
         let reader = Connection::open_with_flags(
             &writer.path,
@@ -74,7 +76,7 @@ impl SqliteStore {
     fn writer(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite itself consistent (the transaction is
         // rolled back when the guard's statement drops), so a poisoned lock is still usable.
-        self.writer.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.writer.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -112,7 +114,7 @@ fn to_store_error(e: rusqlite::Error) -> StoreError {
 
 fn run_query(conn: &Connection, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
     let mut stmt = conn.prepare_cached(sql).map_err(to_store_error)?;
-    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    let names: Vec<String> = stmt.column_names().map(std::string::ToString::to_string).collect();
     let params: Vec<RusqliteValue> = params.iter().map(to_sql).collect();
     let mut rows = stmt.query(rusqlite::params_from_iter(params)).map_err(to_store_error)?;
     let mut out = Vec::new();

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::store::ports::{Clock, ConfigSource, Random};
 
+/// The system clock, in milliseconds since the Unix epoch.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
@@ -13,6 +14,7 @@ impl Clock for SystemClock {
     }
 }
 
+/// The operating system's randomness (getrandom).
 pub struct OsRandom;
 
 impl Random for OsRandom {

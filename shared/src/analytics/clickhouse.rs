@@ -13,18 +13,26 @@ use crate::store::ports::HttpClient;
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct ClickHouse {
+    /// The ClickHouse HTTP interface's base URL.
     pub url: String,
+    /// The database queries run in.
     pub database: String,
+    /// The user to connect as (`None`: the server's default user).
     pub user: Option<String>,
+    /// That user's password.
     pub password: Option<String>,
 }
 
 /// One query: SQL with `{name:Type}` placeholders, their values, and per-query settings.
 #[derive(Debug, Clone, Default)]
 pub struct Query {
+    /// The SQL text.
     pub sql: String,
+    /// Values of the `{name:Type}` placeholders, by name.
     pub params: Vec<(String, Value)>,
+    /// Per-query settings, sent as URL parameters.
     pub settings: Vec<(String, String)>,
+    /// The query id (`query_id`), for the query log and cancellation.
     pub query_id: Option<String>,
     /// How long the HTTP call may take (the port's client default when unset).
     pub timeout: Option<std::time::Duration>,
@@ -33,25 +41,31 @@ pub struct Query {
 }
 
 impl Query {
+    /// A query of `sql`, without parameters or settings.
     pub fn new(sql: impl Into<String>) -> Query {
         Query { sql: sql.into(), ..Query::default() }
     }
+    /// Sets the placeholder `name`.
     pub fn param(mut self, name: &str, value: impl Into<Value>) -> Query {
         self.params.push((name.to_string(), value.into()));
         self
     }
+    /// Sets the setting `name`.
     pub fn setting(mut self, name: &str, value: impl ToString) -> Query {
         self.settings.push((name.to_string(), value.to_string()));
         self
     }
+    /// Sets the query id.
     pub fn query_id(mut self, id: impl Into<String>) -> Query {
         self.query_id = Some(id.into());
         self
     }
+    /// Bounds how long the HTTP call may take.
     pub fn timeout(mut self, timeout: std::time::Duration) -> Query {
         self.timeout = Some(timeout);
         self
     }
+    /// Bounds how many bytes of the answer are read.
     pub fn max_response_bytes(mut self, limit: usize) -> Query {
         self.max_response_bytes = Some(limit);
         self
@@ -59,14 +73,23 @@ impl Query {
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a ClickHouse call failed.
 pub enum ClickHouseError {
     /// The server refused or failed the query.
     #[error("ClickHouse error {code} ({name}): {message}")]
-    Server { code: u32, name: String, message: String },
+    Server {
+        /// ClickHouse's error code.
+        code: u32,
+        /// The code's name (`UNKNOWN_TABLE`, ...).
+        name: String,
+        /// The server's message.
+        message: String,
+    },
     /// The server could not be reached, or answered something that is not ClickHouse.
     #[error("ClickHouse unreachable: {0}")]
     Transport(String),
     #[error("ClickHouse answer not decodable: {0}")]
+    /// The answer could not be decoded as the expected rows.
     Decode(String),
 }
 
@@ -175,9 +198,13 @@ fn param_text(value: &Value) -> String {
 /// the result bounds and the execution time, with a 1 GB memory profile on the server; these
 /// add memory, rows read and threads per query, so no tenant's query can take the engine.
 pub const MAX_MEMORY_BYTES: u64 = 512 * 1024 * 1024;
+/// The most rows a user query may read.
 pub const MAX_ROWS_TO_READ: u64 = 100_000_000;
+/// The most threads a user query may use.
 pub const MAX_THREADS: u64 = 2;
+/// The most rows a user query's result may have.
 pub const MAX_RESULT_ROWS: u64 = 10_000;
+/// The most bytes a user query's result may have (as ClickHouse counts them).
 pub const MAX_RESULT_BYTES: u64 = 10_485_760;
 /// The most bytes of a user query's answer read from the engine: ClickHouse checks its result
 /// limits between blocks, so one large block passes them; this bound holds whatever the blocks
@@ -232,7 +259,7 @@ pub fn parse_error(text: &str) -> Option<ClickHouseError> {
     let rest = text.strip_prefix("Code: ")?;
     let (code, rest) = rest.split_once(". ")?;
     let code: u32 = code.parse().ok()?;
-    let message = rest.split_once("Exception: ").map(|(_, m)| m).unwrap_or(rest);
+    let message = rest.split_once("Exception: ").map_or(rest, |(_, m)| m);
     // Drop a trailing "(version ...)", then take the last "(NAME)".
     let message = match message.rfind(" (version ") {
         Some(i) if message.ends_with(')') => &message[..i],
@@ -367,6 +394,7 @@ const SCHEMA: &str = include_str!("../../clickhouse/schema.sql");
 /// One statement of the schema.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaStatement {
+    /// The statement's SQL.
     pub sql: String,
     /// Users, row policies and grants: run on a real server, skipped on the local engine.
     pub access_control: bool,

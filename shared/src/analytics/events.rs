@@ -22,7 +22,9 @@ pub fn lost_events() -> u64 {
 
 /// Who a minted access token is for: the user and whether they are anonymous.
 pub struct MintedFor<'a> {
+    /// The user the token is for.
     pub user_id: &'a str,
+    /// Whether that user is anonymous.
     pub is_anonymous: bool,
 }
 

@@ -28,6 +28,7 @@ pub struct Window {
 }
 
 impl Window {
+    /// The window that ends with the day of `now_ms`.
     pub fn at(now_ms: i64) -> Window {
         let today_ms = now_ms.div_euclid(DAY_MS) * DAY_MS;
         Window { now_ms, today_ms, since_ms: today_ms - WINDOW_DAYS * DAY_MS, until_ms: today_ms + DAY_MS }
@@ -59,16 +60,22 @@ pub fn clickhouse_time(ms: i64) -> String {
 /// One day of a daily series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataPoint {
+    /// The day, `YYYY-MM-DD`.
     pub date: String,
+    /// The count on that day.
     pub activity: i64,
 }
 
 /// Active entities per day, split by how they came to be active.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Split {
+    /// Every active entity per day.
     pub total: Vec<DataPoint>,
+    /// Entities active for the first time that day.
     pub new: Vec<DataPoint>,
+    /// Entities active that day and the day before.
     pub retained: Vec<DataPoint>,
+    /// Entities active that day, active before but not the day before.
     pub reactivated: Vec<DataPoint>,
 }
 
@@ -81,33 +88,51 @@ impl Split {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A referrer and the visitors it sent.
 pub struct Referrer {
+    /// The referring host (or URL, as recorded).
     pub referrer: String,
+    /// Distinct visitors it sent in the window.
     pub visitors: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where the most users are.
 pub struct Region {
+    /// ISO country code, when known.
     pub country_code: Option<String>,
+    /// Region code within the country, when known.
     pub region_code: Option<String>,
+    /// Users located there.
     pub count: i64,
 }
 
 /// The analytics-store fields of the metrics response, as the companion computes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
+    /// Monthly active users (the window's distinct users).
     pub mau: i64,
+    /// Distinct active users per day.
     pub daily_active_users: Vec<DataPoint>,
+    /// Active users per day, split by new, retained and reactivated.
     pub daily_active_users_split: Split,
+    /// Active teams per day, split the same way.
     pub daily_active_teams_split: Split,
     /// Country code -> users, by each user's latest located token refresh (all time).
     pub users_by_country: serde_json::Map<String, Value>,
+    /// `$page-view` events per day.
     pub daily_page_views: Vec<DataPoint>,
+    /// `$click` events per day.
     pub daily_clicks: Vec<DataPoint>,
+    /// Distinct visitors per day.
     pub daily_visitors: Vec<DataPoint>,
+    /// Distinct visitors in the window.
     pub visitors: i64,
+    /// Users active in the last few minutes.
     pub online_live: i64,
+    /// The referrers that sent the most visitors.
     pub top_referrers: Vec<Referrer>,
+    /// The region with the most users, if any user is located.
     pub top_region: Option<Region>,
 }
 

@@ -12,14 +12,19 @@ use crate::context::Context;
 
 /// One user query: SQL with `{name:Type}` placeholders, their values, and its time limit.
 pub struct UserQuery<'a> {
+    /// The user's SQL.
     pub sql: &'a str,
+    /// Its `{name:Type}` parameter values.
     pub params: Map<String, Value>,
+    /// How long it may run, in milliseconds.
     pub timeout_ms: i64,
 }
 
 /// The rows of a query that ran, and its id (`<project>:<branch>:<uuid>`).
 pub struct Answer {
+    /// The result rows, as JSON objects.
     pub rows: Vec<Map<String, Value>>,
+    /// The query id it ran under (for timing from the query log).
     pub query_id: String,
 }
 

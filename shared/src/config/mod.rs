@@ -22,8 +22,11 @@ use schema::{is_valid_id, Level, Schema, CURRENCIES};
 /// One problem of an override or a rendered config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
+    /// `[FORMAT ERROR]`: the override is not valid JSON of the right shape.
     Format(String),
+    /// `[ERROR]`: the override breaks its level's schema.
     Error(String),
+    /// `[WARNING]`: the rendered config has a questionable value.
     Warning(String),
 }
 
@@ -224,7 +227,7 @@ fn money_error(path: &str, value: &Value) -> Option<Problem> {
     if whole.len() > 1 && whole.starts_with('0') {
         return Some(Problem::Error("Money amount must not have leading zeros".into()));
     }
-    let decimals = CURRENCIES.iter().find(|(c, _)| *c == code).map(|(_, d)| *d).unwrap_or(2);
+    let decimals = CURRENCIES.iter().find(|(c, _)| *c == code).map_or(2, |(_, d)| *d);
     if fraction.is_some_and(|f| f.len() > decimals as usize) {
         return Some(Problem::Error(format!("Too many decimals; {code} only has {decimals} decimals")));
     }
@@ -290,7 +293,9 @@ pub fn migrate(override_: &mut Map<String, Value>) {
 
 /// A rendered config, and the dotted keys rendering had to drop.
 pub struct Rendered {
+    /// The rendered config.
     pub config: Value,
+    /// What rendering found questionable.
     pub warnings: Vec<Problem>,
 }
 

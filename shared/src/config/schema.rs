@@ -7,8 +7,11 @@ use std::sync::OnceLock;
 /// One node of the schema.
 #[derive(Debug)]
 pub enum Schema {
+    /// `true` or `false`.
     Bool,
+    /// A JSON string.
     String,
+    /// A JSON number.
     Number,
     /// One of these strings.
     OneOf(&'static [&'static str]),
@@ -38,6 +41,7 @@ fn record(value: Schema) -> Schema {
     Record(Box::new(value))
 }
 
+/// The customer types a product may have.
 pub const CUSTOMER_TYPES: &[&str] = &["user", "team", "custom"];
 /// The apps a project can install (`apps.installed.<app>.enabled`): a fixed set, so dotted
 /// keys into them are never dropped.
@@ -59,18 +63,23 @@ pub const APPS: &[&str] = &[
     "vercel",
     "analytics",
 ];
+/// The currencies prices may be in, with their decimal places.
 pub const CURRENCIES: &[(&str, u32)] =
     &[("USD", 2), ("EUR", 2), ("GBP", 2), ("JPY", 0), ("INR", 2), ("AUD", 2), ("CAD", 2)];
 
 /// The override levels, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// The project-wide level.
     Project,
+    /// A branch's level.
     Branch,
+    /// An environment's level (secrets and per-deployment values).
     Environment,
 }
 
 impl Level {
+    /// The level named `s` (`project`, `branch`, `environment`).
     pub fn parse(s: &str) -> Option<Level> {
         match s {
             "project" => Some(Level::Project),
@@ -79,6 +88,7 @@ impl Level {
             _ => None,
         }
     }
+    /// The level's name.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Project => "project",
@@ -190,7 +200,7 @@ fn level_schema(level: Level) -> Schema {
             ]),
         ));
         // Extend `emails` with the server settings.
-        for (name, schema) in fields.iter_mut() {
+        for (name, schema) in &mut fields {
             if *name == "emails" {
                 if let Object(inner) = schema {
                     inner.push((

@@ -10,13 +10,18 @@ use crate::Context;
 
 /// The three overrides of a tenancy, and the branch config's source.
 pub struct Overrides {
+    /// The project-level override.
     pub project: Map<String, Value>,
+    /// The branch-level override.
     pub branch: Map<String, Value>,
+    /// The environment-level override.
     pub environment: Map<String, Value>,
+    /// Where each level came from, as the config endpoints show it.
     pub source: Value,
 }
 
 impl Overrides {
+    /// The override of `level`.
     pub fn level(&self, level: Level) -> &Map<String, Value> {
         match level {
             Level::Project => &self.project,

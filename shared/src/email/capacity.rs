@@ -10,12 +10,17 @@ use crate::Context;
 /// them either), so they count as zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DeliveryStats {
+    /// Emails delivered in the last hour.
     pub hour: i64,
+    /// In the last day.
     pub day: i64,
+    /// In the last week.
     pub week: i64,
+    /// In the last 30 days.
     pub month: i64,
 }
 
+/// The tenancy's delivered emails over the capacity's windows.
 pub async fn delivery_stats(ctx: &Context, tenancy_id: &str) -> Result<DeliveryStats, StoreError> {
     const HOUR: i64 = 3_600_000;
     let now = ctx.now();
@@ -38,6 +43,7 @@ pub async fn delivery_stats(ctx: &Context, tenancy_id: &str) -> Result<DeliveryS
 pub struct Capacity {
     /// Before growth: the process default.
     pub default_per_hour: f64,
+    /// Emails delivered in the last 30 days.
     pub sent_last_month: i64,
     /// 1 without bounces or spam reports (see [`DeliveryStats`]).
     pub penalty: f64,
@@ -61,8 +67,10 @@ impl Capacity {
 
 /// How much a capacity boost multiplies the rate, and how long it lasts.
 pub const BOOST_MULTIPLIER: f64 = 4.0;
+/// How long a boost lasts.
 pub const BOOST_DURATION_MS: i64 = 4 * 3_600_000;
 
+/// The tenancy's capacity now: delivery stats, the running boost, the process default.
 pub async fn tenancy_capacity(ctx: &Context, tenancy_id: &str, default_per_hour: f64) -> Result<Capacity, StoreError> {
     let stats = delivery_stats(ctx, tenancy_id).await?;
     Ok(Capacity {
@@ -89,9 +97,17 @@ pub async fn active_boost(ctx: &Context, tenancy_id: &str) -> Result<Option<i64>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boost {
     /// A boost started; it ends at `expires_at`.
-    Started { expires_at: i64 },
+    /// A boost started; it ends at `expires_at`.
+    Started {
+        /// When it ends, in milliseconds.
+        expires_at: i64,
+    },
     /// A boost was already running; it ends at `expires_at`.
-    AlreadyRunning { expires_at: i64 },
+    /// A boost was already running; it ends at `expires_at`.
+    AlreadyRunning {
+        /// When it ends, in milliseconds.
+        expires_at: i64,
+    },
 }
 
 /// Starts a boost unless one runs: one conditional upsert, so two concurrent calls cannot both

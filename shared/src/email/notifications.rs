@@ -13,18 +13,26 @@ use crate::store::ports::StoreError;
 use crate::Context;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A notification category users may (or may not) unsubscribe from.
 pub struct Category {
+    /// Its id, as upstream's.
     pub id: &'static str,
+    /// Its display name.
     pub name: &'static str,
+    /// Whether users may unsubscribe from it.
     pub can_disable: bool,
 }
 
+/// Sign-in codes, verification, password resets: always sent.
 pub const TRANSACTIONAL: Category =
     Category { id: "7bb82d33-2f54-4a3d-9d23-82739e0d66ef", name: "Transactional", can_disable: false };
+/// Marketing email: users may unsubscribe.
 pub const MARKETING: Category =
     Category { id: "4f6f8873-3d04-46bd-8bef-18338b1a1b4c", name: "Marketing", can_disable: true };
+/// Every category.
 pub const CATEGORIES: [Category; 2] = [TRANSACTIONAL, MARKETING];
 
+/// The category with id `id`.
 pub fn category(id: &str) -> Option<Category> {
     CATEGORIES.into_iter().find(|c| c.id == id)
 }
@@ -59,6 +67,7 @@ pub async fn is_enabled(
     Ok(rows.first().map(|row| row.bool("enabled")).transpose()?.unwrap_or(true))
 }
 
+/// Sets a user's preference for a category (an upsert).
 pub async fn set_enabled(
     ctx: &Context,
     tenancy_id: &str,
@@ -80,8 +89,11 @@ pub async fn set_enabled(
 /// What an unsubscribe code turns off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscribe {
+    /// The tenancy of the unsubscribing user.
     pub tenancy_id: String,
+    /// The user.
     pub user_id: String,
+    /// The category they unsubscribe from.
     pub category: Category,
 }
 

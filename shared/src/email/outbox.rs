@@ -11,9 +11,23 @@ use crate::Context;
 /// Who an email goes to (upstream's `to` shapes).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recipient {
-    UserPrimaryEmail { user_id: String },
-    UserCustomEmails { user_id: String, emails: Vec<String> },
-    CustomEmails { emails: Vec<String> },
+    /// The user's primary email.
+    UserPrimaryEmail {
+        /// The user.
+        user_id: String,
+    },
+    /// Given addresses, on behalf of a user (their preferences apply).
+    UserCustomEmails {
+        /// The user.
+        user_id: String,
+        /// The addresses.
+        emails: Vec<String>,
+    },
+    /// Given addresses, for no user.
+    CustomEmails {
+        /// The addresses.
+        emails: Vec<String>,
+    },
 }
 
 impl Recipient {
@@ -52,6 +66,7 @@ impl Recipient {
         }
     }
 
+    /// The recipient in upstream's JSON shape.
     pub fn to_json(&self) -> Value {
         match self {
             Recipient::UserPrimaryEmail { user_id } => json!({ "type": "user-primary-email", "user_id": user_id }),
@@ -77,16 +92,25 @@ pub fn is_email(s: &str) -> bool {
 
 /// What the API enqueues.
 pub struct NewEmail {
+    /// Who it goes to.
     pub recipient: Recipient,
+    /// The template (HTML with `{{ variable }}` placeholders).
     pub tsx_source: String,
+    /// The template's variables.
     pub variables: Value,
+    /// A subject that replaces the template's `<title>`.
     pub override_subject: Option<String>,
+    /// Sent before other emails of the tenancy.
     pub is_high_priority: bool,
+    /// Transactional (never unsubscribable) rather than marketing.
     pub is_transactional: bool,
+    /// When to send, in milliseconds (`None`: now).
     pub scheduled_at: Option<i64>,
+    /// Skip the deliverability check.
     pub skip_deliverability_check: bool,
 }
 
+/// Puts one email in the outbox; returns its id.
 pub async fn enqueue(ctx: &Context, tenancy: &Tenancy, email: NewEmail) -> Result<String, StoreError> {
     let ids = enqueue_many(ctx, tenancy, vec![email]).await?;
     Ok(ids.into_iter().next().expect("one id per email"))
@@ -145,6 +169,7 @@ macro_rules! email_status_sql {
     ELSE 'SENT' END"
     };
 }
+/// The status of a row as SQL (see `email_status_sql!`).
 pub const STATUS_SQL: &str = email_status_sql!();
 
 /// ISO 8601 in UTC with milliseconds, as upstream's `Date.toISOString()`.

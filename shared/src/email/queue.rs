@@ -31,6 +31,7 @@ pub const STUCK_EMAIL_TIMEOUT_MS: i64 = 20 * 60 * 1000;
 const METADATA_KEY: &str = "EMAIL_QUEUE_METADATA_KEY";
 const RENDER_ERROR: &str =
     "An error occurred while rendering the email. Make sure the template/draft is valid and the theme is set correctly.";
+/// What users see for an email that got stuck in sending.
 pub const STUCK_MESSAGE: &str = "Email sending timed out before we could confirm whether it was delivered.";
 
 /// How a pass sends.
@@ -48,11 +49,17 @@ pub struct QueueSettings {
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StepReport {
+    /// Rows rendered (or failed to render).
     pub rendered: usize,
+    /// Emails the mail server accepted.
     pub sent: usize,
+    /// Failed attempts that will be retried.
     pub retried: usize,
+    /// Emails that failed for good.
     pub failed: usize,
+    /// Emails skipped (no address, unsubscribed, undeliverable).
     pub skipped: usize,
+    /// Emails stuck in sending that this pass ended.
     pub stuck_failed: usize,
 }
 

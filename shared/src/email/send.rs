@@ -16,6 +16,7 @@ use crate::identity::tenancy::tenancy_by_id;
 use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SendFailure, ServerKind, SqlRow, StoreError};
 use crate::Context;
 
+/// Attempts before a retryable failure becomes terminal.
 pub const MAX_SEND_ATTEMPTS: i64 = 5;
 /// What users see when the project's email server settings cannot be used.
 const CONFIG_ERROR: &str = "An error occurred while sending the email. If you are the admin of this project, please check the email configuration and try again.";
@@ -152,9 +153,8 @@ async fn record_failure(
     let now = ctx.now();
     // Users see the failure's class, never the server's raw answer: a project's own server can
     // point anywhere, and the raw text would report what was found there.
-    let external_message = external
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("The email could not be sent ({}).", failure.error_type));
+    let external_message =
+        external.map_or_else(|| format!("The email could not be sent ({}).", failure.error_type), str::to_string);
     let attempt = row.int("send_retries")? + 1;
     let mut errors: Vec<Value> =
         row.opt_text("send_attempt_errors")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
@@ -216,9 +216,8 @@ fn retry_backoff_ms(ctx: &Context, attempt: i64) -> i64 {
 
 /// The addresses a row goes to, or why it is skipped.
 async fn resolve(ctx: &Context, tenancy_id: &str, to: &Value, category: Category) -> Result<Recipients, StoreError> {
-    let recipient = match Recipient::from_json(to) {
-        Ok(r) => r,
-        Err(_) => return Ok(Recipients::Skip("NO_EMAIL_PROVIDED", json!({}))),
+    let Ok(recipient) = Recipient::from_json(to) else {
+        return Ok(Recipients::Skip("NO_EMAIL_PROVIDED", json!({})));
     };
     let (user_id, custom) = match recipient {
         Recipient::CustomEmails { emails } if emails.is_empty() => {

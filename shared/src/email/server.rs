@@ -11,24 +11,33 @@ use crate::store::ports::{MailServer, ServerKind};
 /// The shared server every project without its own uses (`STACK_EMAIL_*`).
 #[derive(Clone)]
 pub struct SharedServer {
+    /// The server's host name.
     pub host: String,
+    /// Its port.
     pub port: u16,
+    /// The SMTP user, if it needs one.
     pub username: Option<String>,
+    /// That user's password.
     pub password: Option<String>,
+    /// The sender address emails go out as.
     pub sender_email: String,
 }
 
 /// Where managed domains send: `smtp.resend.com:465` (overridable for tests and proxies).
 #[derive(Debug, Clone)]
 pub struct ResendEndpoint {
+    /// The host.
     pub host: String,
+    /// The port.
     pub port: u16,
 }
 
 /// Emailable's verify API: `GET {api_url}/verify?email=...&api_key=...`.
 #[derive(Clone)]
 pub struct Emailable {
+    /// The API's base URL.
     pub api_url: String,
+    /// The API key.
     pub api_key: String,
 }
 

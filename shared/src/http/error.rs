@@ -13,25 +13,35 @@ use crate::http::{Response, JSON_CONTENT_TYPE};
 /// A KnownError: a stable `code`, an HTTP status, a human message and optional details.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KnownError {
+    /// The stable code (`SCHEMA_ERROR`, ...), also sent as `x-stack-known-error`.
     pub code: &'static str,
+    /// The HTTP status.
     pub status: u16,
+    /// The human message.
     pub message: String,
+    /// Structured details, where the error has them.
     pub details: Option<Value>,
 }
 
 /// Everything a handler can fail with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
+    /// A KnownError in the contract's envelope.
     Known(KnownError),
     /// Upstream's bare `StatusError`: a status and a text body.
     Status {
+        /// The HTTP status.
         status: u16,
+        /// The text body.
         message: String,
     },
     /// A raw OAuth-library error body (`{"error", "error_description"}`).
     OAuth {
+        /// The HTTP status.
         status: u16,
+        /// The OAuth error code (`invalid_grant`, ...).
         error: &'static str,
+        /// The `error_description`.
         description: String,
     },
     /// A bug or an infrastructure failure. The text is logged, and shown only outside production.
@@ -53,10 +63,12 @@ impl From<KnownError> for ApiError {
 }
 
 impl ApiError {
+    /// A bare status with a text body.
     pub fn status(status: u16, message: impl Into<String>) -> Self {
         ApiError::Status { status, message: message.into() }
     }
 
+    /// A 500 whose message is shown outside production only.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::Internal(message.into())
     }
@@ -87,6 +99,7 @@ impl KnownError {
         KnownError { code, status, message: message.into(), details }
     }
 
+    /// The response this error answers with.
     pub fn into_response(self) -> Response {
         // Upstream pretty-prints with two spaces and orders the keys code, details, error.
         let mut body = serde_json::Map::new();
@@ -106,17 +119,20 @@ impl KnownError {
 
     // --- request parsing -------------------------------------------------------------------
 
+    /// `SCHEMA_ERROR` (400).
     pub fn schema_error(message: String) -> Self {
         let details = json!({ "message": message });
         Self::new("SCHEMA_ERROR", 400, message, Some(details))
     }
 
+    /// `BODY_PARSING_ERROR` (400).
     pub fn body_parsing_error(message: &str) -> Self {
         Self::new("BODY_PARSING_ERROR", 400, message, None)
     }
 
     // --- project authentication (contract §0.2) --------------------------------------------
 
+    /// `PROJECT_KEY_WITHOUT_ACCESS_TYPE` (400).
     pub fn project_key_without_access_type() -> Self {
         Self::new(
             "PROJECT_KEY_WITHOUT_ACCESS_TYPE",
@@ -126,6 +142,7 @@ impl KnownError {
         )
     }
 
+    /// `INVALID_ACCESS_TYPE` (400).
     pub fn invalid_access_type(access_type: &str) -> Self {
         Self::new(
             "INVALID_ACCESS_TYPE",
@@ -135,6 +152,7 @@ impl KnownError {
         )
     }
 
+    /// `ACCESS_TYPE_WITHOUT_PROJECT_ID` (400).
     pub fn access_type_without_project_id(access_type: &str) -> Self {
         Self::new(
             "ACCESS_TYPE_WITHOUT_PROJECT_ID",
@@ -144,6 +162,7 @@ impl KnownError {
         )
     }
 
+    /// `ACCESS_TYPE_REQUIRED` (400).
     pub fn access_type_required() -> Self {
         Self::new(
             "ACCESS_TYPE_REQUIRED",
@@ -153,6 +172,7 @@ impl KnownError {
         )
     }
 
+    /// `INSUFFICIENT_ACCESS_TYPE` (401).
     pub fn insufficient_access_type(actual: &str, allowed: &[&str]) -> Self {
         let list = allowed.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(" or ");
         Self::new(
@@ -163,6 +183,7 @@ impl KnownError {
         )
     }
 
+    /// `INVALID_PUBLISHABLE_CLIENT_KEY` (401).
     pub fn invalid_publishable_client_key(project_id: &str) -> Self {
         Self::new(
             "INVALID_PUBLISHABLE_CLIENT_KEY",
@@ -175,6 +196,7 @@ impl KnownError {
         )
     }
 
+    /// `PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT` (401).
     pub fn publishable_client_key_required_for_project(project_id: &str) -> Self {
         Self::new(
             "PUBLISHABLE_CLIENT_KEY_REQUIRED_FOR_PROJECT",
@@ -184,10 +206,12 @@ impl KnownError {
         )
     }
 
+    /// `SERVER_AUTHENTICATION_REQUIRED` (401).
     pub fn server_authentication_required() -> Self {
         Self::new("SERVER_AUTHENTICATION_REQUIRED", 401, "The secret server key must be provided.", None)
     }
 
+    /// `INVALID_SECRET_SERVER_KEY` (401).
     pub fn invalid_secret_server_key(project_id: &str) -> Self {
         Self::new(
             "INVALID_SECRET_SERVER_KEY",
@@ -200,10 +224,12 @@ impl KnownError {
         )
     }
 
+    /// `ADMIN_AUTHENTICATION_REQUIRED` (401).
     pub fn admin_authentication_required() -> Self {
         Self::new("ADMIN_AUTHENTICATION_REQUIRED", 401, "The super secret admin key must be provided.", None)
     }
 
+    /// `INVALID_SUPER_SECRET_ADMIN_KEY` (401).
     pub fn invalid_super_secret_admin_key(project_id: &str) -> Self {
         Self::new(
             "INVALID_SUPER_SECRET_ADMIN_KEY",
@@ -216,6 +242,7 @@ impl KnownError {
         )
     }
 
+    /// `CURRENT_PROJECT_NOT_FOUND` (400).
     pub fn current_project_not_found(project_id: &str) -> Self {
         Self::new(
             "CURRENT_PROJECT_NOT_FOUND",
@@ -225,6 +252,7 @@ impl KnownError {
         )
     }
 
+    /// `BRANCH_DOES_NOT_EXIST` (400).
     pub fn branch_does_not_exist(branch_id: &str) -> Self {
         Self::new(
             "BRANCH_DOES_NOT_EXIST",
@@ -236,6 +264,7 @@ impl KnownError {
 
     // --- access tokens ---------------------------------------------------------------------
 
+    /// `UNPARSABLE_ACCESS_TOKEN` (401).
     pub fn unparsable_access_token() -> Self {
         Self::new("UNPARSABLE_ACCESS_TOKEN", 401, "Access token is not parsable.", None)
     }
@@ -252,7 +281,7 @@ impl KnownError {
             .unwrap_or_default();
         let mut details = json!({ "expired_at_millis": expired_at_millis });
         let (project_id, user_id, refresh_token_id) = match extra {
-            Some((p, u, r)) => (Value::from(p), Value::from(u), r.map(Value::from).unwrap_or(Value::Null)),
+            Some((p, u, r)) => (Value::from(p), Value::from(u), r.map_or(Value::Null, Value::from)),
             None => (Value::Null, Value::Null, Value::Null),
         };
         details["project_id"] = project_id;
@@ -266,6 +295,7 @@ impl KnownError {
         )
     }
 
+    /// `INVALID_PROJECT_FOR_ACCESS_TOKEN` (401).
     pub fn invalid_project_for_access_token(expected: &str, actual: &str) -> Self {
         Self::new(
             "INVALID_PROJECT_FOR_ACCESS_TOKEN",
@@ -279,6 +309,7 @@ impl KnownError {
         )
     }
 
+    /// `ANONYMOUS_AUTHENTICATION_NOT_ALLOWED` (401).
     pub fn anonymous_authentication_not_allowed() -> Self {
         Self::new(
             "ANONYMOUS_AUTHENTICATION_NOT_ALLOWED",
@@ -288,6 +319,7 @@ impl KnownError {
         )
     }
 
+    /// `RESTRICTED_USER_NOT_ALLOWED` (403).
     pub fn restricted_user_not_allowed(reason: &Value) -> Self {
         let kind = reason.get("type").and_then(Value::as_str).unwrap_or("unknown");
         Self::new(
@@ -298,10 +330,12 @@ impl KnownError {
         )
     }
 
+    /// `USER_AUTHENTICATION_REQUIRED` (401).
     pub fn user_authentication_required() -> Self {
         Self::new("USER_AUTHENTICATION_REQUIRED", 401, "User authentication required for this endpoint.", None)
     }
 
+    /// `CANNOT_GET_OWN_USER_WITHOUT_USER` (400).
     pub fn cannot_get_own_user_without_user() -> Self {
         Self::new(
             "CANNOT_GET_OWN_USER_WITHOUT_USER",
@@ -313,6 +347,7 @@ impl KnownError {
 
     // --- sessions and users ----------------------------------------------------------------
 
+    /// `REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED` (401).
     pub fn refresh_token_not_found_or_expired() -> Self {
         Self::new(
             "REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED",
@@ -322,10 +357,12 @@ impl KnownError {
         )
     }
 
+    /// `CANNOT_DELETE_CURRENT_SESSION` (400).
     pub fn cannot_delete_current_session() -> Self {
         Self::new("CANNOT_DELETE_CURRENT_SESSION", 400, "Cannot delete the current session.", None)
     }
 
+    /// `USER_ID_DOES_NOT_EXIST` (400).
     pub fn user_id_does_not_exist(user_id: &str) -> Self {
         Self::new(
             "USER_ID_DOES_NOT_EXIST",
@@ -335,10 +372,12 @@ impl KnownError {
         )
     }
 
+    /// `USER_NOT_FOUND` (404).
     pub fn user_not_found() -> Self {
         Self::new("USER_NOT_FOUND", 404, "User not found.", None)
     }
 
+    /// `INVALID_OAUTH_CLIENT_ID_OR_SECRET` (400).
     pub fn invalid_oauth_client_id_or_secret(client_id: Option<&str>) -> Self {
         Self::new(
             "INVALID_OAUTH_CLIENT_ID_OR_SECRET",
@@ -348,10 +387,12 @@ impl KnownError {
         )
     }
 
+    /// `INVALID_AUTHORIZATION_CODE` (400).
     pub fn invalid_authorization_code() -> Self {
         Self::new("INVALID_AUTHORIZATION_CODE", 400, "The given authorization code is invalid.", None)
     }
 
+    /// `EXPECTED_INTERNAL_PROJECT` (401).
     pub fn expected_internal_project() -> Self {
         Self::new("EXPECTED_INTERNAL_PROJECT", 401, "The project ID is expected to be internal.", None)
     }
@@ -361,6 +402,7 @@ impl KnownError {
         Self::new("ANALYTICS_QUERY_ERROR", 400, message, Some(json!({ "error": message })))
     }
 
+    /// `ITEM_NOT_FOUND` (404).
     pub fn item_not_found(item_id: &str) -> Self {
         Self::new(
             "ITEM_NOT_FOUND",
@@ -370,6 +412,7 @@ impl KnownError {
         )
     }
 
+    /// `OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED` (400).
     pub fn oauth_provider_not_found_or_not_enabled() -> Self {
         Self::new(
             "OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED",
@@ -379,6 +422,7 @@ impl KnownError {
         )
     }
 
+    /// `OAUTH_EXTRA_SCOPE_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS` (400).
     pub fn oauth_extra_scope_not_available_with_shared_oauth_keys() -> Self {
         Self::new(
             "OAUTH_EXTRA_SCOPE_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS",
@@ -388,6 +432,7 @@ impl KnownError {
         )
     }
 
+    /// `OAUTH_ACCESS_TOKEN_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS` (400).
     pub fn oauth_access_token_not_available_with_shared_oauth_keys() -> Self {
         Self::new(
             "OAUTH_ACCESS_TOKEN_NOT_AVAILABLE_WITH_SHARED_OAUTH_KEYS",
@@ -397,6 +442,7 @@ impl KnownError {
         )
     }
 
+    /// `OAUTH_CONNECTION_NOT_CONNECTED_TO_USER` (400).
     pub fn oauth_connection_not_connected_to_user() -> Self {
         Self::new(
             "OAUTH_CONNECTION_NOT_CONNECTED_TO_USER",
@@ -406,6 +452,7 @@ impl KnownError {
         )
     }
 
+    /// `REDIRECT_URL_NOT_WHITELISTED` (400).
     pub fn redirect_url_not_whitelisted() -> Self {
         Self::new(
             "REDIRECT_URL_NOT_WHITELISTED",
@@ -415,10 +462,12 @@ impl KnownError {
         )
     }
 
+    /// `ANALYTICS_NOT_ENABLED` (400).
     pub fn analytics_not_enabled() -> Self {
         Self::new("ANALYTICS_NOT_ENABLED", 400, "Analytics is not enabled for this project.", None)
     }
 
+    /// `EMAIL_NOT_EDITABLE` (400).
     pub fn email_not_editable(email_id: &str, status: &str) -> Self {
         Self::new(
             "EMAIL_NOT_EDITABLE",
@@ -431,6 +480,7 @@ impl KnownError {
         )
     }
 
+    /// `REQUIRES_CUSTOM_EMAIL_SERVER` (400).
     pub fn requires_custom_email_server() -> Self {
         Self::new(
             "REQUIRES_CUSTOM_EMAIL_SERVER",
@@ -450,6 +500,7 @@ impl KnownError {
         )
     }
 
+    /// `INVALID_SCOPE` (400).
     pub fn invalid_scope(scope: &str) -> Self {
         Self::new("INVALID_SCOPE", 400, format!("The scope \"{scope}\" is not a valid OAuth scope for Stack."), None)
     }

@@ -9,10 +9,14 @@ pub mod validate;
 
 use serde::Serialize;
 
+/// A request with its body buffered.
 pub type Request = http::Request<Vec<u8>>;
+/// A response with its body buffered.
 pub type Response = http::Response<Vec<u8>>;
 
+/// The content type of JSON answers.
 pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+/// The content type of text answers.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// A 200 response with `value` serialised as JSON.
@@ -20,6 +24,7 @@ pub fn json<T: Serialize>(value: &T) -> Response {
     json_with_status(200, value)
 }
 
+/// A response with `status` and `value` serialised as JSON.
 pub fn json_with_status<T: Serialize>(status: u16, value: &T) -> Response {
     let body = serde_json::to_vec(value).expect("serialising a response value cannot fail");
     http::Response::builder()

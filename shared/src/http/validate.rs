@@ -48,6 +48,7 @@ pub struct Validator {
 }
 
 impl Validator {
+    /// A validator for `req` (its method and path appear in messages).
     pub fn new(req: &Request) -> Validator {
         Validator { method: req.method().to_string(), path: req.uri().path().to_string(), errors: Vec::new() }
     }

@@ -15,13 +15,18 @@ use crate::store::ports::SqlValue;
 pub const PUBLIC_CLIENT_SENTINEL: &str = "__stack_public_client__";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of caller a request is (`x-stack-access-type`).
 pub enum AccessType {
+    /// An app's frontend (publishable client key).
     Client,
+    /// An app's backend (secret server key).
     Server,
+    /// The dashboard or an operator (super secret admin key).
     Admin,
 }
 
 impl AccessType {
+    /// The header value.
     pub fn as_str(self) -> &'static str {
         match self {
             AccessType::Client => "client",
@@ -49,15 +54,21 @@ impl AccessType {
     }
 }
 
+/// Every access type.
 pub const ANY_ACCESS: &[AccessType] = &[AccessType::Client, AccessType::Server, AccessType::Admin];
+/// Server and admin callers.
 pub const SERVER_OR_ADMIN: &[AccessType] = &[AccessType::Server, AccessType::Admin];
+/// Admin callers only.
 pub const ADMIN_ONLY: &[AccessType] = &[AccessType::Admin];
 
 /// An authenticated request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestAuth {
+    /// The caller's access type.
     pub access_type: AccessType,
+    /// The tenancy the request acts on.
     pub tenancy: Tenancy,
+    /// Whether the project requires a publishable client key.
     pub require_publishable_client_key: bool,
     /// The verified `x-stack-access-token`, if one was sent.
     pub user: Option<AccessToken>,
@@ -66,6 +77,7 @@ pub struct RequestAuth {
 /// How an endpoint wants its caller authenticated.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthRule {
+    /// The access types the endpoint accepts.
     pub allowed: &'static [AccessType],
     /// The refresh endpoints exist to replace an expired access token, so an expired one sent
     /// alongside the refresh token is ignored there instead of failing the call (upstream
@@ -74,6 +86,7 @@ pub struct AuthRule {
 }
 
 impl AuthRule {
+    /// A rule that accepts `allowed`.
     pub const fn allow(allowed: &'static [AccessType]) -> AuthRule {
         AuthRule { allowed, ignore_expired_access_token: false }
     }

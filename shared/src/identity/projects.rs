@@ -17,8 +17,11 @@ const DEFAULT_KEY_LIFETIME_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 /// The three keys of a key set, in plaintext: returned once at creation, stored only hashed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ApiKeys {
+    /// The publishable client key.
     pub publishable_client_key: String,
+    /// The secret server key.
     pub secret_server_key: String,
+    /// The super secret admin key.
     pub super_secret_admin_key: String,
 }
 
@@ -35,14 +38,20 @@ impl ApiKeys {
 /// A new project and its first key set, with the keys in plaintext (shown once).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CreatedProject {
+    /// The new project's id.
     pub project_id: String,
+    /// Its display name.
     pub display_name: String,
     #[serde(flatten)]
+    /// Its first key set (shown once; stored hashed).
     pub keys: ApiKeys,
 }
 
+/// What a new project is made from.
 pub struct NewProject<'a> {
+    /// Its display name.
     pub display_name: &'a str,
+    /// Whether client calls need a publishable client key.
     pub require_publishable_client_key: bool,
     /// The project's config override (JSON object; `{}` for none).
     pub config_override: serde_json::Value,
@@ -75,15 +84,21 @@ pub fn config_flag(config: &serde_json::Value, path: &str) -> bool {
     if let Some(value) = config.get(path) {
         return value.as_bool().unwrap_or(false);
     }
-    path.split('.').try_fold(config, |value, part| value.get(part)).and_then(|v| v.as_bool()).unwrap_or(false)
+    path.split('.')
+        .try_fold(config, |value, part| value.get(part))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
 }
 
 /// A new key set's keys in plaintext (shown once).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CreatedKeySet {
+    /// The key set's id.
     pub id: String,
+    /// Its project.
     pub project_id: String,
     #[serde(flatten)]
+    /// The keys (shown once; stored hashed).
     pub keys: ApiKeys,
 }
 

@@ -22,13 +22,21 @@ pub const DEFAULT_SESSION_LIFETIME_MS: i64 = 365 * 24 * 3600 * 1000;
 pub const MAX_SESSION_LIFETIME_MS: i64 = 31_708_800_000;
 
 #[derive(Debug, Clone, PartialEq)]
+/// A session: a refresh token's row (the token itself is stored hashed).
 pub struct Session {
+    /// The session id (upstream's refresh token id).
     pub id: String,
+    /// Its user.
     pub user_id: String,
+    /// When it was created, in milliseconds.
     pub created_at: i64,
+    /// When it was last used to mint an access token.
     pub last_active_at: i64,
+    /// Where it was last used from, when known.
     pub last_active_ip_info: Option<Value>,
+    /// When it expires (`None`: never).
     pub expires_at: Option<i64>,
+    /// Made by an admin acting as the user.
     pub is_impersonation: bool,
 }
 
@@ -55,10 +63,13 @@ const SESSION_COLUMNS: &str =
 
 /// A new session's id and refresh token (the token is returned once and stored hashed).
 pub struct CreatedSession {
+    /// The new session's id.
     pub id: String,
+    /// Its refresh token (shown once; stored hashed).
     pub refresh_token: String,
 }
 
+/// Creates a session for a user; returns its id and refresh token.
 pub async fn create_session(
     ctx: &Context,
     tenancy_id: &str,
@@ -121,7 +132,7 @@ pub async fn touch(
     ip_info: Option<&Value>,
 ) -> Result<bool, StoreError> {
     let now = ctx.now();
-    let ip_info = ip_info.map(|v| v.to_string());
+    let ip_info = ip_info.map(std::string::ToString::to_string);
     let changed = ctx
         .store
         .batch(&[
@@ -157,6 +168,7 @@ pub async fn delete(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result
     Ok(changed[1] == 1)
 }
 
+/// The session `session_id` of the tenancy, if it exists.
 pub async fn get(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result<Option<Session>, StoreError> {
     let sql = format!("SELECT {SESSION_COLUMNS} FROM refresh_tokens s WHERE s.tenancy_id = ? AND s.id = ?");
     let rows = ctx.store.query(&sql, &[tenancy_id.into(), session_id.into()]).await?;

@@ -8,14 +8,18 @@ use crate::store::ports::{SqlValue, StoreError};
 /// The project and branch a request acts on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenancy {
+    /// The tenancy id.
     pub id: String,
+    /// Its project.
     pub project_id: String,
+    /// Its branch.
     pub branch_id: String,
 }
 
 /// A project, read together with one of its branches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectBranch {
+    /// Whether the project requires a publishable client key.
     pub require_publishable_client_key: bool,
     /// The branch's tenancy; `None` when the project has no such branch.
     pub tenancy: Option<Tenancy>,

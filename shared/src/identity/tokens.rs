@@ -20,6 +20,7 @@ use crate::identity::crypto::{base64url, base64url_decode, sha256};
 
 /// One derived signing key.
 pub struct DerivedKey {
+    /// The key id (`kid`) tokens signed with it carry.
     pub kid: String,
     signing: SigningKey,
     verifying: VerifyingKey,
@@ -54,11 +55,14 @@ impl DerivedKey {
 
 /// The two keys of one audience, legacy first.
 pub struct AudienceKeys {
+    /// The legacy derivation, still accepted for verification.
     pub legacy: DerivedKey,
+    /// The current derivation, used for signing.
     pub current: DerivedKey,
 }
 
 impl AudienceKeys {
+    /// Derives both keys of `audience` from the server secret.
     pub fn derive(server_secret: &str, audience: &str) -> AudienceKeys {
         let json_sha = |v: Value| sha256(v.to_string().as_bytes());
 
@@ -97,10 +101,12 @@ const MAX_AUDIENCES: usize = 4096;
 pub const MAX_AUDIENCE_CHARS: usize = 128;
 
 impl KeyCache {
+    /// A cache over `server_secret`'s keys.
     pub fn new(server_secret: String) -> KeyCache {
         KeyCache { server_secret, map: RefCell::new(HashMap::new()) }
     }
 
+    /// The keys of `audience`, derived on first use.
     pub fn for_audience(&self, audience: &str) -> Rc<AudienceKeys> {
         if let Some(keys) = self.map.borrow().get(audience) {
             return keys.clone();
@@ -118,12 +124,16 @@ impl KeyCache {
 /// Which of the three kinds of user a token is for; it selects `iss` and `aud`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserKind {
+    /// A normal user.
     Normal,
+    /// A restricted user (for example, an unverified email).
     Restricted,
+    /// An anonymous user.
     Anonymous,
 }
 
 impl UserKind {
+    /// The token audience for this kind in `project_id`.
     pub fn audience(self, project_id: &str) -> String {
         match self {
             UserKind::Normal => project_id.to_string(),
@@ -132,6 +142,7 @@ impl UserKind {
         }
     }
 
+    /// The token issuer for this kind in `project_id`.
     pub fn issuer(self, api_url: &str, project_id: &str) -> String {
         let segment = match self {
             UserKind::Normal => "projects",
@@ -156,39 +167,63 @@ impl UserKind {
 /// The custom claims of an access token (contract §1.4), besides `iat` and `exp`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AccessTokenClaims {
+    /// The user id.
     pub sub: String,
+    /// The project id.
     pub project_id: String,
     #[serde(alias = "branchId")]
+    /// The branch id.
     pub branch_id: String,
     #[serde(alias = "refreshTokenId", default)]
+    /// The session the token was minted from.
     pub refresh_token_id: Option<String>,
+    /// Always `authenticated`.
     pub role: String,
+    /// The user's display name.
     pub name: Option<String>,
+    /// The user's primary email.
     pub email: Option<String>,
+    /// Whether that email is verified.
     pub email_verified: bool,
+    /// The user's selected team.
     pub selected_team_id: Option<String>,
+    /// When the user signed up, in seconds.
     pub signed_up_at: i64,
+    /// Whether the user is anonymous.
     pub is_anonymous: bool,
     #[serde(default)]
+    /// Whether the user is restricted.
     pub is_restricted: Option<bool>,
     #[serde(default)]
+    /// Why the user is restricted.
     pub restricted_reason: Option<Value>,
     #[serde(default)]
+    /// Whether the user must pass TOTP.
     pub requires_totp_mfa: bool,
+    /// The issuer.
     pub iss: String,
+    /// The audience.
     pub aud: String,
 }
 
 /// What a verified access token says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessToken {
+    /// The project the token is for.
     pub project_id: String,
+    /// The branch.
     pub branch_id: String,
+    /// The user.
     pub user_id: String,
+    /// The session it was minted from.
     pub refresh_token_id: Option<String>,
+    /// Whether the user is anonymous.
     pub is_anonymous: bool,
+    /// Whether the user is restricted.
     pub is_restricted: bool,
+    /// Why the user is restricted.
     pub restricted_reason: Option<Value>,
+    /// When the token expires, in milliseconds.
     pub expires_at_millis: i64,
 }
 

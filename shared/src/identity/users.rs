@@ -12,16 +12,27 @@ use crate::identity::tenancy::Tenancy;
 use crate::store::ports::{SqlRow, SqlValue, Statement, StoreError};
 
 #[derive(Debug, Clone, PartialEq)]
+/// A user of a tenancy.
 pub struct User {
+    /// The user id.
     pub id: String,
+    /// Their display name.
     pub display_name: Option<String>,
+    /// Their primary email.
     pub primary_email: Option<String>,
+    /// Whether that email is verified.
     pub primary_email_verified: bool,
+    /// Whether the user is anonymous.
     pub is_anonymous: bool,
+    /// Restricted by an admin.
     pub restricted_by_admin: bool,
+    /// Whether they must pass TOTP.
     pub requires_totp_mfa: bool,
+    /// Their selected team.
     pub selected_team_id: Option<String>,
+    /// When they signed up, in milliseconds.
     pub signed_up_at: i64,
+    /// When they were last active, in milliseconds.
     pub last_active_at: i64,
 }
 
@@ -30,6 +41,7 @@ pub const USER_COLUMNS: &str = "u.id AS user_id, u.display_name, u.primary_email
      u.is_anonymous, u.restricted_by_admin, u.requires_totp_mfa, u.selected_team_id, u.signed_up_at, u.last_active_at AS user_last_active_at";
 
 impl User {
+    /// A user from a row of [`USER_COLUMNS`].
     pub fn from_row(row: &SqlRow) -> Result<User, StoreError> {
         Ok(User {
             id: row.text("user_id")?,
@@ -50,6 +62,7 @@ impl User {
         self.is_anonymous || self.restricted_by_admin
     }
 
+    /// Why the user is restricted, in upstream's shape (`None`: not restricted).
     pub fn restricted_reason(&self) -> Option<Value> {
         if self.is_anonymous {
             Some(json!({ "type": "anonymous" }))
@@ -81,13 +94,19 @@ impl User {
 /// What a server may set when it creates a user.
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
+    /// The display name.
     pub display_name: Option<String>,
+    /// The primary email.
     pub primary_email: Option<String>,
+    /// Whether that email is verified.
     pub primary_email_verified: bool,
+    /// An anonymous user.
     pub is_anonymous: bool,
+    /// Restricted by an admin.
     pub restricted_by_admin: bool,
 }
 
+/// Creates a user in the tenancy.
 pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Result<User, StoreError> {
     let now = ctx.now();
     let user = User {
@@ -128,11 +147,15 @@ pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Resu
 /// A server's changes to a user: `Some` fields are written (an inner `None` clears the field).
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {
+    /// The new display name (`Some(None)` clears it).
     pub display_name: Option<Option<String>>,
+    /// The new primary email (`Some(None)` clears it).
     pub primary_email: Option<Option<String>>,
+    /// Whether the primary email is verified.
     pub primary_email_verified: Option<bool>,
     /// Only `false` is accepted by the endpoint: an anonymous user can be upgraded, not back.
     pub is_anonymous: Option<bool>,
+    /// Restricted by an admin.
     pub restricted_by_admin: Option<bool>,
 }
 
@@ -173,6 +196,7 @@ pub async fn update_user(
     get_user(ctx, tenancy_id, user_id).await
 }
 
+/// The user `user_id` of the tenancy, if it exists.
 pub async fn get_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND u.id = ?");
     let rows = ctx.store.query(&sql, &[SqlValue::from(tenancy_id), SqlValue::from(user_id)]).await?;

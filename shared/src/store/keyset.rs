@@ -7,7 +7,9 @@ use crate::store::ports::{SqlStore, SqlValue, StoreError};
 /// Which way a column is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
+    /// Smallest first.
     Ascending,
+    /// Largest first.
     Descending,
 }
 
@@ -30,9 +32,13 @@ impl Order {
 
 /// The order of a list: `sort` (an integer column) then `id`, each in its own direction.
 pub struct Keyset {
+    /// The integer sort column.
     pub sort: &'static str,
+    /// Its order.
     pub sort_order: Order,
+    /// The id column (the cursor), which breaks ties.
     pub id: &'static str,
+    /// Its order.
     pub id_order: Order,
 }
 

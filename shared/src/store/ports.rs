@@ -15,8 +15,11 @@ use async_trait::async_trait;
 /// text (ids, JSON), nulls. Reals and blobs are not used by the schema.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
+    /// SQL NULL.
     Null,
+    /// An integer (also booleans as 0/1 and millisecond timestamps).
     Integer(i64),
+    /// Text (also JSON).
     Text(String),
 }
 
@@ -47,17 +50,19 @@ impl From<&String> for SqlValue {
 }
 impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
     fn from(v: Option<T>) -> Self {
-        v.map(Into::into).unwrap_or(SqlValue::Null)
+        v.map_or(SqlValue::Null, Into::into)
     }
 }
 
 /// One result row: column names with their values, in select order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlRow {
+    /// The columns in select order, by name.
     pub columns: Vec<(String, SqlValue)>,
 }
 
 impl SqlRow {
+    /// The column `name`'s value.
     pub fn value(&self, name: &str) -> Result<&SqlValue, StoreError> {
         self.columns
             .iter()
@@ -66,6 +71,7 @@ impl SqlRow {
             .ok_or_else(|| StoreError::Decode(format!("no column {name}")))
     }
 
+    /// The column `name` as text.
     pub fn text(&self, name: &str) -> Result<String, StoreError> {
         match self.value(name)? {
             SqlValue::Text(s) => Ok(s.clone()),
@@ -73,6 +79,7 @@ impl SqlRow {
         }
     }
 
+    /// The column `name` as text, or `None` for NULL.
     pub fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
         match self.value(name)? {
             SqlValue::Null => Ok(None),
@@ -80,6 +87,7 @@ impl SqlRow {
         }
     }
 
+    /// The column `name` as an integer.
     pub fn int(&self, name: &str) -> Result<i64, StoreError> {
         match self.value(name)? {
             SqlValue::Integer(i) => Ok(*i),
@@ -87,6 +95,7 @@ impl SqlRow {
         }
     }
 
+    /// The column `name` as an integer, or `None` for NULL.
     pub fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
         match self.value(name)? {
             SqlValue::Null => Ok(None),
@@ -94,6 +103,7 @@ impl SqlRow {
         }
     }
 
+    /// The column `name` as a 0/1 boolean.
     pub fn bool(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.int(name)? != 0)
     }
@@ -102,26 +112,33 @@ impl SqlRow {
 /// One statement of a batch.
 #[derive(Debug, Clone)]
 pub struct Statement {
+    /// The SQL, with `?` or `?N` placeholders.
     pub sql: &'static str,
+    /// The placeholder values.
     pub params: Vec<SqlValue>,
 }
 
 impl Statement {
+    /// A statement of `sql` with `params`.
     pub fn new(sql: &'static str, params: Vec<SqlValue>) -> Self {
         Statement { sql, params }
     }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
+/// Why a store call failed.
 pub enum StoreError {
     /// A UNIQUE or PRIMARY KEY constraint refused the write.
     #[error("constraint violation: {0}")]
     Constraint(String),
     #[error("store unavailable: {0}")]
+    /// The store could not be reached or refused the call.
     Unavailable(String),
     #[error("could not decode row: {0}")]
+    /// A row did not have the expected shape.
     Decode(String),
     #[error("store error: {0}")]
+    /// Anything else the store reported.
     Other(String),
 }
 
@@ -144,11 +161,13 @@ pub trait SqlStore {
 
 // --- clock and randomness -------------------------------------------------------------------
 
+/// The current time.
 pub trait Clock {
     /// Milliseconds since the Unix epoch.
     fn now_millis(&self) -> i64;
 }
 
+/// Randomness from the runtime's secure source.
 pub trait Random {
     /// Fills `buf` with cryptographically secure random bytes.
     fn fill(&self, buf: &mut [u8]);
@@ -158,6 +177,7 @@ pub trait Random {
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("outbound HTTP failed: {0}")]
+/// An outbound HTTP call failed (the message says how).
 pub struct HttpError(pub String);
 
 impl HttpError {
@@ -168,6 +188,7 @@ impl HttpError {
         HttpError(format!("{}{limit} bytes", Self::TOO_LARGE))
     }
 
+    /// Whether the answer was over the response-size bound.
     pub fn is_too_large(&self) -> bool {
         self.0.starts_with(Self::TOO_LARGE)
     }
@@ -186,18 +207,28 @@ pub struct ResponseLimit(pub usize);
 pub struct RequestTimeout(pub std::time::Duration);
 
 #[async_trait(?Send)]
+/// Outbound HTTP (reqwest natively, fetch on Workers, wasi:http in components).
 pub trait HttpClient {
+    /// Sends `request` and buffers the whole answer.
     async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError>;
 }
 
 // --- blob storage ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a blob call failed.
 pub enum BlobError {
     /// The store refuses blobs this large (nothing was written).
     #[error("the blob is {size} bytes; the store takes at most {max}")]
-    TooLarge { size: usize, max: usize },
+    /// The blob is over the store's size bound.
+    TooLarge {
+        /// The blob's size in bytes.
+        size: usize,
+        /// The most the store takes.
+        max: usize,
+    },
     #[error("blob store: {0}")]
+    /// The blob store failed.
     Store(String),
 }
 
@@ -209,6 +240,7 @@ pub trait BlobStore {
     fn max_bytes(&self) -> usize;
     /// Stores `bytes` under `key`, replacing what was there.
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<(), BlobError>;
+    /// The blob under `key`, if there is one.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
     /// Deletes the blobs under `keys`; keys that hold nothing are fine.
     async fn delete(&self, keys: &[String]) -> Result<(), BlobError>;
@@ -221,10 +253,15 @@ pub trait BlobStore {
 pub struct OutgoingEmail {
     /// `<id@domain>`: the same for every attempt of one outbox row.
     pub message_id: String,
+    /// The `From` mailbox.
     pub from: String,
+    /// The recipients.
     pub to: Vec<String>,
+    /// The subject.
     pub subject: String,
+    /// The HTML body.
     pub html: String,
+    /// The text body.
     pub text: String,
 }
 
@@ -232,8 +269,11 @@ pub struct OutgoingEmail {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{error_type}: {message}")]
 pub struct SendFailure {
+    /// Upstream's error class (`HOST_NOT_FOUND`, `AUTH_FAILED`, ...).
     pub error_type: &'static str,
+    /// Whether a later attempt may succeed.
     pub retryable: bool,
+    /// What happened, for the internal error message.
     pub message: String,
 }
 
@@ -241,21 +281,32 @@ pub struct SendFailure {
 /// `Smtp`), which a sender only reaches on a public address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerKind {
+    /// The operator's shared server.
     Shared,
+    /// Resend with a managed domain's scoped key.
     Managed,
+    /// A project's Resend account (plain SMTP).
     Resend,
+    /// A project's own SMTP server.
     Smtp,
 }
 
 /// One concrete mail server and the sender to use on it.
 #[derive(Clone, PartialEq)]
 pub struct MailServer {
+    /// Whose server it is.
     pub kind: ServerKind,
+    /// Its host name.
     pub host: String,
+    /// Its port.
     pub port: u16,
+    /// The SMTP user, if it needs one.
     pub username: Option<String>,
+    /// That user's password.
     pub password: Option<String>,
+    /// The sender's display name.
     pub sender_name: String,
+    /// The sender address.
     pub sender_email: String,
 }
 
@@ -287,16 +338,19 @@ impl std::fmt::Debug for MailServer {
 /// Sends email through a given mail server (SMTP natively).
 #[async_trait(?Send)]
 pub trait Mailer {
+    /// Sends `email` through `server`.
     async fn send(&self, server: &MailServer, email: &OutgoingEmail) -> Result<(), SendFailure>;
 }
 
 // --- background work ------------------------------------------------------------------------
 
+/// A future for background work (not `Send`: wasm runtimes are single-threaded).
 pub type LocalFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
 
 /// Work that runs after the response is sent (Cloudflare's `wait_until`, a local task natively).
 /// Runtimes finish pending work before they shut down.
 pub trait Background {
+    /// Runs `work` after the response, without blocking it.
     fn spawn(&self, work: LocalFuture);
 }
 
@@ -305,5 +359,6 @@ pub trait Background {
 /// Where configuration values come from: process environment, worker vars and secrets, Spin
 /// variables. [`crate::context::Config::load`] is the one loader on top of it.
 pub trait ConfigSource {
+    /// The value of `key`, if it is set and not empty.
     fn get(&self, key: &str) -> Option<String>;
 }

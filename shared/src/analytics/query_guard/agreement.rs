@@ -127,7 +127,7 @@ pub fn check(clickhouse: &[Token], sqlparser: &[TokenWithSpan], offsets: &Offset
     loop {
         match (ours.next(), theirs.next()) {
             (None, None) => return Ok(()),
-            (Some(a), Some(b)) if a == b => continue,
+            (Some(a), Some(b)) if a == b => {}
             (Some((a, ..)), Some((b, ..))) => return Err(Disagreement { at: a.min(b) }),
             (Some((at, ..)), None) | (None, Some((at, ..))) => return Err(Disagreement { at }),
         }

@@ -19,17 +19,27 @@
 /// What a token is, in the classes the agreement check compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Spaces, tabs and newlines.
     Whitespace,
+    /// A `--`, `#` or `/* */` comment.
     Comment,
+    /// A keyword or an unquoted identifier.
     BareWord,
+    /// A backquoted or double-quoted identifier.
     QuotedIdentifier,
     /// A string literal, a heredoc, or an `x'…'` / `b'…'` literal.
     String,
+    /// A numeric literal.
     Number,
+    /// `.`
     Dot,
+    /// `)` or `]`.
     ClosingBracket,
+    /// `{`
     OpeningCurlyBrace,
+    /// `}`
     ClosingCurlyBrace,
+    /// `:`
     Colon,
     /// Any other operator or punctuation.
     Punctuation,
@@ -40,8 +50,11 @@ pub enum Kind {
 /// One token: its kind and its byte range in the query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token {
+    /// What the token is.
     pub kind: Kind,
+    /// Its first byte in the query.
     pub start: usize,
+    /// One past its last byte.
     pub end: usize,
 }
 

@@ -74,7 +74,9 @@ const DATABASES: &[&str] = &["default", "system", "information_schema", "INFORMA
 
 /// The query parameters the scoping subqueries use. User parameters may not use this prefix.
 pub const SCOPE_PARAM_PREFIX: &str = "__stack_";
+/// The reserved parameter that carries the caller's project id.
 pub const PROJECT_PARAM: &str = "__stack_project_id";
+/// The reserved parameter that carries the caller's branch id.
 pub const BRANCH_PARAM: &str = "__stack_branch_id";
 
 /// Table functions that only generate values and read nothing, so need no scope (their
@@ -143,45 +145,75 @@ const IN_FUNCTIONS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why the guard refused a query; the message is what the user sees.
 pub enum GuardError {
     #[error("The query could not be parsed, so it cannot be checked and was not run: {0}")]
+    /// The parser could not read the query.
     Unparsable(String),
     #[error("Only one statement can be run at a time.")]
+    /// More than one statement.
     MultipleStatements,
     #[error("Only SELECT queries are allowed. Available tables: {tables}.", tables = EXPOSED_TABLES.join(", "))]
+    /// A statement other than SELECT.
     NotASelect,
     #[error("Unknown table {0}. Available tables: {tables}.", tables = EXPOSED_TABLES.join(", "))]
+    /// A table outside the allow-list.
     UnknownTable(String),
     #[error("Table functions are not allowed ({0}).")]
+    /// A table function (`url()`, `remote()`, ...).
     TableFunction(String),
     #[error("Only tables can be selected from ({0} is not allowed).")]
+    /// A FROM source the guard cannot scope.
     UnsupportedSource(String),
     #[error("The {0} clause is not allowed; settings and output format are fixed by the endpoint.")]
+    /// A clause that is not allowed (SETTINGS, INTO OUTFILE, FORMAT, ...).
     Clause(&'static str),
     #[error("The function {0} is not allowed.")]
+    /// A function outside the allowed set.
     ForbiddenFunction(String),
     #[error("IN with a bare name ({0}) reads a whole table; write IN (SELECT ... FROM table) instead.")]
+    /// An `IN <table>` reference.
     InTableName(String),
     #[error("The common table expression {0} has the name of a table; choose another name.")]
+    /// A CTE named like an exposed table.
     CteShadowsTable(String),
     #[error("FINAL and SAMPLE modifiers are not supported.")]
+    /// FINAL, SAMPLE or another table modifier.
     TableModifier,
     #[error("Query parameter names may not start with {SCOPE_PARAM_PREFIX} ({0}).")]
+    /// A parameter with a reserved name.
     ReservedParameter(String),
     #[error("Query parameters of type Identifier are not allowed: they can name any table.")]
+    /// An `Identifier` parameter (it could name any table).
     IdentifierParameter,
     #[error("The query is longer than {MAX_QUERY_BYTES} bytes.")]
+    /// The query text is over the size bound.
     TooLarge,
     #[error("The query nests expressions or subqueries more than {MAX_NESTING} levels deep.")]
+    /// The query nests deeper than the bound.
     TooDeep,
     #[error("The query holds more than {MAX_TABLE_REFERENCES} table references.")]
+    /// The query names more tables than the bound.
     TooManyTables,
     #[error("The query holds more than {MAX_TOKENS} tokens.")]
+    /// The query has more tokens than the bound.
     TooManyTokens,
     #[error("The query cannot be read at byte {at}: {what}.")]
-    Unreadable { at: usize, what: &'static str },
+    /// ClickHouse's lexer finds something it would not read at byte `at`.
+    Unreadable {
+        /// The byte offset.
+        at: usize,
+        /// What is there.
+        what: &'static str,
+    },
     #[error("ClickHouse would read this query differently from the guard at byte {at} (near `{near}`), so it was not run. Backslashes in quoted identifiers, `$...$` heredocs and `#` comments are the usual causes.")]
-    LexerDisagreement { at: usize, near: String },
+    /// The two lexers split the query differently near byte `at`.
+    LexerDisagreement {
+        /// The byte offset.
+        at: usize,
+        /// The text around it.
+        near: String,
+    },
 }
 
 /// Checks `sql` and returns it with every exposed-table reference scoped to the caller's
@@ -457,8 +489,7 @@ impl Visitor for Check {
                 }) {
                     return self.fail(GuardError::TableModifier);
                 }
-                let parts: Vec<&str> =
-                    name.0.iter().map(|p| p.as_ident().map(|i| i.value.as_str()).unwrap_or("")).collect();
+                let parts: Vec<&str> = name.0.iter().map(|p| p.as_ident().map_or("", |i| i.value.as_str())).collect();
                 let table = match parts.as_slice() {
                     [table] if self.cte_names.contains(*table) => return ControlFlow::Continue(()),
                     [table] => *table,
