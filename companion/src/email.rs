@@ -1,5 +1,5 @@
 //! The email worker: runs queue passes (`shared::email::queue_step`) over SMTP, every minute on
-//! its own and on demand through `GET /api/v1/internal/email-queue-step` (contract §5.3,
+//! its own and on demand through `GET /api/v1/internal/email-queue-step` (docs/api.md §5.3,
 //! `Authorization: Bearer <CRON_SECRET>`).
 //!
 //! Each project's emails go through the server its config names (`shared::email::server`).

@@ -1,4 +1,4 @@
-//! How the CLI shows sizes, durations and download progress (contract part 2, §5.1), and how it
+//! How the CLI shows sizes, durations and download progress (docs/api.md §10.1), and how it
 //! reads its environment: ports, the architecture, install hints for missing tools.
 
 /// Bytes in base 1024 with units B, KB, MB, GB, TB: one decimal below 10 (except bytes),

@@ -1,4 +1,4 @@
-//! The GitHub-compatible API the images come from (contract part 2, §5.1): releases and their
+//! The GitHub-compatible API the images come from (docs/api.md §10.1): releases and their
 //! assets, and for `--pr` / `--run` the workflow runs and their artifacts. The base URL is
 //! configurable (`STACK_EMULATOR_GITHUB_API_URL`), so a mirror or a test server can stand in.
 

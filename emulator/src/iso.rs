@@ -1,4 +1,4 @@
-//! The runtime config disk (contract part 2, §5.1-§5.2): an ISO 9660 image with Joliet names,
+//! The runtime config disk (docs/api.md §10.1-§10.2): an ISO 9660 image with Joliet names,
 //! volume label `STACKCFG`, that the guest mounts by label. Written in-process with
 //! `hadris-iso`, so no host tool (mkisofs, genisoimage, hdiutil) is needed.
 //!

@@ -1,4 +1,4 @@
-//! The Stack Auth local emulator as a library (contract part 2, §5): formatting and environment
+//! The Stack Auth local emulator as a library (docs/api.md §10): formatting and environment
 //! helpers (`format`), settings and paths (`settings`), the runtime config disk (`iso`),
 //! resumable downloads (`download`, `progress`) from a GitHub-compatible API (`github`), QEMU's
 //! control channels (`control`), the VM lifecycle (`vm`), secret rotation (`secrets`), and the

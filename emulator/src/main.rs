@@ -1,4 +1,4 @@
-//! `stack-emulator`: the Stack Auth local emulator's command line (contract part 2, §5.1).
+//! `stack-emulator`: the Stack Auth local emulator's command line (docs/api.md §10.1).
 //! `pull` fetches the VM image (a release asset, or a pull request's or workflow run's build)
 //! and captures a snapshot; `start` resumes it (or cold-boots); `stop`, `status`, `reset`,
 //! `capture`, `list-releases`; `bench` measures resume against cold boot and the ISO writer

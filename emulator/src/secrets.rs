@@ -1,4 +1,4 @@
-//! Secret rotation after a resume (contract part 2, §5.4): a snapshot holds the secrets of the
+//! Secret rotation after a resume (docs/api.md §10.4): a snapshot holds the secrets of the
 //! machine it was taken on, so every start gets fresh ones, generated here, checked, sent to
 //! the guest on the agent's standard input (base64 in the protocol), and never logged. The new
 //! publishable client key is the one value written on the host, to a mode-0600 file.

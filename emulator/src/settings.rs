@@ -1,4 +1,4 @@
-//! Where the emulator keeps its files and how it is configured (contract part 2, §5.1, §5.3):
+//! Where the emulator keeps its files and how it is configured (docs/api.md §10.1, §10.3):
 //! `STACK_EMULATOR_HOME` and the `EMULATOR_*` variables, read once into plain values.
 
 use std::path::{Path, PathBuf};

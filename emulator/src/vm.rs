@@ -1,4 +1,4 @@
-//! The VM's lifecycle under QEMU (contract part 2, §5.3-§5.4): start (resume from a snapshot,
+//! The VM's lifecycle under QEMU (docs/api.md §10.3-§10.4): start (resume from a snapshot,
 //! else a cold boot), capture, stop, status and reset. The snapshot is a `mapped-ram` + `multifd`
 //! migration file, so it resumes only into exactly the machine it was taken from: the snapshot
 //! layout pins RAM, CPUs and the device order.

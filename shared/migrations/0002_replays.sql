@@ -1,5 +1,5 @@
--- Session replays (contract part 1, §3), the blobs their chunks are stored in, and a project
--- config override (the JSON the config levels of contract part 1, §4 start from).
+-- Session replays (docs/api.md §3), the blobs their chunks are stored in, and a project
+-- config override (the JSON the config levels of docs/api.md §4 start from).
 
 ALTER TABLE projects ADD COLUMN config_override TEXT NOT NULL DEFAULT '{}';
 

@@ -1,4 +1,4 @@
--- Config overrides above the project level (contract part 1, §4.1). The project level is
+-- Config overrides above the project level (docs/api.md §4.1). The project level is
 -- projects.config_override. JSON text; `source` is where a branch config came from.
 
 CREATE TABLE branch_config_overrides (

@@ -1,4 +1,4 @@
--- The email outbox (contract part 1, §5.1): one row per recipient email, through rendering,
+-- The email outbox (docs/api.md §5.1): one row per recipient email, through rendering,
 -- queueing and sending. Timestamps are milliseconds; JSON columns are TEXT.
 
 CREATE TABLE email_outbox (

@@ -1,4 +1,4 @@
--- Managed email domains (contract part 1, §5.7): a project's own sending domain, delegated to
+-- Managed email domains (docs/api.md §5.7): a project's own sending domain, delegated to
 -- the provider, verified, then applied as the project's email server.
 
 CREATE TABLE managed_email_domains (

@@ -1,4 +1,4 @@
--- Email capacity boosts (contract part 1, §5.2): while a tenancy's boost has not expired, it
+-- Email capacity boosts (docs/api.md §5.2): while a tenancy's boost has not expired, it
 -- may send four times its usual rate. One row per tenancy, replaced by the next boost.
 CREATE TABLE email_capacity_boosts (
   tenancy_id TEXT PRIMARY KEY REFERENCES tenancies(id) ON DELETE CASCADE,

@@ -1,4 +1,4 @@
--- Who gets an email (contract part 1, §5.2): users' notification preferences (USER_UNSUBSCRIBED)
+-- Who gets an email (docs/api.md §5.2): users' notification preferences (USER_UNSUBSCRIBED)
 -- and the deliverability check (LIKELY_NOT_DELIVERABLE).
 -- One switch per user and notification category; no row means the category is on.
 CREATE TABLE notification_preferences (

@@ -1,4 +1,4 @@
--- ask_stack_auth calls (contract part 2, §3.8): what was asked, why, and what the assistant
+-- ask_stack_auth calls (docs/api.md §8.8): what was asked, why, and what the assistant
 -- answered, for review. Upstream writes these to SpacetimeDB; here they stay with the project data.
 CREATE TABLE mcp_call_log (
   correlation_id TEXT PRIMARY KEY,

@@ -1,4 +1,4 @@
-//! The analytics endpoints against contract part 2 §1.8, case by case, on the local engine.
+//! The analytics endpoints against docs/api.md §6.8, case by case, on the local engine.
 //!
 //! Where upstream lets ClickHouse refuse a statement (grants, 497) and our query guard refuses
 //! it first, the case expects the guard's message (docs/upstream-differences.md). Cases that

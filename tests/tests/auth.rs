@@ -1,4 +1,4 @@
-//! Request authentication (contract §0.2) and bad input: each refused request gets the
+//! Request authentication (docs/api.md §0.2) and bad input: each refused request gets the
 //! contract's code and status and changes nothing in the database.
 //!
 //! The cases run one after another in a single test against a host of their own, so the

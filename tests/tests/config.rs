@@ -1,4 +1,4 @@
-//! Config overrides (contract part 1, §4.6): levels, access, the error and warning classes,
+//! Config overrides (docs/api.md §4.6): levels, access, the error and warning classes,
 //! sources, reset-keys, and writes that are refused leaving the stored config unchanged.
 
 use api_tests::{Host, Project};

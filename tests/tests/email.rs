@@ -1,4 +1,4 @@
-//! The email outbox and the companion's email worker (contract part 1, §5), against a real SMTP
+//! The email outbox and the companion's email worker (docs/api.md §5), against a real SMTP
 //! server (aiosmtpd) started by the test: sending, skipping, render errors, permanent and
 //! temporary SMTP failures, the cron route, the outbox API, bad input, and the stuck-send
 //! recovery cases of the seed PR.

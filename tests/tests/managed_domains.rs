@@ -1,4 +1,4 @@
-//! Managed email domains (contract part 1, §5.7, mock mode): setup, verification about a
+//! Managed email domains (docs/api.md §5.7, mock mode): setup, verification about a
 //! second later, check, list, apply writing the email server into the config, and exactly one
 //! applied domain per project, also under 20 concurrent applies.
 

@@ -1,4 +1,4 @@
-//! The MCP server and the AI endpoints (contract part 2, §3-§4), against local stand-ins for the
+//! The MCP server and the AI endpoints (docs/api.md §8-§9), against local stand-ins for the
 //! model API and the docs MCP server that record what they receive.
 
 use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, DASHBOARD_SOURCE, DOCS_SEARCH_TEXT};

@@ -1,4 +1,4 @@
-//! `POST /auth/oauth/token`, the refresh_token grant (contract §1.5).
+//! `POST /auth/oauth/token`, the refresh_token grant (docs/api.md §1.5).
 
 use api_tests::{host, Host, Project};
 use serde_json::{json, Value};

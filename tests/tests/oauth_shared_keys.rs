@@ -1,4 +1,4 @@
-//! Shared OAuth keys (contract part 1, §2.3): no extra scopes with Stack's shared OAuth app, for
+//! Shared OAuth keys (docs/api.md §2.3): no extra scopes with Stack's shared OAuth app, for
 //! sign-in and linking alike; no provider access tokens for shared providers unless
 //! `STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS` is exactly `true`; and the authorize checks before
 //! them, in order.

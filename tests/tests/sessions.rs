@@ -1,4 +1,4 @@
-//! Sessions: contract part 1, §1.8 (refresh, sign-out, sessions list/create/delete).
+//! Sessions: docs/api.md §1.8 (refresh, sign-out, sessions list/create/delete).
 
 use api_tests::host;
 use serde_json::json;

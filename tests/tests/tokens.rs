@@ -1,4 +1,4 @@
-//! Access tokens and JWKS (contract §1.4, §1.7), verified with an independent JWT library
+//! Access tokens and JWKS (docs/api.md §1.4, §1.7), verified with an independent JWT library
 //! (`jsonwebtoken`), not with our own code.
 
 use api_tests::{host, Host, Project};

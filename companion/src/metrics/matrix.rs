@@ -1,4 +1,4 @@
-//! The MAU equivalence matrix (contract part 2, §2.7): upstream's thirteen edge cases and one
+//! The MAU equivalence matrix (docs/api.md §7.7): upstream's thirteen edge cases and one
 //! more, each seeded under
 //! its own project, where the OLD pipeline (ship distinct ids, normalize and count here) and
 //! the NEW query must find the same SET of users, and the expected number of them. Used by the

@@ -1,4 +1,4 @@
-//! The metrics engine's SQL (contract part 2, §2.4), each query an aggregate computed in
+//! The metrics engine's SQL (docs/api.md §7.4), each query an aggregate computed in
 //! ClickHouse: nothing ships user ids to this process.
 //!
 //! Every query reads `analytics_internal.events` of one tenancy through the parameters

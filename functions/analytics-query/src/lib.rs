@@ -1,4 +1,4 @@
-//! The analytics function (contract part 2, §1.1-§1.2): `POST /api/v1/internal/analytics/query`
+//! The analytics function (docs/api.md §6.1-§6.2): `POST /api/v1/internal/analytics/query`
 //! runs an admin's SQL on the analytics store, after the query guard has checked it and scoped
 //! every table to the caller's project and branch. On a real server the `SQL_project_id` /
 //! `SQL_branch_id` settings also drive row policies: two independent locks.

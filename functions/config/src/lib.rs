@@ -1,4 +1,4 @@
-//! The config function (contract part 1, §4.4): the rendered config of a project's branch, and
+//! The config function (docs/api.md §4.4): the rendered config of a project's branch, and
 //! reads and writes of its project, branch and environment overrides.
 //!
 //! A write is checked before it is stored: the JSON must parse, the override must fit its

@@ -1,4 +1,4 @@
-//! The emails function (contract part 1, §5.5, §5.7): the email outbox API for servers and
+//! The emails function (docs/api.md §5.5, §5.7): the email outbox API for servers and
 //! admins, delivery info and capacity boosts, managed email domains (`managed.rs`), and users'
 //! notification preferences with the unsubscribe link (`preferences.rs`), and sending to users
 //! (`send.rs`).

@@ -1,4 +1,4 @@
-//! Managed email domains (contract part 1, §5.7), admin only: set up a project's own sending
+//! Managed email domains (docs/api.md §5.7), admin only: set up a project's own sending
 //! subdomain, check and list its status, and apply it as the project's email server.
 //!
 //! This system has no email-provider integration (Resend, DNSimple), so domains always run in

@@ -1,4 +1,4 @@
-//! `POST /emails/send-email` (contract part 1, §5.6): one outbox email per user, for a list
+//! `POST /emails/send-email` (docs/api.md §5.6): one outbox email per user, for a list
 //! of users or all of them, enqueued together (all or none). Only for projects with their own
 //! email server: the shared one is refused with `REQUIRES_CUSTOM_EMAIL_SERVER`, as upstream.
 

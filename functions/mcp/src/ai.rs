@@ -1,4 +1,4 @@
-//! `POST /api/v1/ai/query/{mode}` (contract part 2, §4.1): a chat with Stack's assistant.
+//! `POST /api/v1/ai/query/{mode}` (docs/api.md §9.1): a chat with Stack's assistant.
 //! `generate` answers JSON `{content, finalText, conversationId}`; `stream` answers the same
 //! run as an AI SDK UI-message stream. The run is a tool loop: the model may call the docs
 //! tools (run here, against the docs MCP server), `queryAnalytics` (run here, scoped to the
@@ -439,7 +439,7 @@ fn first_user_text(messages: &[Value]) -> String {
     first["content"].as_str().map_or_else(|| first["content"].to_string(), str::to_string)
 }
 
-/// One `ask_stack_auth` call (contract §3.8), kept in `mcp_call_log` for review.
+/// One `ask_stack_auth` call (docs/api.md §8.8), kept in `mcp_call_log` for review.
 struct CallLog {
     correlation_id: String,
     conversation_id: String,

@@ -1,4 +1,4 @@
-//! The dashboard tools (contract part 2, §4.4). Both are client-side: the model's call is
+//! The dashboard tools (docs/api.md §9.4). Both are client-side: the model's call is
 //! returned to the dashboard, which applies it. `updateDashboard` replaces the source;
 //! `patchDashboard` applies literal find/replace edits in order with upstream's rules, here as
 //! the reference implementation (clients and tests use [`apply_edits`]).

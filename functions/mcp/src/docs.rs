@@ -1,4 +1,4 @@
-//! The `docs` tool set (contract part 2, §3.5): the tools of a documentation MCP server
+//! The `docs` tool set (docs/api.md §8.5): the tools of a documentation MCP server
 //! (`STACK_DOCS_MCP_URL`, such as Mintlify's `search`/`fetch`), offered to the model as they are
 //! and run by calling that server. A small Streamable HTTP client over the outbound-HTTP port
 //! (rmcp's client transports need tokio and reqwest, which a Worker does not have): initialize,

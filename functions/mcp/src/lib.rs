@@ -1,4 +1,4 @@
-//! The MCP function (contract part 2, §3-§4): the `ask_stack_auth` MCP server at
+//! The MCP function (docs/api.md §8-§9): the `ask_stack_auth` MCP server at
 //! `/api/internal/mcp` (`server.rs`), the AI query endpoint `/api/v1/ai/query/{mode}` it asks
 //! (`ai.rs`), the AI proxy to the model API (`proxy.rs`) and the setup prompt for coding agents
 //! (`GET /api/v1/ai/init-prompt`). The model is any OpenAI-compatible API (`llm.rs`); the docs

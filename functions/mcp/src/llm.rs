@@ -1,4 +1,4 @@
-//! The model behind the AI endpoints: upstream's model table (contract part 2, §4.1) and one
+//! The model behind the AI endpoints: upstream's model table (docs/api.md §9.1) and one
 //! call to an OpenAI-compatible chat-completions API (`STACK_AI_BASE_URL`, OpenRouter model
 //! ids) over the outbound-HTTP port, so it runs on every runtime.
 

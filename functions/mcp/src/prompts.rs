@@ -1,5 +1,5 @@
 //! The texts the AI endpoints put in front of the model: the shared base prompt with one
-//! addition per `systemPrompt` name (contract part 2, §4.1), and the setup prompt for coding
+//! addition per `systemPrompt` name (docs/api.md §9.1), and the setup prompt for coding
 //! agents with its web variant (§4.3), served at `GET /api/v1/ai/init-prompt`.
 
 /// The `systemPrompt` names a request may choose.

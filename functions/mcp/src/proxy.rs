@@ -1,4 +1,4 @@
-//! The AI proxy (contract part 2, §4.2): `/api/v1/integrations/ai-proxy/v1/{...}` forwards to
+//! The AI proxy (docs/api.md §9.2): `/api/v1/integrations/ai-proxy/v1/{...}` forwards to
 //! the model API (`STACK_AI_BASE_URL`, which ends in `/v1`) with Stack's key, so SDKs and the
 //! CLI can use models without their own. Unlike upstream, callers must authenticate with a
 //! project's server or admin access (the platform's key is worth a secret), only the model API's

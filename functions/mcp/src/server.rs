@@ -1,4 +1,4 @@
-//! The MCP server (contract part 2, §3.2-§3.3): stateless Streamable HTTP at
+//! The MCP server (docs/api.md §8.2-§8.3): stateless Streamable HTTP at
 //! `/api/internal/mcp`. Each POST carries one JSON-RPC message, parsed with rmcp's protocol
 //! types; a request gets one `application/json` answer (clients accept JSON or SSE), a
 //! notification gets 202. No sessions: every request stands alone, as upstream's handler.

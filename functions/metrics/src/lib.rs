@@ -1,4 +1,4 @@
-//! The metrics function (contract part 2, §2): `GET /api/v1/internal/metrics`, a project's
+//! The metrics function (docs/api.md §7): `GET /api/v1/internal/metrics`, a project's
 //! dashboard numbers over the last 31 days.
 //!
 //! Fields that live in the primary store (users, sign-ups, counts, recent users) are computed
@@ -170,7 +170,7 @@ fn recent_user(user: &User) -> Value {
     value
 }
 
-/// The response of contract §2.3.
+/// The response of docs/api.md §7.3.
 fn assemble(users: UserMetrics, activity: Activity, window: &Window) -> Value {
     let zeros = window.series(|_| 0);
     let total_users_filtered = if users.include_anonymous { users.total } else { users.total - users.anonymous };

@@ -1,4 +1,4 @@
-//! The project JWKS (contract §1.7): public, cacheable, two keys per audience.
+//! The project JWKS (docs/api.md §1.7): public, cacheable, two keys per audience.
 
 use shared::http::error::{ApiError, ApiResult};
 use shared::http::validate::Validator;

@@ -1,4 +1,4 @@
-//! The sessions function (contract part 1, §1): sessions, the OAuth token and provider
+//! The sessions function (docs/api.md §1): sessions, the OAuth token and provider
 //! endpoints, JWKS, users and internal project administration, and an hourly purge of expired
 //! sessions. [`FUNCTION`] is the whole of it; every runtime serves it unchanged.
 

@@ -1,4 +1,4 @@
-//! `POST /auth/oauth/token` (contract §1.5). Only the `refresh_token` grant is served: this
+//! `POST /auth/oauth/token` (docs/api.md §1.5). Only the `refresh_token` grant is served: this
 //! slice issues no authorization codes, so every `authorization_code` exchange is answered
 //! INVALID_AUTHORIZATION_CODE.
 //!

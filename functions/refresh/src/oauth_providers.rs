@@ -1,4 +1,4 @@
-//! OAuth providers and Stack's shared OAuth keys (contract part 1, §2).
+//! OAuth providers and Stack's shared OAuth keys (docs/api.md §2).
 //!
 //! `GET /auth/oauth/authorize/{provider_id}` checks the client and the provider and answers with
 //! a redirect to the provider's authorization URL (built here; no network). A shared provider
@@ -106,7 +106,7 @@ fn is_trusted(config: &Value, url: &str) -> bool {
     })
 }
 
-/// `GET /auth/oauth/authorize/{provider_id}`: the checks of contract §2.1 in order, then a
+/// `GET /auth/oauth/authorize/{provider_id}`: the checks of docs/api.md §2.1 in order, then a
 /// redirect to the provider.
 pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiResult<Response> {
     let param = |name: &str| query_param(req, name).unwrap_or_default();

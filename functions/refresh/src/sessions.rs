@@ -1,4 +1,4 @@
-//! Session endpoints: create (server), refresh, sign out, list, revoke (contract §1.2-§1.3).
+//! Session endpoints: create (server), refresh, sign out, list, revoke (docs/api.md §1.2-§1.3).
 
 use serde_json::{json, Value};
 

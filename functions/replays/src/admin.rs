@@ -1,4 +1,4 @@
-//! The admin endpoints of session replays (contract part 1, §3.3-§3.7): list with filters and
+//! The admin endpoints of session replays (docs/api.md §3.3-§3.7): list with filters and
 //! keyset paging, one replay by id, a replay's chunks, one chunk's events, and all of a
 //! replay's events. Admin access only.
 

@@ -1,4 +1,4 @@
-//! `POST /api/v1/session-replays/batch` (contract part 1, §3.2): a browser's batch of recorded
+//! `POST /api/v1/session-replays/batch` (docs/api.md §3.2): a browser's batch of recorded
 //! events. Batches under one refresh token join the same replay while they keep coming (3
 //! minutes idle at most, 12 hours in all, by server time); each batch becomes one chunk, its
 //! events stored gzipped in the blob store. Re-sending a batch id is answered `deduped`.

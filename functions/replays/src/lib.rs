@@ -1,4 +1,4 @@
-//! The session-replays function (contract part 1, §3): browsers upload batches of recorded
+//! The session-replays function (docs/api.md §3): browsers upload batches of recorded
 //! events (`POST /session-replays/batch`, a user's access token), which are grouped into
 //! replays and stored as gzipped chunks in the blob store; a project's admin lists replays,
 //! reads one, pages through its chunks and reads their events.

@@ -1,5 +1,5 @@
 //! The mailer over SMTP (feature `native`): `lettre`'s async transport on tokio, with
-//! upstream's timeouts, and its error classes (contract part 1, §5.2) decided from the reply
+//! upstream's timeouts, and its error classes (docs/api.md §5.2) decided from the reply
 //! code or the connection error. Project-provided servers must resolve to public addresses on
 //! mail ports (see [`SmtpMailer`]).
 

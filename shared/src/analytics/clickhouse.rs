@@ -309,7 +309,7 @@ mod tests {
 /// What users see instead of an error that could leak another tenant's schema or data.
 pub const GENERIC_QUERY_ERROR: &str = "Error during execution of this query.";
 
-/// Error codes whose ClickHouse message is safe to show verbatim (contract part 2, §1.3).
+/// Error codes whose ClickHouse message is safe to show verbatim (docs/api.md §6.3).
 const SAFE_CODES: &[u32] = &[
     62,  // SYNTAX_ERROR
     158, // TOO_MANY_ROWS

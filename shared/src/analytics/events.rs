@@ -1,4 +1,4 @@
-//! Analytics events written to the analytics store (contract part 1, §1.6).
+//! Analytics events written to the analytics store (docs/api.md §1.6).
 //!
 //! Every access-token mint logs `$session-activity` and `$token-refresh` into
 //! `analytics_internal.events` (one insert), in the background: the response never waits for

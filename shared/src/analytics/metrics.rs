@@ -1,4 +1,4 @@
-//! What the metrics function and the companion's metrics engine share (contract part 2, §2):
+//! What the metrics function and the companion's metrics engine share (docs/api.md §7):
 //! the 31-day window and its daily series, and the companion's answer.
 //!
 //! The metrics function computes the fields that live in the primary store (users, counts,

@@ -1,4 +1,4 @@
-//! Project config (contract part 1, §4): three override levels (project, branch, environment),
+//! Project config (docs/api.md §4): three override levels (project, branch, environment),
 //! rendered into one config, and the checks an override write goes through.
 //!
 //! An override is a JSON object whose keys may be dotted (`"payments.testMode": true`). Later
@@ -251,7 +251,7 @@ pub fn merge(earlier: &Map<String, Value>, later: &Map<String, Value>) -> Map<St
     out
 }
 
-/// Old key names, renamed when an override is read or written (contract §4.2).
+/// Old key names, renamed when an override is read or written (docs/api.md §4.2).
 pub fn migrate(override_: &mut Map<String, Value>) {
     let renames = [
         ("payments.offers", "payments.products"),
@@ -394,7 +394,7 @@ pub fn consistency_warnings(config: &Value) -> Vec<Problem> {
     warnings
 }
 
-/// A managed email server (not shared) needs its key and its sender address (contract §5.6).
+/// A managed email server (not shared) needs its key and its sender address (docs/api.md §5.6).
 fn managed_email_server_warning(server: &Value) -> Option<Problem> {
     if server["isShared"].as_bool().unwrap_or(true) || server["provider"].as_str() != Some("managed") {
         return None;

@@ -1,4 +1,4 @@
-//! The config schema (contract part 1, §4): which keys each override level may hold and what
+//! The config schema (docs/api.md §4): which keys each override level may hold and what
 //! their values look like. It is data (a tree of [`Schema`] nodes), walked by validation and
 //! by rendering; it covers the keys this system uses and upstream's tests name.
 

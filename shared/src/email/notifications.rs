@@ -1,4 +1,4 @@
-//! Notification categories and users' preferences (contract part 1, §5.2: `USER_UNSUBSCRIBED`).
+//! Notification categories and users' preferences (docs/api.md §5.2: `USER_UNSUBSCRIBED`).
 //! Two fixed categories as upstream: Transactional, which cannot be turned off, and Marketing.
 //! A user turns a category off through the preferences API or an unsubscribe link in an email;
 //! the link carries an HMAC-signed code, so it needs no stored state and cannot be forged for

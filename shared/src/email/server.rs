@@ -1,4 +1,4 @@
-//! Which mail server a project's emails go through (contract part 1, §5.6): the environment
+//! Which mail server a project's emails go through (docs/api.md §5.6): the environment
 //! config's `emails.server` becomes a [`MailServer`] — the shared server from the process
 //! environment, the managed one (Resend's SMTP front with the project's scoped key), or the
 //! project's own SMTP server (`resend` is plain SMTP to Resend, as upstream treats it). Also the

@@ -1,6 +1,6 @@
 //! The one error type of every endpoint, and the KnownError catalogue.
 //!
-//! `ApiError` has the three shapes upstream answers with (contract §0.3): a KnownError
+//! `ApiError` has the three shapes upstream answers with (docs/api.md §0.3): a KnownError
 //! (JSON envelope `{code, details?, error}` plus the `X-Stack-Known-Error` header), a plain
 //! status error (text body), and an internal error (500, details hidden in production).
 //! The codes, statuses and messages below are compared byte for byte by SDKs: change them
@@ -130,7 +130,7 @@ impl KnownError {
         Self::new("BODY_PARSING_ERROR", 400, message, None)
     }
 
-    // --- project authentication (contract §0.2) --------------------------------------------
+    // --- project authentication (docs/api.md §0.2) --------------------------------------------
 
     /// `PROJECT_KEY_WITHOUT_ACCESS_TYPE` (400).
     pub fn project_key_without_access_type() -> Self {

@@ -1,4 +1,4 @@
-//! Request authentication: the `x-stack-*` headers and the nine checks of contract §0.2, in
+//! Request authentication: the `x-stack-*` headers and the nine checks of docs/api.md §0.2, in
 //! their order (the first failure wins).
 
 use serde_json::Value;
@@ -92,7 +92,7 @@ impl AuthRule {
     }
 }
 
-/// Runs the checks of contract §0.2 in order.
+/// Runs the checks of docs/api.md §0.2 in order.
 pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiResult<RequestAuth> {
     let publishable_key = header(req, "x-stack-publishable-client-key");
     let server_key = header(req, "x-stack-secret-server-key");

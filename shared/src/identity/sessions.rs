@@ -202,7 +202,7 @@ pub async fn list_for_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Re
     rows.iter().map(Session::from_row).collect()
 }
 
-/// Signs the access token of `session` for `user` (claims of contract §1.4), and logs the
+/// Signs the access token of `session` for `user` (claims of docs/api.md §1.4), and logs the
 /// `$session-activity` and `$token-refresh` events every mint logs.
 pub fn mint_access_token(ctx: &Context, tenancy: &Tenancy, user: &User, session_id: &str) -> String {
     let minted_for = MintedFor { user_id: &user.id, is_anonymous: user.is_anonymous };

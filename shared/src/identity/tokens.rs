@@ -1,6 +1,6 @@
 //! Access tokens: per-audience ES256 key derivation, signing, verification and the JWKS.
 //!
-//! Keys are derived statelessly from `STACK_SERVER_SECRET` (contract §1.4), so every runtime
+//! Keys are derived statelessly from `STACK_SERVER_SECRET` (docs/api.md §1.4), so every runtime
 //! and every instance signs and verifies the same tokens without sharing key material. Two keys
 //! exist per audience: the legacy one (used for signing) and the new one (accepted, published).
 //! JWT encoding and signature checks go through `jwt-compact` rather than hand-written JOSE.
@@ -164,7 +164,7 @@ impl UserKind {
     }
 }
 
-/// The custom claims of an access token (contract §1.4), besides `iat` and `exp`.
+/// The custom claims of an access token (docs/api.md §1.4), besides `iat` and `exp`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AccessTokenClaims {
     /// The user id.
@@ -243,7 +243,7 @@ fn seconds(millis: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(millis.div_euclid(1000), 0).expect("time in range")
 }
 
-/// Verifies `token` (contract §1.4 decoding rules) at time `now_millis`.
+/// Verifies `token` (docs/api.md §1.4 decoding rules) at time `now_millis`.
 pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessToken, KnownError> {
     let unparsable = KnownError::unparsable_access_token;
     let untrusted = UntrustedToken::new(token).map_err(|_| unparsable())?;

@@ -265,7 +265,7 @@ pub struct OutgoingEmail {
     pub text: String,
 }
 
-/// Why a send failed, in upstream's error classes (contract part 1, §5.2).
+/// Why a send failed, in upstream's error classes (docs/api.md §5.2).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{error_type}: {message}")]
 pub struct SendFailure {
