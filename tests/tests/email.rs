@@ -649,7 +649,7 @@ async fn environment_override(h: &Host, p: &Project) -> String {
     res.json()["config_string"].as_str().unwrap().to_string()
 }
 
-/// Contract §5.6: shared projects send through `STACK_EMAIL_*` under the project's name; a
+/// docs/api.md §5.6: shared projects send through `STACK_EMAIL_*` under the project's name; a
 /// project's own SMTP server gets its login and sender; a managed domain sends through Resend's
 /// SMTP front (here a second local server) as `resend` with the scoped key, from
 /// `<local part>@<subdomain>` under the project's name. Unusable settings end as server errors
