@@ -80,7 +80,10 @@ fn every_cited_api_section_exists() {
     for krate in CRATES {
         files.extend(rust_sources(&repo_root().join(krate).join("src")));
     }
-    files.extend(rust_sources(&repo_root().join("tests/tests")));
+    // This file names the patterns it looks for.
+    files.extend(
+        rust_sources(&repo_root().join("tests/tests")).into_iter().filter(|f| !f.ends_with("architecture_map.rs")),
+    );
     for doc in ["README.md", "ARCHITECTURE.md", "docs/upstream-differences.md", "docs/security.md"] {
         files.push(repo_root().join(doc));
     }
