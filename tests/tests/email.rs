@@ -958,3 +958,30 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
     assert_eq!(stuck_texts[0][0], unknown.to_string(), "every failure is a delivery-unknown one");
     eprintln!("crash test: {sent} sent, {unknown} delivery unknown, {} messages received", message_ids.len());
 }
+
+/// The emails function's cron (`* * * * *`, fired on demand): with no sender running, it
+/// renders and queues what waits and ends a send stuck for 20 minutes; it sends nothing.
+#[tokio::test]
+async fn the_outbox_cron_renders_queues_and_recovers_without_a_sender() {
+    let h = Host::start_scheduled();
+    let p = h.create_project(false).await;
+    let body = json!({ "to": { "type": "custom-emails", "emails": ["erin@example.com"] }, "tsx_source": "<title>Hi</title>x" });
+    let (waiting, stuck) = (enqueue(&h, &p, body.clone()).await, enqueue(&h, &p, body).await);
+    let long_ago = now_ms() - 21 * 60_000;
+    let marked = h.db_execute(
+        "UPDATE email_outbox SET rendered_by_worker_id = 'w', started_rendering_at = ?1, finished_rendering_at = ?1, \
+         rendered_html = 'x', rendered_text = 'x', rendered_subject = 'Hi', is_queued = 1, started_sending_at = ?1, \
+         sending_worker_id = 'gone' WHERE id = ?2",
+        &[&long_ago.to_string(), &stuck],
+    );
+    assert_eq!(marked, 1);
+    assert_eq!(read(&h, &p, &waiting).await["status"], "preparing");
+
+    let res = h.get("/__scheduled?cron=*+*+*+*+*").send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let ready = read(&h, &p, &waiting).await;
+    assert_eq!((&ready["status"], &ready["subject"]), (&json!("queued"), &json!("Hi")), "{ready}");
+    let failed = read(&h, &p, &stuck).await;
+    assert_eq!(failed["status"], "server-error", "{failed}");
+    assert!(failed["server_error"].as_str().unwrap().contains("timed out"), "{failed}");
+}

@@ -56,9 +56,23 @@ pub const FUNCTION: Function = Function {
         Route::at("/api/v1/internal/emails/managed-onboarding/list").get(|c| Box::pin(managed::list(c.ctx, c.req))),
         Route::at("/api/v1/internal/emails/managed-onboarding/apply").post(|c| Box::pin(managed::apply(c.ctx, c.req))),
     ],
-    crons: &[],
-    scheduled: None,
+    crons: &[OUTBOX_CRON],
+    scheduled: Some(|_cron, ctx| Box::pin(prepare(ctx))),
 };
+
+/// Every minute, as upstream's queue cron.
+const OUTBOX_CRON: &str = "* * * * *";
+
+/// The scheduled work: render, queue and recover the outbox in this function's own store.
+async fn prepare(ctx: &Context) {
+    match shared::email::prepare_outbox(ctx).await {
+        Ok(report) if report != shared::email::PrepareReport::default() => {
+            tracing::info!(rendered = report.rendered, stuck_failed = report.stuck_failed, "outbox prepared");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "the outbox's scheduled work failed"),
+    }
+}
 
 async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(SERVER_OR_ADMIN)).await?;

@@ -104,6 +104,26 @@ pub async fn queue_step(
     Ok(report)
 }
 
+/// What the outbox's scheduled work did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PrepareReport {
+    /// Rows rendered (or failed to render).
+    pub rendered: usize,
+    /// Emails stuck in sending that it ended.
+    pub stuck_failed: usize,
+}
+
+/// The outbox's scheduled work (the emails function's cron, on every runtime): renders what
+/// waits, queues what is due, and ends the sends that got stuck. It needs no mail server, so a
+/// Worker or component runs it in its own store; sending is the senders' part.
+pub async fn prepare_outbox(ctx: &Context) -> Result<PrepareReport, StoreError> {
+    let worker = new_uuid(ctx.random.as_ref());
+    let now = ctx.now();
+    let rendered = render_batch(ctx, &worker, now).await?;
+    queue_due(ctx, now).await?;
+    Ok(PrepareReport { rendered, stuck_failed: fail_emails_stuck_in_sending(ctx).await? })
+}
+
 /// Claims rows to render, renders them, and saves only what this worker still owns; returns
 /// how many it rendered. The claim is fair across tenancies: each one's oldest email first,
 /// then each one's second, ...; one tenancy's backlog never delays another's renders by more
