@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -208,6 +208,37 @@ pub struct Services {
     pub email: Option<Rc<crate::email::EmailWorker>>,
 }
 
+/// After refusing an oversized body, how much more of it the host reads and drops (and for how
+/// long) before it answers: a client still sending then reads the 413 instead of a connection
+/// reset by a close with its data unread. Nothing read is kept.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The request body, buffered up to `limit` bytes; the answer to give instead (413 past the
+/// limit, 400 when it cannot be read).
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, Response> {
+    let mut buffered = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(shared::http::text(400, "Could not read the request body")) };
+        let Ok(data) = frame.into_data() else { continue };
+        if buffered.len() + data.len() > limit {
+            let mut budget = DRAIN_BYTES;
+            let drain = async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    budget = budget.saturating_sub(frame.data_ref().map_or(0, bytes::Bytes::len));
+                    if budget == 0 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(shared::http::body_too_large(limit));
+        }
+        buffered.extend_from_slice(&data);
+    }
+    Ok(buffered)
+}
+
 async fn handle_hyper(
     req: hyper::Request<Incoming>,
     ctx: &Context,
@@ -216,12 +247,9 @@ async fn handle_hyper(
 ) -> Response {
     let (parts, body) = req.into_parts();
     let limit = shared::http::max_body_bytes(parts.uri.path());
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return shared::http::body_too_large(limit);
-        }
-        Err(_) => return shared::http::text(400, "Could not read the request body"),
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let req = Request::from_parts(parts, body);
     if test_scheduled && req.uri().path() == "/__scheduled" {

@@ -199,16 +199,10 @@ fn dev(args: DevArgs) -> AnyResult<()> {
 /// upstream's seed; a unit test keeps the config free of errors and warnings).
 async fn seed_demo(ctx: &shared::Context, project_id: &str) -> AnyResult<serde_json::Value> {
     use shared::config::{demo, schema::Level, store};
-    let rows = ctx
-        .store
-        .query("SELECT id FROM tenancies WHERE project_id = ? AND branch_id = 'main'", &[project_id.into()])
-        .await?;
-    let row = rows.first().ok_or_else(|| format!("no project {project_id}"))?;
-    let tenancy = shared::identity::tenancy::Tenancy {
-        id: row.text("id")?,
-        project_id: project_id.into(),
-        branch_id: "main".into(),
-    };
+    let tenancy = shared::identity::tenancy::project_branch(ctx, project_id, "main")
+        .await?
+        .and_then(|project| project.tenancy)
+        .ok_or_else(|| format!("no project {project_id}"))?;
     let as_map = |v: serde_json::Value| v.as_object().cloned().expect("an object");
     let source = demo::seed_source();
     store::save(ctx, &tenancy, Level::Branch, &as_map(demo::payments_branch_override()), Some(&source)).await?;
