@@ -985,3 +985,91 @@ async fn the_outbox_cron_renders_queues_and_recovers_without_a_sender() {
     assert_eq!(failed["status"], "server-error", "{failed}");
     assert!(failed["server_error"].as_str().unwrap().contains("timed out"), "{failed}");
 }
+
+/// The sender protocol (docs/api.md §5.9): a sender with the companion secret claims what is
+/// ready (rendered message, resolved recipients, the tenancy's server) and reports each result;
+/// a wrong secret, a stale report or a bad report changes nothing.
+#[tokio::test]
+async fn a_sender_claims_and_reports_over_the_internal_routes() {
+    let sink = SmtpSink::start();
+    let port = sink.port.to_string();
+    let secret = "sender-secret-for-this-test-0001";
+    let h = Host::start(&[
+        ("STACK_EMAIL_HOST", "127.0.0.1"),
+        ("STACK_EMAIL_PORT", &port),
+        ("STACK_EMAIL_SENDER", "noreply@test.example"),
+        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
+        ("STACK_COMPANION_SECRET", secret),
+    ]);
+    let p = h.create_project(false).await;
+    let to =
+        |who: &str| json!({ "to": { "type": "custom-emails", "emails": [who] }, "tsx_source": "<title>Hi</title>x" });
+    let (first, second) = (enqueue(&h, &p, to("fay@example.com")).await, enqueue(&h, &p, to("gus@example.com")).await);
+    let bearer = |s: &str| format!("Bearer {s}");
+
+    let before = h.db_snapshot();
+    for wrong in [bearer("not-the-secret-at-all-000000000"), secret.to_string()] {
+        let res = h.post("/api/v1/internal/email-sender/claim").header("authorization", &wrong).send().await;
+        assert_eq!((res.status, res.text.as_str()), (401, "Unauthorized"));
+    }
+    let res = h.post("/api/v1/internal/email-sender/claim").send().await;
+    assert_eq!(res.status, 401);
+    assert_eq!(h.db_snapshot(), before, "a refused claim changes nothing");
+
+    let res = h.post("/api/v1/internal/email-sender/claim").header("authorization", &bearer(secret)).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let answer = res.json();
+    let claim_id = answer["claim_id"].as_str().unwrap().to_string();
+    let claims = answer["claims"].as_array().unwrap();
+    assert_eq!(claims.len(), 2, "{answer}");
+    for claim in claims {
+        let addresses = &claim["email"]["to"];
+        assert!(addresses == &json!(["fay@example.com"]) || addresses == &json!(["gus@example.com"]), "{claim}");
+        assert_eq!(claim["email"]["subject"], "Hi");
+        assert_eq!((&claim["server"]["host"], &claim["server"]["port"]), (&json!("127.0.0.1"), &json!(sink.port)));
+    }
+    assert_eq!(read(&h, &p, &first).await["status"], "sending");
+
+    let report = |body: Value| {
+        h.post("/api/v1/internal/email-sender/report").header("authorization", &bearer(secret)).json(&body).send()
+    };
+    let tenancy = claims[0]["tenancy_id"].clone();
+    let sent = |id: &str| json!({ "tenancy_id": tenancy, "email_id": id, "sent": true });
+    let temporary = json!({ "tenancy_id": tenancy, "email_id": second, "sent": false, "error_type": "TEMPORARY",
+                            "retryable": true, "message": "450 try later" });
+
+    let before = h.db_snapshot();
+    let unknown_class = json!({ "tenancy_id": tenancy, "email_id": second, "sent": false, "error_type": "MADE_UP" });
+    let res = report(json!({ "claim_id": claim_id, "results": [sent(&first), unknown_class] })).await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    let res = h
+        .post("/api/v1/internal/email-sender/report")
+        .header("authorization", &bearer("not-the-secret-at-all-000000000"))
+        .json(&json!({ "claim_id": claim_id, "results": [sent(&first)] }))
+        .send()
+        .await;
+    assert_eq!(res.status, 401);
+    assert_eq!(h.db_snapshot(), before, "refused reports change nothing");
+
+    let res = report(json!({ "claim_id": claim_id, "results": [sent(&first), temporary] })).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(
+        res.json()["results"],
+        json!([{ "email_id": first, "status": "sent" }, { "email_id": second, "status": "retried" }])
+    );
+    assert_eq!(read(&h, &p, &first).await["status"], "sent");
+    let retried = read(&h, &p, &second).await;
+    assert_eq!(retried["send_retries"], 1, "{retried}");
+
+    let before = h.db_snapshot();
+    for stale in [
+        json!({ "claim_id": claim_id, "results": [sent(&first)] }),
+        json!({ "claim_id": "another-claim", "results": [sent(&second)] }),
+    ] {
+        let res = report(stale).await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        assert_eq!(res.json()["results"][0]["status"], "refused");
+    }
+    assert_eq!(h.db_snapshot(), before, "stale reports change nothing");
+    assert!(sink.messages().is_empty(), "the function itself sends nothing");
+}

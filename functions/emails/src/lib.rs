@@ -11,6 +11,7 @@ shared::function_entries!(crate::FUNCTION);
 mod managed;
 mod preferences;
 mod send;
+mod sender;
 
 use serde_json::{json, Map, Value};
 
@@ -55,6 +56,8 @@ pub const FUNCTION: Function = Function {
         Route::at("/api/v1/internal/emails/managed-onboarding/check").post(|c| Box::pin(managed::check(c.ctx, c.req))),
         Route::at("/api/v1/internal/emails/managed-onboarding/list").get(|c| Box::pin(managed::list(c.ctx, c.req))),
         Route::at("/api/v1/internal/emails/managed-onboarding/apply").post(|c| Box::pin(managed::apply(c.ctx, c.req))),
+        Route::at("/api/v1/internal/email-sender/claim").post(|c| Box::pin(sender::claim(c.ctx, c.req))),
+        Route::at("/api/v1/internal/email-sender/report").post(|c| Box::pin(sender::report(c.ctx, c.req))),
     ],
     crons: &[OUTBOX_CRON],
     scheduled: Some(|_cron, ctx| Box::pin(prepare(ctx))),

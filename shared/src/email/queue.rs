@@ -16,10 +16,10 @@ use crate::email::capacity::tenancy_capacity;
 use crate::email::notifications::{category_of, unsubscribe_code};
 use crate::email::outbox::{iso_time, Recipient};
 use crate::email::render::{render, Rendered};
-use crate::email::send::{send_one, tenancy_mail_server, Outcome};
+use crate::email::send::{prepare_send, send_one, tenancy_mail_server, Outcome, Prepared};
 use crate::email::server::{Emailable, ResendEndpoint, SharedServer};
 use crate::identity::crypto::new_uuid;
-use crate::store::ports::{Mailer, SqlRow, Statement, StoreError};
+use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SqlRow, Statement, StoreError};
 use crate::Context;
 
 /// Rows claimed for rendering per pass.
@@ -88,7 +88,7 @@ pub async fn queue_step(
     }
     // Several sends at once: each waits on the mail server most of the time.
     let outcomes: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(claimed.iter())
-        .map(|row| send_one(ctx, mailer, &servers, settings.emailable.as_ref(), row))
+        .map(|row| send_one(ctx, mailer, &servers, settings.emailable.as_ref(), row, &worker))
         .buffer_unordered(SEND_CONCURRENCY)
         .collect()
         .await;
@@ -102,6 +102,61 @@ pub async fn queue_step(
     }
     report.stuck_failed = fail_emails_stuck_in_sending(ctx).await?;
     Ok(report)
+}
+
+/// One send a sender makes: a row its claim holds, ready to go.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    /// The row's tenancy.
+    pub tenancy_id: String,
+    /// The row.
+    pub email_id: String,
+    /// The message.
+    pub email: OutgoingEmail,
+    /// The server it goes through.
+    pub server: MailServer,
+}
+
+impl QueueSettings {
+    /// The settings the one configuration loader read.
+    pub fn from_config(config: &crate::context::Config) -> QueueSettings {
+        QueueSettings {
+            capacity_per_hour: config.default_email_capacity_per_hour,
+            shared_server: config.email.shared_server.clone(),
+            resend: config.email.resend.clone(),
+            emailable: config.email.emailable.clone(),
+        }
+    }
+}
+
+/// The function's side of a sender's claim: a pass's preparation (render, queue, each
+/// tenancy's quota) under `claim_id`, then each claimed row resolved. Rows skipped or failed
+/// here are recorded; the rest come back as claims for the sender to send and report
+/// ([`crate::email::record_send`]). A sender that dies leaves its claims to the stuck rule.
+pub async fn claim_sends(ctx: &Context, settings: &QueueSettings, claim_id: &str) -> Result<Vec<Claim>, StoreError> {
+    let now = ctx.now();
+    let delta_seconds = seconds_since_last_pass(ctx, now).await?;
+    render_batch(ctx, claim_id, now).await?;
+    queue_due(ctx, now).await?;
+    let claimed = claim_quotas(ctx, claim_id, now, settings, delta_seconds).await?;
+    let mut servers = HashMap::new();
+    for row in &claimed {
+        let tenancy_id = row.text("tenancy_id")?;
+        if let Entry::Vacant(slot) = servers.entry(tenancy_id.clone()) {
+            slot.insert(
+                tenancy_mail_server(ctx, &tenancy_id, settings.shared_server.as_ref(), &settings.resend).await?,
+            );
+        }
+    }
+    let mut claims = Vec::new();
+    for row in &claimed {
+        if let Prepared::Ready { email, server } =
+            prepare_send(ctx, &servers, settings.emailable.as_ref(), row, claim_id).await?
+        {
+            claims.push(Claim { tenancy_id: row.text("tenancy_id")?, email_id: row.text("id")?, email, server });
+        }
+    }
+    Ok(claims)
 }
 
 /// What the outbox's scheduled work did.

@@ -53,22 +53,45 @@ enum Recipients {
     Skip(&'static str, Value),
 }
 
+/// What became of one send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// The mail server accepted it.
     Sent,
+    /// It failed and will be retried.
     Retried,
+    /// It failed for good.
     Failed,
+    /// It was skipped (no address, unsubscribed, undeliverable).
     Skipped,
 }
 
-/// Resolves the recipients of a claimed row, sends it, and records what happened (every write
-/// guarded by `finished_sending_at IS NULL`).
-pub async fn send_one(
+/// A claimed row after its recipients are resolved: finished here (skipped, or failed for a
+/// configuration it cannot be sent with), or ready for a sender.
+// One lives per claimed row, briefly; boxing the message would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Prepared {
+    /// Nothing to send; the outcome is recorded.
+    Done(Outcome),
+    /// The message and the server it goes through.
+    Ready {
+        /// The message as the mail server gets it.
+        email: OutgoingEmail,
+        /// The tenancy's mail server.
+        server: MailServer,
+    },
+}
+
+/// Resolves the recipients of a row this claim (`claim_id`) holds: records a skip or a
+/// configuration failure, else returns the message and its server. Every write is guarded by
+/// the claim and by `finished_sending_at IS NULL`.
+pub async fn prepare_send(
     ctx: &Context,
-    mailer: &dyn Mailer,
     servers: &HashMap<String, TenancyServer>,
     emailable: Option<&Emailable>,
     row: &SqlRow,
-) -> Result<Outcome, StoreError> {
+    claim_id: &str,
+) -> Result<Prepared, StoreError> {
     let (tenancy_id, id) = (row.text("tenancy_id")?, row.text("id")?);
     let now = ctx.now();
     let recipient: Value =
@@ -97,18 +120,27 @@ pub async fn send_one(
             ctx.store
                 .execute(
                     "UPDATE email_outbox SET skipped_reason = ?1, skipped_details = ?2, updated_at = ?3 \
-                     WHERE tenancy_id = ?4 AND id = ?5 AND skipped_reason IS NULL AND finished_sending_at IS NULL",
-                    vec![reason.into(), details.to_string().into(), now.into(), tenancy_id.into(), id.into()],
+                     WHERE tenancy_id = ?4 AND id = ?5 AND sending_worker_id = ?6 AND skipped_reason IS NULL \
+                     AND finished_sending_at IS NULL",
+                    vec![
+                        reason.into(),
+                        details.to_string().into(),
+                        now.into(),
+                        tenancy_id.into(),
+                        id.into(),
+                        claim_id.into(),
+                    ],
                 )
                 .await?;
-            return Ok(Outcome::Skipped);
+            return Ok(Prepared::Done(Outcome::Skipped));
         }
     };
     let server = match server {
-        Some(TenancyServer::Usable(server)) => server,
+        Some(TenancyServer::Usable(server)) => server.clone(),
         Some(TenancyServer::Unusable(problem)) => {
             let failure = SendFailure { error_type: "EMAIL_CONFIG", retryable: false, message: problem.clone() };
-            return record_failure(ctx, row, &tenancy_id, &id, failure, Some(CONFIG_ERROR)).await;
+            let outcome = record_failure(ctx, &tenancy_id, &id, claim_id, failure, Some(CONFIG_ERROR)).await?;
+            return Ok(Prepared::Done(outcome.unwrap_or(Outcome::Failed)));
         }
         None => return Err(StoreError::Decode(format!("no mail server looked up for tenancy {tenancy_id}"))),
     };
@@ -121,36 +153,81 @@ pub async fn send_one(
         html: row.opt_text("rendered_html")?.unwrap_or_default(),
         text: row.opt_text("rendered_text")?.unwrap_or_default(),
     };
-    let failure = match mailer.send(server, &email).await {
+    Ok(Prepared::Ready { email, server })
+}
+
+/// Resolves, sends through `mailer` and records one row this pass claimed.
+pub async fn send_one(
+    ctx: &Context,
+    mailer: &dyn Mailer,
+    servers: &HashMap<String, TenancyServer>,
+    emailable: Option<&Emailable>,
+    row: &SqlRow,
+    claim_id: &str,
+) -> Result<Outcome, StoreError> {
+    let (email, server) = match prepare_send(ctx, servers, emailable, row, claim_id).await? {
+        Prepared::Done(outcome) => return Ok(outcome),
+        Prepared::Ready { email, server } => (email, server),
+    };
+    let sent = mailer.send(&server, &email).await;
+    let (tenancy_id, id) = (row.text("tenancy_id")?, row.text("id")?);
+    // The pass still holds its claim (nothing else finishes a row in seconds), so a refused
+    // record cannot happen here; count it as failed if it ever does.
+    Ok(record_send(ctx, &tenancy_id, &id, claim_id, sent).await?.unwrap_or(Outcome::Failed))
+}
+
+/// Records what a send of a row held by `claim_id` did. `None` when the claim no longer holds
+/// the row (it was finished, recovered as stuck, or claimed again): a stale report changes
+/// nothing.
+pub async fn record_send(
+    ctx: &Context,
+    tenancy_id: &str,
+    id: &str,
+    claim_id: &str,
+    sent: Result<(), SendFailure>,
+) -> Result<Option<Outcome>, StoreError> {
+    match sent {
         Ok(()) => {
-            ctx.store
+            let now = ctx.now();
+            let changed = ctx
+                .store
                 .execute(
                     "UPDATE email_outbox SET finished_sending_at = ?1, can_have_delivery_info = 0, \
                      send_server_error_external_message = NULL, send_server_error_external_details = NULL, \
                      send_server_error_internal_message = NULL, send_server_error_internal_details = NULL, \
-                     updated_at = ?1 WHERE tenancy_id = ?2 AND id = ?3 AND finished_sending_at IS NULL",
-                    vec![now.into(), tenancy_id.into(), id.into()],
+                     updated_at = ?1 WHERE tenancy_id = ?2 AND id = ?3 AND sending_worker_id = ?4 \
+                     AND finished_sending_at IS NULL",
+                    vec![now.into(), tenancy_id.into(), id.into(), claim_id.into()],
                 )
                 .await?;
-            return Ok(Outcome::Sent);
+            Ok((changed == 1).then_some(Outcome::Sent))
         }
-        Err(failure) => failure,
-    };
-    record_failure(ctx, row, &tenancy_id, &id, failure, None).await
+        Err(failure) => record_failure(ctx, tenancy_id, id, claim_id, failure, None).await,
+    }
 }
 
 /// Records a failed attempt: a retry later when the class allows and attempts remain, else a
 /// terminal server error. `external` replaces the message users see (upstream's text for
-/// failures that are the project's configuration, not the mail server's answer).
+/// failures that are the project's configuration, not the mail server's answer). `None` when
+/// the claim no longer holds the row.
 async fn record_failure(
     ctx: &Context,
-    row: &SqlRow,
     tenancy_id: &str,
     id: &str,
+    claim_id: &str,
     failure: SendFailure,
     external: Option<&str>,
-) -> Result<Outcome, StoreError> {
+) -> Result<Option<Outcome>, StoreError> {
     let now = ctx.now();
+    let rows = ctx
+        .store
+        .query(
+            "SELECT send_retries, send_attempt_errors FROM email_outbox \
+             WHERE tenancy_id = ? AND id = ? AND sending_worker_id = ? AND finished_sending_at IS NULL",
+            &[tenancy_id.into(), id.into(), claim_id.into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else { return Ok(None) };
     // Users see the failure's class, never the server's raw answer: a project's own server can
     // point anywhere, and the raw text would report what was found there.
     let external_message =
@@ -169,24 +246,34 @@ async fn record_failure(
     let errors = Value::Array(errors).to_string();
     if failure.retryable && attempt < MAX_SEND_ATTEMPTS {
         let backoff = retry_backoff_ms(ctx, attempt);
-        ctx.store
+        let changed = ctx
+            .store
             .execute(
                 "UPDATE email_outbox SET started_sending_at = NULL, sending_worker_id = NULL, is_queued = 0, \
                  send_retries = ?1, next_send_retry_at = ?2, send_attempt_errors = ?3, updated_at = ?4 \
-                 WHERE tenancy_id = ?5 AND id = ?6 AND finished_sending_at IS NULL",
-                vec![attempt.into(), (now + backoff).into(), errors.into(), now.into(), tenancy_id.into(), id.into()],
+                 WHERE tenancy_id = ?5 AND id = ?6 AND sending_worker_id = ?7 AND finished_sending_at IS NULL",
+                vec![
+                    attempt.into(),
+                    (now + backoff).into(),
+                    errors.into(),
+                    now.into(),
+                    tenancy_id.into(),
+                    id.into(),
+                    claim_id.into(),
+                ],
             )
             .await?;
-        return Ok(Outcome::Retried);
+        return Ok((changed == 1).then_some(Outcome::Retried));
     }
     let reason = if failure.retryable { "attempts_exhausted" } else { "permanent_error" };
-    ctx.store
+    let changed = ctx
+        .store
         .execute(
             "UPDATE email_outbox SET finished_sending_at = ?1, can_have_delivery_info = 0, send_retries = ?2, \
              next_send_retry_at = NULL, send_attempt_errors = ?3, send_server_error_external_message = ?4, \
              send_server_error_external_details = ?5, send_server_error_internal_message = ?9, \
              send_server_error_internal_details = ?6, updated_at = ?1 \
-             WHERE tenancy_id = ?7 AND id = ?8 AND finished_sending_at IS NULL",
+             WHERE tenancy_id = ?7 AND id = ?8 AND sending_worker_id = ?10 AND finished_sending_at IS NULL",
             vec![
                 now.into(),
                 attempt.into(),
@@ -200,10 +287,11 @@ async fn record_failure(
                 tenancy_id.into(),
                 id.into(),
                 failure.message.clone().into(),
+                claim_id.into(),
             ],
         )
         .await?;
-    Ok(Outcome::Failed)
+    Ok((changed == 1).then_some(Outcome::Failed))
 }
 
 /// 20 s x 2^attempt x uniform(0.5, 1.5).

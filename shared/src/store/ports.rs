@@ -249,7 +249,7 @@ pub trait BlobStore {
 // --- email ----------------------------------------------------------------------------------
 
 /// One email as the mail server gets it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OutgoingEmail {
     /// `<id@domain>`: the same for every attempt of one outbox row.
     pub message_id: String,
@@ -279,7 +279,8 @@ pub struct SendFailure {
 
 /// Whose mail server it is: the operator's (shared, managed) or a project's own (`Resend`,
 /// `Smtp`), which a sender only reaches on a public address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ServerKind {
     /// The operator's shared server.
     Shared,
@@ -291,8 +292,9 @@ pub enum ServerKind {
     Smtp,
 }
 
-/// One concrete mail server and the sender to use on it.
-#[derive(Clone, PartialEq)]
+/// One concrete mail server and the sender to use on it. Serialised only into a sender's
+/// claim (the password travels there and nowhere else); `Debug` hides the password.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MailServer {
     /// Whose server it is.
     pub kind: ServerKind,
