@@ -16,7 +16,7 @@ use crate::email::capacity::tenancy_capacity;
 use crate::email::notifications::{category_of, unsubscribe_code};
 use crate::email::outbox::{iso_time, Recipient};
 use crate::email::render::{render, Rendered};
-use crate::email::send::{prepare_send, send_one, tenancy_mail_server, Outcome, Prepared};
+use crate::email::send::{prepare_send, send_one, tenancy_mail_server, Outcome, Prepared, TenancyServer};
 use crate::email::server::{Emailable, ResendEndpoint, SharedServer};
 use crate::identity::crypto::new_uuid;
 use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SqlRow, Statement, StoreError};
@@ -76,16 +76,7 @@ pub async fn queue_step(
     let mut report = StepReport { rendered: render_batch(ctx, &worker, now).await?, ..StepReport::default() };
     queue_due(ctx, now).await?;
     let claimed = claim_quotas(ctx, &worker, now, settings, delta_seconds).await?;
-    // Each tenancy's mail server, read once per pass.
-    let mut servers = HashMap::new();
-    for row in &claimed {
-        let tenancy_id = row.text("tenancy_id")?;
-        if let Entry::Vacant(slot) = servers.entry(tenancy_id.clone()) {
-            slot.insert(
-                tenancy_mail_server(ctx, &tenancy_id, settings.shared_server.as_ref(), &settings.resend).await?,
-            );
-        }
-    }
+    let servers = mail_servers(ctx, &claimed, settings).await?;
     // Several sends at once: each waits on the mail server most of the time.
     let outcomes: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(claimed.iter())
         .map(|row| send_one(ctx, mailer, &servers, settings.emailable.as_ref(), row, &worker))
@@ -139,15 +130,7 @@ pub async fn claim_sends(ctx: &Context, settings: &QueueSettings, claim_id: &str
     render_batch(ctx, claim_id, now).await?;
     queue_due(ctx, now).await?;
     let claimed = claim_quotas(ctx, claim_id, now, settings, delta_seconds).await?;
-    let mut servers = HashMap::new();
-    for row in &claimed {
-        let tenancy_id = row.text("tenancy_id")?;
-        if let Entry::Vacant(slot) = servers.entry(tenancy_id.clone()) {
-            slot.insert(
-                tenancy_mail_server(ctx, &tenancy_id, settings.shared_server.as_ref(), &settings.resend).await?,
-            );
-        }
-    }
+    let servers = mail_servers(ctx, &claimed, settings).await?;
     let mut claims = Vec::new();
     for row in &claimed {
         if let Prepared::Ready { email, server } =
@@ -157,6 +140,24 @@ pub async fn claim_sends(ctx: &Context, settings: &QueueSettings, claim_id: &str
         }
     }
     Ok(claims)
+}
+
+/// The mail server of each tenancy among `rows`, read once per pass.
+async fn mail_servers(
+    ctx: &Context,
+    rows: &[SqlRow],
+    settings: &QueueSettings,
+) -> Result<HashMap<String, TenancyServer>, StoreError> {
+    let mut servers = HashMap::new();
+    for row in rows {
+        let tenancy_id = row.text("tenancy_id")?;
+        if let Entry::Vacant(slot) = servers.entry(tenancy_id.clone()) {
+            slot.insert(
+                tenancy_mail_server(ctx, &tenancy_id, settings.shared_server.as_ref(), &settings.resend).await?,
+            );
+        }
+    }
+    Ok(servers)
 }
 
 /// What the outbox's scheduled work did.
