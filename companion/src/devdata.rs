@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use shared::adapters::system::{EnvConfig, OsRandom};
-use shared::context::{Config, ConfigError};
+use shared::context::{Config, ConfigError, RoleConfig};
 use shared::identity::crypto::{base64url, new_api_key};
 use shared::identity::projects::{create_project, CreatedProject, NewProject};
 use shared::store::ports::{ConfigSource, Random};
@@ -71,8 +71,17 @@ impl DevData {
     }
 
     pub fn config(&self, base_url: &str) -> Result<Config, ConfigError> {
+        Config::load(&self.source(base_url))
+    }
+
+    /// What the companion's roles read, from the same source as [`DevData::config`].
+    pub fn roles(&self, base_url: &str) -> Result<RoleConfig, ConfigError> {
+        RoleConfig::load(&self.source(base_url))
+    }
+
+    fn source(&self, base_url: &str) -> DevConfig {
         let text = |k: &str| self.credentials[k].as_str().unwrap_or_default().to_string();
-        Config::load(&DevConfig(HashMap::from([
+        DevConfig(HashMap::from([
             ("STACK_SERVER_SECRET", text("server_secret")),
             ("STACK_ENVIRONMENT", "development".to_string()),
             ("NEXT_PUBLIC_STACK_API_URL", base_url.to_string()),
@@ -80,7 +89,7 @@ impl DevData {
             ("STACK_COMPANION_URL", base_url.to_string()),
             ("STACK_COMPANION_SECRET", text("companion_secret")),
             ("STACK_INTERNAL_ADMIN_KEY", text("internal_admin_key")),
-        ])))
+        ]))
     }
 
     /// The demo project, created (and its keys saved) on first start.

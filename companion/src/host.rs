@@ -1,4 +1,5 @@
-//! The native host: every function crate served on one port.
+//! The native host: the companion's roles served on one port — the API (every function over
+//! one SQLite file, with the cron scheduler), the email sender, the metrics engine.
 //!
 //! Handlers are not `Send` (wasm runtimes are single-threaded), so each worker thread runs its
 //! own current-thread tokio runtime with a `LocalSet`, its own [`Context`] and its own SQLite
@@ -33,15 +34,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct HostOptions {
     pub listener: TcpListener,
+    /// Terminate TLS on every connection (`companion serve --tls-cert/--tls-key`).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Serve `/__scheduled?cron=...` (fires a cron trigger on demand), for tests.
     pub test_scheduled: bool,
     pub workers: usize,
+    /// The API role: every function over this database, with this configuration.
+    pub api: Option<Api>,
+    /// The metrics role, when there is an analytics store and a companion secret.
+    pub metrics: Option<crate::metrics::EngineSettings>,
+    /// The email sender role.
+    pub sender: Option<crate::sender::SenderSettings>,
+}
+
+/// The API role's database and configuration.
+pub struct Api {
     pub db_path: PathBuf,
     pub config: Config,
-    /// The metrics engine, when there is an analytics store and a companion secret.
-    pub metrics: Option<crate::metrics::EngineSettings>,
-    /// The email worker, when an SMTP server is configured.
-    pub email: Option<crate::email::EmailSettings>,
 }
 
 /// Builds a worker's context over the shared SQLite writer.
@@ -61,26 +70,33 @@ pub fn native_context(writer: &SqliteWriter, config: Config, background: Rc<Loca
 /// Serves until `shutdown` turns true, then finishes gracefully. Blocks the calling thread.
 pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     options.listener.set_nonblocking(true)?;
-    let writer = SqliteWriter::open(&options.db_path).map_err(std::io::Error::other)?;
+    let api = match options.api {
+        Some(Api { db_path, config }) => Some((SqliteWriter::open(&db_path).map_err(std::io::Error::other)?, config)),
+        None => None,
+    };
+    let roles =
+        Roles { api: api.is_some(), metrics: options.metrics.is_some(), email_sender: options.sender.is_some() };
     let mut threads = Vec::new();
     let mut queues = Vec::new();
     for index in 0..options.workers.max(1) {
         let (queue, connections) = mpsc::unbounded_channel();
         queues.push(queue);
-        let writer = writer.clone();
         let worker = Worker {
-            config: options.config.clone(),
+            api: api.clone(),
             metrics: options.metrics.clone(),
-            email: options.email.clone(),
+            sender: options.sender.clone(),
+            roles,
+            tls: options.tls.clone(),
             test_scheduled: options.test_scheduled,
-            // One worker runs the cron scheduler, so each trigger fires once per process.
-            runs_scheduler: index == 0,
+            // One worker runs the cron scheduler and the sender loop, so each trigger fires
+            // once per process and one loop polls.
+            runs_loops: index == 0,
         };
         let shutdown = shutdown.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{index}"))
-                .spawn(move || run_worker(connections, writer, worker, shutdown))?,
+                .spawn(move || run_worker(connections, worker, shutdown))?,
         );
     }
     accept_loop(options.listener, queues, shutdown)?;
@@ -116,18 +132,37 @@ fn accept_loop(listener: TcpListener, queues: Vec<Queue>, mut shutdown: watch::R
 
 type Queue = mpsc::UnboundedSender<std::net::TcpStream>;
 
-/// What one worker thread does besides serving requests.
+/// Which roles a host runs (for `/health`).
+#[derive(Clone, Copy)]
+struct Roles {
+    api: bool,
+    metrics: bool,
+    email_sender: bool,
+}
+
+/// What one worker thread serves and runs.
 struct Worker {
-    config: Config,
+    api: Option<(SqliteWriter, Config)>,
     metrics: Option<crate::metrics::EngineSettings>,
-    email: Option<crate::email::EmailSettings>,
+    sender: Option<crate::sender::SenderSettings>,
+    roles: Roles,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     test_scheduled: bool,
-    runs_scheduler: bool,
+    runs_loops: bool,
+}
+
+/// Serves HTTP/1 on one connection (plain or TLS), watched by the graceful shutdown.
+async fn serve_connection<I, S>(io: I, service: S, watcher: hyper_util::server::graceful::Watcher) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<bytes::Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    watcher.watch(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service)).await
 }
 
 fn run_worker(
     mut connections: mpsc::UnboundedReceiver<std::net::TcpStream>,
-    writer: SqliteWriter,
     worker: Worker,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -135,29 +170,29 @@ fn run_worker(
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
         let background = Rc::new(LocalBackground::new());
-        let ctx = native_context(&writer, worker.config, background.clone());
-        let scheduler = worker
-            .runs_scheduler
-            .then(|| tokio::task::spawn_local(crate::cron::scheduler_loop(ctx.clone(), shutdown.clone())));
-        let test_scheduled = worker.test_scheduled;
-        let email = worker.email.as_ref().and_then(|settings| match settings.worker() {
-            Ok(w) => Some(Rc::new(w)),
-            Err(e) => {
-                tracing::error!(error = %e, "the email worker cannot start");
-                None
+        let ctx = worker.api.map(|(writer, config)| native_context(&writer, config, background.clone()));
+        let scheduler = match (&ctx, worker.runs_loops) {
+            (Some(ctx), true) => {
+                Some(tokio::task::spawn_local(crate::cron::scheduler_loop(ctx.clone(), shutdown.clone())))
             }
-        });
-        let email_loop = match (&email, worker.runs_scheduler) {
-            (Some(email), true) => {
-                Some(tokio::task::spawn_local(crate::email::worker_loop(ctx.clone(), email.clone(), shutdown.clone())))
+            _ => None,
+        };
+        let test_scheduled = worker.test_scheduled;
+        let sender = worker.sender.map(|settings| Rc::new(crate::sender::Sender::new(settings)));
+        let sender_loop = match (&sender, worker.runs_loops) {
+            (Some(sender), true) => {
+                Some(tokio::task::spawn_local(crate::sender::sender_loop(sender.clone(), shutdown.clone())))
             }
             _ => None,
         };
         let services = Rc::new(Services {
-            metrics: worker.metrics.map(|settings| (settings.engine(), settings.companion.clone())),
-            email,
+            ctx,
+            metrics: worker.metrics.map(|settings| (settings.engine(), settings.secret.clone())),
+            sender,
+            roles: worker.roles,
         });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let tls = worker.tls;
         loop {
             let stream = tokio::select! {
                 next = connections.recv() => match next {
@@ -173,15 +208,24 @@ fn run_worker(
                     continue;
                 }
             };
-            let (ctx, services) = (ctx.clone(), services.clone());
+            let services = services.clone();
             let service = service_fn(move |req| {
-                let (ctx, services) = (ctx.clone(), services.clone());
-                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &ctx, &services, test_scheduled).await)) }
+                let services = services.clone();
+                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &services, test_scheduled).await)) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            let conn = graceful.watch(conn);
+            let (tls, watcher) = (tls.clone(), graceful.watcher());
             tokio::task::spawn_local(async move {
-                if let Err(e) = conn.await {
+                let served = match tls {
+                    None => serve_connection(stream, service, watcher).await,
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => serve_connection(stream, service, watcher).await,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                if let Err(e) = served {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
@@ -192,20 +236,24 @@ fn run_worker(
         if let Some(scheduler) = scheduler {
             let _ = scheduler.await;
         }
-        if let Some(email_loop) = email_loop {
-            let _ = email_loop.await;
+        // The sender's pass in flight finishes its sends and reports them.
+        if let Some(sender_loop) = sender_loop {
+            let _ = sender_loop.await;
         }
         background.drain().await;
         Ok(())
     })
 }
 
-/// What the companion itself serves, besides the functions.
+/// What one worker serves: its roles.
 pub struct Services {
+    /// The API role's context (every function).
+    pub ctx: Option<Context>,
     /// The metrics engine and the secret its endpoint requires.
-    pub metrics: Option<(crate::metrics::MetricsEngine, shared::context::CompanionConfig)>,
-    /// The email worker (its queue-step route).
-    pub email: Option<Rc<crate::email::EmailWorker>>,
+    pub metrics: Option<(crate::metrics::MetricsEngine, String)>,
+    /// The email sender (its cron route).
+    pub sender: Option<Rc<crate::sender::Sender>>,
+    roles: Roles,
 }
 
 /// After refusing an oversized body, how much more of it the host reads and drops (and for how
@@ -239,12 +287,7 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, Response
     Ok(buffered)
 }
 
-async fn handle_hyper(
-    req: hyper::Request<Incoming>,
-    ctx: &Context,
-    services: &Services,
-    test_scheduled: bool,
-) -> Response {
+async fn handle_hyper(req: hyper::Request<Incoming>, services: &Services, test_scheduled: bool) -> Response {
     let (parts, body) = req.into_parts();
     let limit = shared::http::max_body_bytes(parts.uri.path());
     let body = match read_body(body, limit).await {
@@ -252,10 +295,10 @@ async fn handle_hyper(
         Err(refused) => return refused,
     };
     let req = Request::from_parts(parts, body);
-    if test_scheduled && req.uri().path() == "/__scheduled" {
+    if let (true, "/__scheduled", Some(ctx)) = (test_scheduled, req.uri().path(), &services.ctx) {
         return fire_scheduled(&req, ctx).await;
     }
-    dispatch(req, ctx, services).await
+    dispatch(req, services).await
 }
 
 /// `/__scheduled?cron=...`: fires one cron trigger now (`dev --test-scheduled` only).
@@ -271,24 +314,51 @@ async fn fire_scheduled(req: &Request, ctx: &Context) -> Response {
 }
 
 /// Routes a request to the companion's own endpoints or, through the one route table of every
-/// function, to its handler.
-pub async fn dispatch(req: Request, ctx: &Context, services: &Services) -> Response {
+/// function, to its handler (the API role only).
+pub async fn dispatch(req: Request, services: &Services) -> Response {
     let path = req.uri().path();
     if path == "/health" {
-        return shared::http::json(
-            &serde_json::json!({ "status": "ok", "analytics_events_lost": shared::analytics::events::lost_events() }),
-        );
+        return health(services).await;
     }
-    if path == crate::email::QUEUE_STEP_PATH {
-        return crate::email::queue_step_route(&req, ctx, services.email.clone()).await;
+    if path == crate::sender::QUEUE_STEP_PATH {
+        return crate::sender::queue_step_route(&req, services.sender.clone()).await;
     }
     if path == metrics::COMPANION_PATH {
         return match &services.metrics {
-            Some((engine, companion)) => crate::metrics::serve(&req, engine, companion).await,
+            Some((engine, secret)) => crate::metrics::serve(&req, engine, secret).await,
             None => shared::http::text(503, "The metrics engine needs STACK_CLICKHOUSE_URL and STACK_COMPANION_SECRET"),
         };
     }
-    every_function().handle(req, ctx).await
+    match &services.ctx {
+        Some(ctx) => every_function().handle(req, ctx).await,
+        None => shared::http::text(404, "Not found: this companion does not serve the API role"),
+    }
+}
+
+/// `/health`: the roles this host runs, and whether its store and analytics engine answer
+/// (`status` is `degraded` when one does not; the answer is 200 while the process serves).
+async fn health(services: &Services) -> Response {
+    let Roles { api, metrics, email_sender } = services.roles;
+    let roles: Vec<&str> = [(api, "api"), (metrics, "metrics"), (email_sender, "email-sender")]
+        .into_iter()
+        .filter(|r| r.0)
+        .map(|r| r.1)
+        .collect();
+    let mut answer = serde_json::json!({ "roles": roles });
+    let mut healthy = true;
+    if let Some(ctx) = &services.ctx {
+        let answers = ctx.store.query("SELECT 1", &[]).await.is_ok();
+        healthy &= answers;
+        answer["store"] = if answers { "ok" } else { "unavailable" }.into();
+        answer["analytics_events_lost"] = shared::analytics::events::lost_events().into();
+    }
+    if let Some((engine, _)) = &services.metrics {
+        let answers = engine.store_answers().await;
+        healthy &= answers;
+        answer["analytics_engine"] = if answers { "ok" } else { "unavailable" }.into();
+    }
+    answer["status"] = if healthy { "ok" } else { "degraded" }.into();
+    shared::http::json(&answer)
 }
 
 /// The route table of every function.

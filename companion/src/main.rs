@@ -6,14 +6,18 @@
 //!   the keys (shown once).
 //! - `companion bench-metrics`: the metrics engine against upstream's OLD MAU shape.
 //!
-//! `dev` also serves the companion's own endpoints (the metrics engine, `/__companion/...`);
-//! cron triggers run in-process. The email worker arrives with its issue.
+//! - `companion serve --role ...`: the roles for production (`serve.rs`): the email sender, the
+//!   metrics engine, the API.
+//!
+//! `dev` runs every role: the API, the metrics engine (`/__companion/...`), the cron
+//! scheduler, and the email sender working through its own emails function.
 
 mod cron;
 mod devdata;
-mod email;
 mod host;
 mod metrics;
+mod sender;
+mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +41,8 @@ struct Cli {
 enum Command {
     /// Serve every function on one port over the embedded SQLite store.
     Dev(DevArgs),
+    /// Run the given roles for production (email sender, metrics engine, the API).
+    Serve(serve::ServeArgs),
     /// Benchmark the metrics engine against upstream's OLD MAU shape (see scripts/bench-metrics).
     BenchMetrics(metrics::bench::BenchArgs),
     /// Manage projects.
@@ -110,6 +116,7 @@ fn main() {
         .init();
     let result = match Cli::parse().command {
         Command::Dev(args) => dev(args),
+        Command::Serve(args) => serve::serve(args),
         Command::Project { command } => project(command),
         Command::BenchMetrics(args) => metrics::bench::run(args),
     };
@@ -120,6 +127,10 @@ fn main() {
 }
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
 
 fn dev(args: DevArgs) -> AnyResult<()> {
     let DevArgs { listen, data_dir, workers, no_demo, test_scheduled, exit_on_stdin_close } = args;
@@ -133,45 +144,74 @@ fn dev(args: DevArgs) -> AnyResult<()> {
     // Migrate and seed before accepting anything.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let demo = runtime.block_on(tokio::task::LocalSet::new().run_until(async {
-        let writer = SqliteWriter::open(&db_path)?;
-        let ctx = host::native_context(&writer, config.clone(), Rc::new(LocalBackground::new()));
-        let applied = shared::store::migrations::migrate(ctx.store.as_ref()).await?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "migrations applied");
-        }
-        let admin_key = config.internal_admin_key.as_deref().expect("the dev config always has an internal admin key");
-        ensure_internal_project(&ctx, admin_key).await?;
-        // The analytics schema. An unreachable store is not fatal: sessions work without it,
-        // and events that cannot be written are logged and counted.
-        if let Some(store) = &config.clickhouse {
-            let applied = shared::analytics::clickhouse::apply_schema(
-                &store.admin_client(),
-                ctx.http.as_ref(),
-                store.external_password.as_deref(),
-            )
-            .await;
-            if let Err(e) = applied {
-                tracing::warn!(error = %e, "could not apply the analytics schema; continuing without it");
-            }
-        }
+        let ctx = prepare_api(&db_path, &config).await?;
         let demo = if no_demo { None } else { Some(dev.demo_project(&ctx).await?) };
         AnyResult::Ok(demo)
     }))?;
 
-    let email = Some(email::EmailSettings::from_config(&config));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    let server = std::thread::spawn(move || {
-        let metrics = metrics::EngineSettings::from_config(&config);
-        host::serve(host::HostOptions { listener, test_scheduled, workers, db_path, config, metrics, email }, stop_rx)
-    });
+    // Every role, the sender working through this host's own emails function.
+    let roles = dev.roles(&base_url)?;
+    let sender = sender::SenderSettings {
+        function_url: base_url.clone(),
+        secret: roles.companion_secret.clone().expect("the dev config always has a companion secret"),
+        cron_secret: roles.cron_secret.clone(),
+        smtp_allowed_hosts: roles.smtp_allowed_hosts.clone(),
+        poll: sender::DEFAULT_POLL,
+    };
+    let options = host::HostOptions {
+        listener,
+        tls: None,
+        test_scheduled,
+        workers: workers.unwrap_or_else(default_workers),
+        api: Some(host::Api { db_path, config }),
+        metrics: metrics::EngineSettings::from_config(&roles),
+        sender: Some(sender),
+    };
+    let announce = || {
+        // Test harnesses wait for this exact line.
+        println!("listening on {base_url}");
+        if let Some(demo) = &demo {
+            devdata::print_instructions(&base_url, demo, &data_dir);
+        }
+    };
+    run_until_stopped(options, exit_on_stdin_close, announce)
+}
 
-    // Test harnesses wait for this exact line.
-    println!("listening on {base_url}");
-    if let Some(demo) = demo {
-        devdata::print_instructions(&base_url, &demo, &data_dir);
+/// The API role's store made ready before anything is served: migrations, the internal
+/// project's admin key, and the analytics schema. Returns a context over it.
+async fn prepare_api(db_path: &std::path::Path, config: &shared::context::Config) -> AnyResult<shared::Context> {
+    let writer = SqliteWriter::open(db_path)?;
+    let ctx = host::native_context(&writer, config.clone(), Rc::new(LocalBackground::new()));
+    let applied = shared::store::migrations::migrate(ctx.store.as_ref()).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
     }
+    if let Some(admin_key) = config.internal_admin_key.as_deref() {
+        ensure_internal_project(&ctx, admin_key).await?;
+    }
+    // An unreachable analytics store is not fatal: sessions work without it, and events that
+    // cannot be written are logged and counted.
+    if let Some(store) = &config.clickhouse {
+        let applied = shared::analytics::clickhouse::apply_schema(
+            &store.admin_client(),
+            ctx.http.as_ref(),
+            store.external_password.as_deref(),
+        )
+        .await;
+        if let Err(e) = applied {
+            tracing::warn!(error = %e, "could not apply the analytics schema; continuing without it");
+        }
+    }
+    Ok(ctx)
+}
 
+/// Serves `options` on a thread of their own, says so with `announce`, and shuts down
+/// gracefully on SIGINT, SIGTERM or (when asked) the end of standard input.
+fn run_until_stopped(options: host::HostOptions, exit_on_stdin_close: bool, announce: impl FnOnce()) -> AnyResult<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = std::thread::spawn(move || host::serve(options, stop_rx));
+    announce();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let stdin_closed = async {
             if exit_on_stdin_close {

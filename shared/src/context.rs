@@ -31,7 +31,7 @@ pub struct Config {
     pub environment: Environment,
     /// The analytics store, when `STACK_CLICKHOUSE_URL` is set.
     pub clickhouse: Option<ClickHouseConfig>,
-    /// The native companion (metrics engine), when `STACK_COMPANION_URL` is set.
+    /// The companion's secret and URL, when `STACK_COMPANION_SECRET` is set.
     pub companion: Option<CompanionConfig>,
     /// Stack's own OAuth app per shareable provider (`STACK_<PROVIDER>_CLIENT_ID`), used when a
     /// project's provider is shared.
@@ -98,6 +98,100 @@ impl std::fmt::Debug for EmailConfig {
     }
 }
 
+/// What a companion role that does not host the API reads (`companion serve` without the
+/// `api` role): the sender and the metrics engine need no server secret and no store.
+#[derive(Clone)]
+pub struct RoleConfig {
+    /// `STACK_ENVIRONMENT`, as [`Config::environment`].
+    pub environment: Environment,
+    /// `STACK_COMPANION_SECRET`: what the sender presents to the emails function, and what the
+    /// metrics engine requires of its callers.
+    pub companion_secret: Option<String>,
+    /// The analytics store, as [`Config::clickhouse`].
+    pub clickhouse: Option<ClickHouseConfig>,
+    /// `STACK_METRICS_CACHE_SECONDS`, as [`Config::metrics_cache`].
+    pub metrics_cache: std::time::Duration,
+    /// `CRON_SECRET`, as [`EmailConfig::cron_secret`].
+    pub cron_secret: Option<String>,
+    /// `STACK_SMTP_ALLOWED_HOSTS`, as [`EmailConfig::smtp_allowed_hosts`].
+    pub smtp_allowed_hosts: Vec<String>,
+}
+
+// Secrets never reach a log line.
+impl std::fmt::Debug for RoleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleConfig")
+            .field("environment", &self.environment)
+            .field("clickhouse", &self.clickhouse.as_ref().map(|c| &c.url))
+            .field("smtp_allowed_hosts", &self.smtp_allowed_hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoleConfig {
+    /// The loader of a companion role; the same variables as [`Config::load`] reads.
+    pub fn load(source: &dyn ConfigSource) -> Result<RoleConfig, ConfigError> {
+        let environment = environment(source)?;
+        Ok(RoleConfig {
+            environment,
+            companion_secret: companion_secret(source)?,
+            clickhouse: clickhouse(source),
+            metrics_cache: metrics_cache(source)?,
+            cron_secret: cron_secret(source, environment),
+            smtp_allowed_hosts: smtp_allowed_hosts(source),
+        })
+    }
+}
+
+fn environment(source: &dyn ConfigSource) -> Result<Environment, ConfigError> {
+    match source.get("STACK_ENVIRONMENT").as_deref() {
+        Some("development") => Ok(Environment::Development),
+        Some("test") => Ok(Environment::Test),
+        Some("production") | None => Ok(Environment::Production),
+        Some(other) => Err(ConfigError(format!("STACK_ENVIRONMENT {other:?} is not development, test or production"))),
+    }
+}
+
+/// `STACK_COMPANION_SECRET`, refused when shorter than 16 characters.
+fn companion_secret(source: &dyn ConfigSource) -> Result<Option<String>, ConfigError> {
+    match source.get("STACK_COMPANION_SECRET") {
+        Some(secret) if secret.len() < 16 => {
+            Err(ConfigError("STACK_COMPANION_SECRET must be 16 characters or more".into()))
+        }
+        secret => Ok(secret),
+    }
+}
+
+fn clickhouse(source: &dyn ConfigSource) -> Option<ClickHouseConfig> {
+    source.get("STACK_CLICKHOUSE_URL").map(|url| ClickHouseConfig {
+        url,
+        database: source.get("STACK_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".into()),
+        external_password: source.get("STACK_CLICKHOUSE_EXTERNAL_PASSWORD"),
+        admin_user: source.get("STACK_CLICKHOUSE_ADMIN_USER").unwrap_or_else(|| "stackframe".into()),
+        admin_password: source.get("STACK_CLICKHOUSE_ADMIN_PASSWORD"),
+    })
+}
+
+fn metrics_cache(source: &dyn ConfigSource) -> Result<std::time::Duration, ConfigError> {
+    match source.get("STACK_METRICS_CACHE_SECONDS") {
+        None => Ok(std::time::Duration::from_secs(15)),
+        Some(s) => Ok(std::time::Duration::from_secs(
+            s.parse().map_err(|e| ConfigError(format!("STACK_METRICS_CACHE_SECONDS {s:?}: {e}")))?,
+        )),
+    }
+}
+
+fn cron_secret(source: &dyn ConfigSource, environment: Environment) -> Option<String> {
+    source.get("CRON_SECRET").or_else(|| (environment != Environment::Production).then(|| "mock_cron_secret".into()))
+}
+
+fn smtp_allowed_hosts(source: &dyn ConfigSource) -> Vec<String> {
+    source
+        .get("STACK_SMTP_ALLOWED_HOSTS")
+        .map(|v| v.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 /// Where the AI endpoints (functions/mcp) send model calls and find documentation.
 #[derive(Clone, Default, PartialEq)]
 pub struct AiConfig {
@@ -131,13 +225,15 @@ pub fn shared_access_tokens_allowed(value: Option<&str>) -> bool {
     value == Some("true")
 }
 
-/// Where the native companion listens, and the secret it requires (`STACK_COMPANION_URL`,
-/// `STACK_COMPANION_SECRET`).
+/// The secret the companion and the functions share (`STACK_COMPANION_SECRET`), and where the
+/// companion listens when the functions call it (`STACK_COMPANION_URL`, the metrics engine).
 #[derive(Clone, PartialEq)]
 pub struct CompanionConfig {
-    /// The companion's base URL.
-    pub url: String,
-    /// The shared secret the companion requires.
+    /// The companion's base URL (unset: the metrics function answers 503; a sender companion
+    /// calls the functions, not the other way round).
+    pub url: Option<String>,
+    /// The shared secret: the metrics engine requires it, and so do the emails function's
+    /// sender routes.
     pub secret: String,
 }
 
@@ -225,30 +321,15 @@ impl Config {
             .unwrap_or_else(|| "http://localhost:8102".into())
             .trim_end_matches('/')
             .to_string();
-        let environment = match source.get("STACK_ENVIRONMENT").as_deref() {
-            Some("development") => Environment::Development,
-            Some("test") => Environment::Test,
-            Some("production") | None => Environment::Production,
-            Some(other) => {
-                return Err(ConfigError(format!("STACK_ENVIRONMENT {other:?} is not development, test or production")))
+        let environment = environment(source)?;
+        let clickhouse = clickhouse(source);
+        let companion = match (source.get("STACK_COMPANION_URL"), companion_secret(source)?) {
+            (url, Some(secret)) => {
+                Some(CompanionConfig { url: url.map(|u| u.trim_end_matches('/').to_string()), secret })
             }
-        };
-        let clickhouse = source.get("STACK_CLICKHOUSE_URL").map(|url| ClickHouseConfig {
-            url,
-            database: source.get("STACK_CLICKHOUSE_DATABASE").unwrap_or_else(|| "default".into()),
-            external_password: source.get("STACK_CLICKHOUSE_EXTERNAL_PASSWORD"),
-            admin_user: source.get("STACK_CLICKHOUSE_ADMIN_USER").unwrap_or_else(|| "stackframe".into()),
-            admin_password: source.get("STACK_CLICKHOUSE_ADMIN_PASSWORD"),
-        });
-        let companion = match (source.get("STACK_COMPANION_URL"), source.get("STACK_COMPANION_SECRET")) {
-            (None, _) => None,
-            (Some(url), Some(secret)) if secret.len() >= 16 => {
-                Some(CompanionConfig { url: url.trim_end_matches('/').to_string(), secret })
-            }
-            (Some(_), _) => {
-                return Err(ConfigError(
-                    "STACK_COMPANION_URL needs STACK_COMPANION_SECRET (16 characters or more)".into(),
-                ))
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError("STACK_COMPANION_URL needs STACK_COMPANION_SECRET".into()));
             }
         };
         let shared_oauth_client_ids = SHAREABLE_OAUTH_PROVIDERS
@@ -295,20 +376,10 @@ impl Config {
                 api_url: source.get("STACK_EMAILABLE_API_URL").unwrap_or_else(|| "https://api.emailable.com/v1".into()),
                 api_key,
             }),
-            cron_secret: source
-                .get("CRON_SECRET")
-                .or_else(|| (environment != Environment::Production).then(|| "mock_cron_secret".into())),
-            smtp_allowed_hosts: source
-                .get("STACK_SMTP_ALLOWED_HOSTS")
-                .map(|v| v.split(',').map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect())
-                .unwrap_or_default(),
+            cron_secret: cron_secret(source, environment),
+            smtp_allowed_hosts: smtp_allowed_hosts(source),
         };
-        let metrics_cache = match source.get("STACK_METRICS_CACHE_SECONDS") {
-            None => std::time::Duration::from_secs(15),
-            Some(s) => std::time::Duration::from_secs(
-                s.parse().map_err(|e| ConfigError(format!("STACK_METRICS_CACHE_SECONDS {s:?}: {e}")))?,
-            ),
-        };
+        let metrics_cache = metrics_cache(source)?;
         Ok(Config {
             internal_admin_key: source.get("STACK_INTERNAL_ADMIN_KEY"),
             sqlite_path: source.get("STACK_SQLITE_PATH").unwrap_or_else(|| "/data/stack-edge.sqlite".into()),

@@ -21,7 +21,7 @@ use serde_json::json;
 use shared::analytics::metrics::{
     clickhouse_time, Activity, DataPoint, Referrer, Region, Split, Window, ONLINE_WINDOW_MS,
 };
-use shared::context::{ClickHouseConfig, CompanionConfig};
+use shared::context::ClickHouseConfig;
 use shared::{Request, Response};
 
 use queries::Entity;
@@ -66,20 +66,27 @@ pub struct MetricsEngine {
 #[derive(Clone)]
 pub struct EngineSettings {
     pub store: ClickHouseConfig,
-    pub companion: CompanionConfig,
+    /// `STACK_COMPANION_SECRET`: what callers of the engine's endpoint present.
+    pub secret: String,
     pub cache: Cache,
     pub cache_for: Duration,
 }
 
+impl MetricsEngine {
+    /// Whether the analytics store answers (`SELECT 1`), for `/health`.
+    pub async fn store_answers(&self) -> bool {
+        self.client.query("SELECT 1").fetch_one::<u8>().await.is_ok()
+    }
+}
+
 impl EngineSettings {
-    /// From the process configuration; `None` when there is no analytics store or no secret.
-    pub fn from_config(config: &shared::context::Config) -> Option<EngineSettings> {
-        let cache_for = config.metrics_cache;
+    /// From a role's configuration; `None` when there is no analytics store or no secret.
+    pub fn from_config(config: &shared::context::RoleConfig) -> Option<EngineSettings> {
         Some(EngineSettings {
             store: config.clickhouse.clone()?,
-            companion: config.companion.clone()?,
+            secret: config.companion_secret.clone()?,
             cache: Cache::default(),
-            cache_for,
+            cache_for: config.metrics_cache,
         })
     }
 
@@ -245,9 +252,9 @@ fn split_series(rows: &[SplitRow], window: &Window) -> Split {
 
 /// `GET /__companion/metrics?project_id=&branch_id=&include_anonymous=&now_ms=`, for the
 /// metrics function. Requires the shared secret.
-pub async fn serve(req: &Request, engine: &MetricsEngine, companion: &CompanionConfig) -> Response {
+pub async fn serve(req: &Request, engine: &MetricsEngine, secret: &str) -> Response {
     let given = shared::http::header(req, metrics::COMPANION_SECRET_HEADER).unwrap_or_default();
-    if !shared::identity::crypto::ct_eq(given, &companion.secret) {
+    if !shared::identity::crypto::ct_eq(given, secret) {
         return shared::http::text(401, "A valid companion secret is required");
     }
     let param = |name| shared::http::query_param(req, name);

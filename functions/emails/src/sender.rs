@@ -19,23 +19,11 @@ use shared::http::error::{ApiError, ApiResult};
 use shared::http::validate::parse_body;
 use shared::http::{header, json, Request, Response};
 use shared::identity::crypto::{ct_eq, new_uuid};
-use shared::store::ports::SendFailure;
+use shared::store::ports::{SendFailure, SEND_FAILURE_CLASSES};
 use shared::Context;
 
 /// The most results one report may carry.
 const MAX_RESULTS: usize = 1_000;
-
-/// The failure classes a sender may report (the SMTP adapter's and the configuration's).
-const FAILURE_CLASSES: &[&str] = &[
-    "HOST_NOT_FOUND",
-    "AUTH_FAILED",
-    "TEMPORARY",
-    "INVALID_EMAIL_ADDRESS",
-    "REJECTED",
-    "TIMEOUT",
-    "TRANSIENT_NEGATIVE_COMPLETION_REPLY",
-    "UNKNOWN",
-];
 
 /// Refuses a caller without the companion secret.
 fn authorize(ctx: &Context, req: &Request) -> ApiResult<()> {
@@ -95,7 +83,7 @@ pub async fn report(ctx: &Context, req: &Request) -> ApiResult<Response> {
 /// A reported failure, when its class is one the function knows.
 fn failure(result: &Value) -> Option<SendFailure> {
     let class = result["error_type"].as_str()?;
-    let error_type = FAILURE_CLASSES.iter().find(|known| **known == class)?;
+    let error_type = SEND_FAILURE_CLASSES.iter().find(|known| **known == class)?;
     Some(SendFailure {
         error_type,
         retryable: result["retryable"].as_bool().unwrap_or(false),

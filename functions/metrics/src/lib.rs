@@ -70,10 +70,11 @@ async fn companion_activity(
     include_anonymous: bool,
     window: &Window,
 ) -> Result<Activity, Unavailable> {
-    let companion =
-        ctx.config.companion.as_ref().ok_or_else(|| Unavailable("STACK_COMPANION_URL is not set".into()))?;
-    let mut url =
-        url::Url::parse(&format!("{}{COMPANION_PATH}", companion.url)).map_err(|e| Unavailable(e.to_string()))?;
+    let companion = ctx.config.companion.as_ref();
+    let (companion, base) = companion
+        .and_then(|c| Some((c, c.url.as_deref()?)))
+        .ok_or_else(|| Unavailable("STACK_COMPANION_URL is not set".into()))?;
+    let mut url = url::Url::parse(&format!("{base}{COMPANION_PATH}")).map_err(|e| Unavailable(e.to_string()))?;
     url.query_pairs_mut()
         .append_pair("project_id", &tenancy.project_id)
         .append_pair("branch_id", &tenancy.branch_id)

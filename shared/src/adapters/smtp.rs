@@ -182,6 +182,18 @@ impl Mailer for SmtpMailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ports::SEND_FAILURE_CLASSES;
+
+    /// A class the emails function does not know would make a sender's whole report refused.
+    #[test]
+    fn every_failure_class_this_adapter_reports_is_a_known_one() {
+        let source = include_str!("smtp.rs");
+        let classes: Vec<&str> = source.split("failure(\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+        assert!(classes.len() >= 8, "{classes:?}");
+        for class in classes {
+            assert!(SEND_FAILURE_CLASSES.contains(&class), "{class} is not in SEND_FAILURE_CLASSES");
+        }
+    }
 
     #[test]
     fn only_public_unicast_addresses_are_public() {

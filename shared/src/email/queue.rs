@@ -1,5 +1,8 @@
 //! One pass of the email queue (§5.2): claim rows to render and render them, queue what is due,
-//! claim each tenancy's quota for this pass and send it, and end the sends that got stuck.
+//! claim each tenancy's quota for this pass, and end the sends that got stuck. A pass runs in
+//! the emails function, in its own store, when a sender claims ([`claim_sends`]); the sender
+//! sends over SMTP and reports each result ([`crate::email::record_send`]). The function's cron
+//! runs the part that needs no sender ([`prepare_outbox`]).
 //!
 //! Claims are single `UPDATE ... WHERE rowid IN (SELECT ... LIMIT n)` statements that stamp the
 //! pass's worker id, so concurrent passes never take the same row. A row is marked as sending
@@ -9,23 +12,20 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use crate::email::capacity::tenancy_capacity;
 use crate::email::notifications::{category_of, unsubscribe_code};
 use crate::email::outbox::{iso_time, Recipient};
 use crate::email::render::{render, Rendered};
-use crate::email::send::{prepare_send, send_one, tenancy_mail_server, Outcome, Prepared, TenancyServer};
+use crate::email::send::{prepare_send, tenancy_mail_server, Prepared, TenancyServer};
 use crate::email::server::{Emailable, ResendEndpoint, SharedServer};
 use crate::identity::crypto::new_uuid;
-use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SqlRow, Statement, StoreError};
+use crate::store::ports::{MailServer, OutgoingEmail, SqlRow, Statement, StoreError};
 use crate::Context;
 
 /// Rows claimed for rendering per pass.
 pub const RENDER_BATCH: i64 = 50;
-/// Emails a pass sends at the same time.
-const SEND_CONCURRENCY: usize = 8;
 /// Rendering or sending older than this is stuck.
 pub const STUCK_EMAIL_TIMEOUT_MS: i64 = 20 * 60 * 1000;
 const METADATA_KEY: &str = "EMAIL_QUEUE_METADATA_KEY";
@@ -44,55 +44,6 @@ pub struct QueueSettings {
     pub resend: ResendEndpoint,
     /// The deliverability check of emails to the shared server (`None`: no check).
     pub emailable: Option<Emailable>,
-}
-
-/// What one pass did.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct StepReport {
-    /// Rows rendered (or failed to render).
-    pub rendered: usize,
-    /// Emails the mail server accepted.
-    pub sent: usize,
-    /// Failed attempts that will be retried.
-    pub retried: usize,
-    /// Emails that failed for good.
-    pub failed: usize,
-    /// Emails skipped (no address, unsubscribed, undeliverable).
-    pub skipped: usize,
-    /// Emails stuck in sending that this pass ended.
-    pub stuck_failed: usize,
-}
-
-/// One pass of the queue (§5.2): render, queue, claim each tenancy's quota, send, and end the
-/// sends that got stuck.
-pub async fn queue_step(
-    ctx: &Context,
-    mailer: &dyn Mailer,
-    settings: &QueueSettings,
-) -> Result<StepReport, StoreError> {
-    let worker = new_uuid(ctx.random.as_ref());
-    let now = ctx.now();
-    let delta_seconds = seconds_since_last_pass(ctx, now).await?;
-    let mut report = StepReport { rendered: render_batch(ctx, &worker, now).await?, ..StepReport::default() };
-    queue_due(ctx, now).await?;
-    let claimed = claim_quotas(ctx, &worker, now, settings, delta_seconds).await?;
-    let servers = mail_servers(ctx, &claimed, settings).await?;
-    // Several sends at once: each waits on the mail server most of the time.
-    let outcomes: Vec<Result<Outcome, StoreError>> = futures_util::stream::iter(claimed.iter())
-        .map(|row| send_one(ctx, mailer, &servers, settings.emailable.as_ref(), row, &worker))
-        .buffer_unordered(SEND_CONCURRENCY)
-        .collect()
-        .await;
-    for outcome in outcomes {
-        match outcome? {
-            Outcome::Sent => report.sent += 1,
-            Outcome::Retried => report.retried += 1,
-            Outcome::Failed => report.failed += 1,
-            Outcome::Skipped => report.skipped += 1,
-        }
-    }
-    report.stuck_failed = fail_emails_stuck_in_sending(ctx).await?;
-    Ok(report)
 }
 
 /// One send a sender makes: a row its claim holds, ready to go.
@@ -120,8 +71,9 @@ impl QueueSettings {
     }
 }
 
-/// The function's side of a sender's claim: a pass's preparation (render, queue, each
-/// tenancy's quota) under `claim_id`, then each claimed row resolved. Rows skipped or failed
+/// The function's side of a sender's claim, which is one pass of the queue (§5.2) but the SMTP
+/// part: render, queue, claim each tenancy's quota under `claim_id`, resolve each claimed row,
+/// and end the sends that got stuck. Rows skipped or failed
 /// here are recorded; the rest come back as claims for the sender to send and report
 /// ([`crate::email::record_send`]). A sender that dies leaves its claims to the stuck rule.
 pub async fn claim_sends(ctx: &Context, settings: &QueueSettings, claim_id: &str) -> Result<Vec<Claim>, StoreError> {
@@ -139,6 +91,7 @@ pub async fn claim_sends(ctx: &Context, settings: &QueueSettings, claim_id: &str
             claims.push(Claim { tenancy_id: row.text("tenancy_id")?, email_id: row.text("id")?, email, server });
         }
     }
+    fail_emails_stuck_in_sending(ctx).await?;
     Ok(claims)
 }
 

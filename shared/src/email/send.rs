@@ -1,6 +1,7 @@
-//! Sends one claimed outbox row: resolves its recipients (skipping deleted or unsubscribed
-//! users), checks deliverability, hands it to the Mailer port, and records the outcome — sent,
-//! a retry with backoff, or a terminal error. Every write is guarded by
+//! One claimed outbox row, on the function's side: resolves its recipients (skipping deleted or
+//! unsubscribed users), checks deliverability and hands a sender what it sends
+//! ([`prepare_send`]); then records what the sender reported ([`record_send`]) — sent, a retry
+//! with backoff, or a terminal error. Every write is guarded by
 //! `finished_sending_at IS NULL`, so a row is finished once.
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use crate::email::notifications::{category_of, is_enabled, Category};
 use crate::email::outbox::{iso_time, Recipient};
 use crate::email::server::{mail_server, Emailable, ResendEndpoint, SharedServer};
 use crate::identity::tenancy::tenancy_by_id;
-use crate::store::ports::{MailServer, Mailer, OutgoingEmail, SendFailure, ServerKind, SqlRow, StoreError};
+use crate::store::ports::{MailServer, OutgoingEmail, SendFailure, ServerKind, SqlRow, StoreError};
 use crate::Context;
 
 /// Attempts before a retryable failure becomes terminal.
@@ -72,7 +73,7 @@ pub enum Outcome {
 #[allow(clippy::large_enum_variant)]
 pub enum Prepared {
     /// Nothing to send; the outcome is recorded.
-    Done(Outcome),
+    Done,
     /// The message and the server it goes through.
     Ready {
         /// The message as the mail server gets it.
@@ -132,15 +133,15 @@ pub async fn prepare_send(
                     ],
                 )
                 .await?;
-            return Ok(Prepared::Done(Outcome::Skipped));
+            return Ok(Prepared::Done);
         }
     };
     let server = match server {
         Some(TenancyServer::Usable(server)) => server.clone(),
         Some(TenancyServer::Unusable(problem)) => {
             let failure = SendFailure { error_type: "EMAIL_CONFIG", retryable: false, message: problem.clone() };
-            let outcome = record_failure(ctx, &tenancy_id, &id, claim_id, failure, Some(CONFIG_ERROR)).await?;
-            return Ok(Prepared::Done(outcome.unwrap_or(Outcome::Failed)));
+            record_failure(ctx, &tenancy_id, &id, claim_id, failure, Some(CONFIG_ERROR)).await?;
+            return Ok(Prepared::Done);
         }
         None => return Err(StoreError::Decode(format!("no mail server looked up for tenancy {tenancy_id}"))),
     };
@@ -154,26 +155,6 @@ pub async fn prepare_send(
         text: row.opt_text("rendered_text")?.unwrap_or_default(),
     };
     Ok(Prepared::Ready { email, server })
-}
-
-/// Resolves, sends through `mailer` and records one row this pass claimed.
-pub async fn send_one(
-    ctx: &Context,
-    mailer: &dyn Mailer,
-    servers: &HashMap<String, TenancyServer>,
-    emailable: Option<&Emailable>,
-    row: &SqlRow,
-    claim_id: &str,
-) -> Result<Outcome, StoreError> {
-    let (email, server) = match prepare_send(ctx, servers, emailable, row, claim_id).await? {
-        Prepared::Done(outcome) => return Ok(outcome),
-        Prepared::Ready { email, server } => (email, server),
-    };
-    let sent = mailer.send(&server, &email).await;
-    let (tenancy_id, id) = (row.text("tenancy_id")?, row.text("id")?);
-    // The pass still holds its claim (nothing else finishes a row in seconds), so a refused
-    // record cannot happen here; count it as failed if it ever does.
-    Ok(record_send(ctx, &tenancy_id, &id, claim_id, sent).await?.unwrap_or(Outcome::Failed))
 }
 
 /// Records what a send of a row held by `claim_id` did. `None` when the claim no longer holds

@@ -265,6 +265,22 @@ pub struct OutgoingEmail {
     pub text: String,
 }
 
+/// Every class a [`SendFailure`] may carry: the SMTP adapter's and the configuration's. The
+/// emails function refuses a sender's report of any other.
+pub const SEND_FAILURE_CLASSES: &[&str] = &[
+    "AUTH_FAILED",
+    "EMAIL_CONFIG",
+    "HOST_NOT_ALLOWED",
+    "HOST_NOT_FOUND",
+    "INVALID_EMAIL_ADDRESS",
+    "PORT_NOT_ALLOWED",
+    "REJECTED",
+    "TEMPORARY",
+    "TIMEOUT",
+    "TRANSIENT_NEGATIVE_COMPLETION_REPLY",
+    "UNKNOWN",
+];
+
 /// Why a send failed, in upstream's error classes (docs/api.md §5.2).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{error_type}: {message}")]
