@@ -23,9 +23,14 @@ pub struct Host {
     child: Option<Child>,
     /// From starting the server process to its first 200 on `/health`.
     pub startup: std::time::Duration,
+    /// `STACK_COMPANION_SECRET` of the host's functions (the email sender routes require it).
+    pub companion_secret: String,
     /// The native companion a Cloudflare host's metrics Worker talks to. Held, not used: it
     /// exits when its standard input closes, which dropping it would do.
     _companion: Option<Box<Host>>,
+    /// The sender companion of a Cloudflare host ([`Host::start_with_sender`]); a native host
+    /// sends with its own.
+    sender: Option<Box<Host>>,
 }
 
 /// The host shared by the tests of one test binary (started on first use).
@@ -90,38 +95,134 @@ impl Host {
         }
     }
 
-    /// A host that serves `/__scheduled?cron=...`. On Cloudflare that is the refresh Worker on
-    /// its own (`wrangler dev --test-scheduled` fires the first Worker's scheduled handler).
-    pub fn start_scheduled() -> Host {
+    /// A host that sends email: natively the host itself (its sender works through its own
+    /// emails function); on Cloudflare the Workers plus a sender companion
+    /// (`companion serve --role email-sender`) working through them. Either way
+    /// [`Host::sender_url`] serves the cron route that runs a pass on demand, and `env` reaches
+    /// both the functions and the sender.
+    pub fn start_with_sender(env: &[(&str, &str)]) -> Host {
         match runtime() {
-            Runtime::Native => Host::launch(Launch { test_scheduled: true, ..Launch::default() }),
-            Runtime::Cloudflare => Host::start_cloudflare(&[], &["functions/refresh/wrangler.toml"], true),
+            Runtime::Native => Host::start(env),
+            Runtime::Cloudflare => {
+                let host = Host::start(env);
+                let sender = host.start_sender(env);
+                Host { sender: Some(Box::new(sender)), ..host }
+            }
         }
     }
 
-    /// `wrangler dev --local` with `configs` (the first receives requests), local D1 migrated.
+    /// Where this host's sender serves the cron route (`/api/v1/internal/email-queue-step`).
+    pub fn sender_url(&self) -> &str {
+        self.sender.as_ref().map_or(&self.base_url, |s| &s.base_url)
+    }
+
+    /// A sender companion (`companion serve --role email-sender`) working through this host's
+    /// emails function. It polls only hourly: tests run its passes on demand through its cron
+    /// route.
+    pub fn start_sender(&self, env: &[(&str, &str)]) -> Host {
+        let mut env = env.to_vec();
+        env.push(("STACK_COMPANION_SECRET", &self.companion_secret));
+        self.start_sender_with(&env)
+    }
+
+    /// [`Host::start_sender`] with exactly `env` (a test chooses the secret it presents).
+    pub fn start_sender_with(&self, env: &[(&str, &str)]) -> Host {
+        let mut command = Command::new(companion_bin());
+        command.args(["serve", "--role", "email-sender", "--listen", "127.0.0.1:0", "--workers", "1"]).args([
+            "--poll-seconds",
+            "3600",
+            "--exit-on-stdin-close",
+            "--function-url",
+            &self.base_url,
+        ]);
+        let started = std::time::Instant::now();
+        let mut child = command
+            .env("STACK_ENVIRONMENT", "test")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start companion serve");
+        let (base_url, output) = listening_url(&mut child, "companion serve");
+        Host {
+            base_url,
+            internal_admin_key: String::new(),
+            data_dir: None,
+            output,
+            child: Some(child),
+            startup: started.elapsed(),
+            companion_secret: self.companion_secret.clone(),
+            _companion: None,
+            sender: None,
+        }
+    }
+
+    /// A host that serves `/__scheduled?cron=...`, after `prepare` ran against it. On
+    /// Cloudflare, `wrangler dev --test-scheduled` fires only the first Worker's scheduled
+    /// handler and the first Worker receives every request: `prepare` runs against every
+    /// Worker, which then stop, and `function`'s Worker alone serves on the same state.
+    pub async fn start_scheduled<T>(function: &str, prepare: impl AsyncFnOnce(&Host) -> T) -> (Host, T) {
+        match runtime() {
+            Runtime::Native => {
+                let host = Host::launch(Launch { test_scheduled: true, ..Launch::default() });
+                let prepared = prepare(&host).await;
+                (host, prepared)
+            }
+            Runtime::Cloudflare => {
+                let fresh = Fresh::new();
+                let every = Host::start_cloudflare_on(&fresh, &[], WORKER_CONFIGS, false);
+                let prepared = prepare(&every).await;
+                every.stop();
+                let config = format!("functions/{function}/wrangler.toml");
+                (Host::start_cloudflare_on(&fresh, &[], &[config.as_str()], true), prepared)
+            }
+        }
+    }
+
+    /// Ends the host and waits until it is gone.
+    pub fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+
     fn start_cloudflare(env: &[(&str, &str)], configs: &[&str], test_scheduled: bool) -> Host {
+        Host::start_cloudflare_on(&Fresh::new(), env, configs, test_scheduled)
+    }
+
+    /// `wrangler dev --local` with `configs` (the first receives requests) on `fresh`'s state
+    /// and credentials, local D1 migrated.
+    fn start_cloudflare_on(fresh: &Fresh, env: &[(&str, &str)], configs: &[&str], test_scheduled: bool) -> Host {
         let repo = repo_root();
-        let Fresh { state, secret, internal_admin_key } = Fresh::new();
+        let state = fresh.state.clone();
+        let internal_admin_key = fresh.internal_admin_key.clone();
+        let companion_secret = env
+            .iter()
+            .find(|(k, _)| *k == "STACK_COMPANION_SECRET")
+            .map_or_else(|| fresh.companion_secret.clone(), |(_, v)| (*v).to_string());
         let port = free_port();
         let mut vars = vec![
-            ("STACK_SERVER_SECRET".to_string(), secret),
+            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
             ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
             ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
             ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
+            ("STACK_COMPANION_SECRET".to_string(), companion_secret.clone()),
         ];
-        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        vars.extend(
+            env.iter().filter(|(k, _)| *k != "STACK_COMPANION_SECRET").map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         // With an analytics store, the metrics Worker needs the native companion's engine.
         let clickhouse = env.iter().find(|(k, _)| *k == "STACK_CLICKHOUSE_URL").map(|(_, v)| *v);
         let companion = match clickhouse {
             Some(url) if !env.iter().any(|(k, _)| *k == "STACK_COMPANION_URL") => {
-                let secret = format!("csk_test_{}", random_hex(20));
                 let companion = Host::launch(Launch {
-                    env: &[("STACK_CLICKHOUSE_URL", url), ("STACK_COMPANION_SECRET", &secret)],
+                    env: &[("STACK_CLICKHOUSE_URL", url), ("STACK_COMPANION_SECRET", &companion_secret)],
                     ..Launch::default()
                 });
                 vars.push(("STACK_COMPANION_URL".into(), companion.base_url.clone()));
-                vars.push(("STACK_COMPANION_SECRET".into(), secret));
                 Some(Box::new(companion))
             }
             _ => None,
@@ -163,8 +264,8 @@ impl Host {
             args.push("--test-scheduled".into());
         }
         let host =
-            Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(180));
-        Host { _companion: companion, ..host }
+            Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(300));
+        Host { _companion: companion, companion_secret, ..host }
     }
 
     /// `wasmtime serve` running a function's WASI component (`<crate>/component/<crate>.spin-wasi.wasm`,
@@ -230,7 +331,9 @@ impl Host {
             output: Arc::default(),
             child: Some(child),
             startup: Duration::ZERO,
+            companion_secret: String::new(),
             _companion: None,
+            sender: None,
         };
         host.collect_output();
         host.wait_until_healthy(limit);
@@ -289,16 +392,26 @@ impl Host {
             command.arg("--test-scheduled");
         }
         let mut internal_admin_key = None;
+        let mut companion_secret = None;
         match fresh {
             Some(fresh) => {
                 command
                     .env("STACK_SERVER_SECRET", fresh.secret)
-                    .env("STACK_INTERNAL_ADMIN_KEY", &fresh.internal_admin_key);
+                    .env("STACK_INTERNAL_ADMIN_KEY", &fresh.internal_admin_key)
+                    .env("STACK_COMPANION_SECRET", &fresh.companion_secret);
                 internal_admin_key = Some(fresh.internal_admin_key);
+                companion_secret = Some(fresh.companion_secret);
             }
             None => {
-                command.env_remove("STACK_SERVER_SECRET").env_remove("STACK_INTERNAL_ADMIN_KEY");
+                command
+                    .env_remove("STACK_SERVER_SECRET")
+                    .env_remove("STACK_INTERNAL_ADMIN_KEY")
+                    .env_remove("STACK_COMPANION_SECRET");
             }
+        }
+        // A secret the test gives wins over both.
+        if let Some((_, secret)) = launch.env.iter().find(|(k, _)| *k == "STACK_COMPANION_SECRET") {
+            companion_secret = Some((*secret).to_string());
         }
         let started = std::time::Instant::now();
         let mut child = command
@@ -311,13 +424,15 @@ impl Host {
             .spawn()
             .expect("start companion dev");
         let (base_url, output) = listening_url(&mut child, "companion dev");
-        let internal_admin_key = internal_admin_key.unwrap_or_else(|| {
+        let saved = |key: &str| {
             let creds: Value = serde_json::from_slice(
                 &std::fs::read(data_dir.join("dev-credentials.json")).expect("credentials file"),
             )
             .expect("credentials JSON");
-            creds["internal_admin_key"].as_str().expect("internal_admin_key").to_string()
-        });
+            creds[key].as_str().expect(key).to_string()
+        };
+        let internal_admin_key = internal_admin_key.unwrap_or_else(|| saved("internal_admin_key"));
+        let companion_secret = companion_secret.unwrap_or_else(|| saved("companion_secret"));
         Host {
             base_url,
             internal_admin_key,
@@ -325,7 +440,9 @@ impl Host {
             output,
             child: Some(child),
             startup: started.elapsed(),
+            companion_secret,
             _companion: None,
+            sender: None,
         }
     }
 
@@ -356,6 +473,10 @@ impl Host {
     }
     pub fn get(&self, path: &str) -> Call {
         self.request("GET", path)
+    }
+    /// A GET to this host's sender ([`Host::sender_url`]).
+    pub fn sender_get(&self, path: &str) -> Call {
+        Call::new(reqwest::Method::GET, format!("{}{}", self.sender_url(), path))
     }
     pub fn post(&self, path: &str) -> Call {
         self.request("POST", path)
@@ -554,6 +675,7 @@ pub(crate) struct Fresh {
     pub(crate) state: PathBuf,
     pub(crate) secret: String,
     pub(crate) internal_admin_key: String,
+    pub(crate) companion_secret: String,
 }
 
 impl Fresh {
@@ -566,6 +688,7 @@ impl Fresh {
             state,
             secret: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_hex(32)),
             internal_admin_key: format!("sak_test_{}", random_hex(20)),
+            companion_secret: format!("csk_test_{}", random_hex(20)),
         }
     }
 }

@@ -12,10 +12,13 @@ fn claim(token: &str, name: &str) -> String {
 
 #[tokio::test]
 async fn the_scheduled_handler_removes_expired_sessions_only() {
-    let h = Host::start_scheduled();
-    let p = h.create_project(false).await;
-    let long = h.user_with_session(&p, json!({})).await;
-    let short = h.create_session(&p, &long.user_id, json!({ "expires_in_millis": 1000 })).await;
+    let (h, (p, long, short)) = Host::start_scheduled("refresh", async |h: &Host| {
+        let p = h.create_project(false).await;
+        let long = h.user_with_session(&p, json!({})).await;
+        let short = h.create_session(&p, &long.user_id, json!({ "expires_in_millis": 1000 })).await;
+        (p, long, short)
+    })
+    .await;
     let (long_id, short_id) =
         (claim(&long.access_token, "refresh_token_id"), claim(&short.access_token, "refresh_token_id"));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

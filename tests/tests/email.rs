@@ -14,7 +14,7 @@ fn now_ms() -> i64 {
 /// milliseconds apart) always get a send quota.
 fn host_with_smtp(sink: &SmtpSink) -> Host {
     let port = sink.port.to_string();
-    Host::start(&[
+    Host::start_with_sender(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
         // Project servers here are local sinks on random ports: the operator allows them.
         ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
@@ -32,7 +32,7 @@ async fn enqueue(h: &Host, p: &Project, body: Value) -> String {
 
 async fn run_queue(h: &Host) {
     let res = h
-        .get("/api/v1/internal/email-queue-step?only_one_step=true")
+        .sender_get("/api/v1/internal/email-queue-step?only_one_step=true")
         .header("authorization", "Bearer mock_cron_secret")
         .send()
         .await;
@@ -101,10 +101,10 @@ async fn the_worker_sends_skips_and_records_failures() {
     let temporary = enqueue(&h, &p, custom(json!(["tempfail@example.com"]))).await;
 
     // The cron route's authorization.
-    let res = h.get("/api/v1/internal/email-queue-step").send().await;
+    let res = h.sender_get("/api/v1/internal/email-queue-step").send().await;
     let body = res.assert_known_error(400, "SCHEMA_ERROR");
     assert!(body["error"].as_str().unwrap().ends_with("headers.authorization must be defined"));
-    let res = h.get("/api/v1/internal/email-queue-step").header("authorization", "Bearer wrong").send().await;
+    let res = h.sender_get("/api/v1/internal/email-queue-step").header("authorization", "Bearer wrong").send().await;
     assert_eq!((res.status, res.text.as_str()), (401, "Unauthorized"));
 
     run_queue(&h).await;
@@ -292,7 +292,7 @@ async fn outbox_edits_pauses_and_cancels_only_before_sending() {
 async fn delivery_info_counts_sends_and_a_boost_raises_the_rate() {
     let sink = SmtpSink::start();
     let port = sink.port.to_string();
-    let h = Host::start(&[
+    let h = Host::start_with_sender(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
         // Project servers here are local sinks on random ports: the operator allows them.
         ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
@@ -480,7 +480,7 @@ async fn the_shared_server_checks_deliverability_first() {
     let sink = SmtpSink::start();
     let port = sink.port.to_string();
     let env = |emailable_url: &str| {
-        Host::start(&[
+        Host::start_with_sender(&[
             ("STACK_EMAIL_HOST", "127.0.0.1"),
             // Project servers here are local sinks on random ports: the operator allows them.
             ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
@@ -658,7 +658,7 @@ async fn environment_override(h: &Host, p: &Project) -> String {
 async fn each_project_sends_through_the_server_its_config_names() {
     let (shared_sink, own_sink, resend_sink) = (SmtpSink::start(), SmtpSink::start(), SmtpSink::start());
     let (shared_port, resend_port) = (shared_sink.port.to_string(), resend_sink.port.to_string());
-    let h = Host::start(&[
+    let h = Host::start_with_sender(&[
         ("STACK_EMAIL_HOST", "127.0.0.1"),
         // Project servers here are local sinks on random ports: the operator allows them.
         ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
@@ -731,7 +731,7 @@ async fn each_project_sends_through_the_server_its_config_names() {
 #[tokio::test]
 async fn project_mail_servers_on_private_addresses_or_odd_ports_are_refused() {
     let sink = SmtpSink::start();
-    let h = Host::start(&[]);
+    let h = Host::start_with_sender(&[]);
     let server = |host: &str, port: u16| {
         json!({ "isShared": false, "provider": "smtp", "host": host, "port": port, "username": "u",
                 "password": "p", "senderName": "N", "senderEmail": "n@acme.test" })
@@ -767,7 +767,7 @@ async fn project_mail_servers_on_private_addresses_or_odd_ports_are_refused() {
 /// Unknown server kinds and a managed server without its key are refused; nothing is written.
 #[tokio::test]
 async fn unusable_email_server_settings_are_refused_and_write_nothing() {
-    let h = Host::start(&[]);
+    let h = Host::start_with_sender(&[]);
     let p = h.create_project(false).await;
     let before = environment_override(&h, &p).await;
     for server in [
@@ -832,14 +832,14 @@ async fn emails_stuck_in_sending_are_failed_once_and_never_resent() {
     assert!(sink.messages().is_empty(), "nothing was resent");
 }
 
-/// Crash safety: 500 emails, two companions sharing one database running queue passes, one of
-/// them killed with SIGKILL at random points ten times and restarted; then recovery. Every
-/// email ends sent exactly once or as a terminal "delivery unknown" error; the SMTP server saw
-/// no Message-ID twice; none is lost.
+/// Crash safety: 500 emails, one emails function, two sender companions
+/// (`companion serve --role email-sender`) running passes through it, one of them killed with
+/// SIGKILL at random points ten times and restarted; then recovery. Every email ends sent
+/// exactly once or as a terminal "delivery unknown" error; the SMTP server saw no Message-ID
+/// twice; none is lost. On Cloudflare the function is the emails Worker on local D1.
 #[tokio::test]
-async fn killing_a_worker_never_duplicates_or_loses_an_email() {
+async fn killing_a_sender_never_duplicates_or_loses_an_email() {
     let sink = SmtpSink::start();
-    let dir = std::env::temp_dir().join(format!("stack-edge-tests/crash-{}-{}", std::process::id(), now_ms()));
     let port = sink.port.to_string();
     let env = [
         ("STACK_EMAIL_HOST", "127.0.0.1"),
@@ -847,19 +847,19 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
         ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
         ("STACK_EMAIL_PORT", port.as_str()),
         ("STACK_EMAIL_SENDER", "noreply@test.example"),
-        // 100 a second: passes stay small and both workers keep sending, so kills land mid-pass.
+        // 100 a second: passes stay small and both senders keep sending, so kills land mid-pass.
         ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "360000"),
     ];
-    let launch = || Host::launch(api_tests::Launch { env: &env, data_dir: Some(dir.clone()), ..Default::default() });
-    let a = launch();
-    let mut b = launch();
-    let p = a.create_project(false).await;
+    let h = Host::start(&env);
+    let a = h.start_sender(&env);
+    let mut b = h.start_sender(&env);
+    let p = h.create_project(false).await;
     // A first pass before any email exists: later passes get quotas from short intervals
-    // (the very first counts as 20 s, which would hand one worker everything).
-    run_queue(&a).await;
+    // (the very first counts as 20 s, which would hand one sender everything).
+    pass_on(&a).await;
     for i in 0..500 {
         let body = json!({ "to": { "type": "custom-emails", "emails": [format!("user{i}@example.com")] }, "tsx_source": "<p>{{ n }}</p>", "variables": { "n": i } });
-        enqueue(&a, &p, body).await;
+        enqueue(&h, &p, body).await;
     }
 
     let client = reqwest::Client::new();
@@ -880,7 +880,7 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
         seed ^= seed << 17;
         seed % max
     };
-    // Each round both companions run passes back to back until B is killed at a random point.
+    // Each round both senders run passes back to back until B is killed at a random point.
     for _ in 0..10 {
         let looping = |base: String| {
             let pass = pass.clone();
@@ -895,19 +895,19 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
         b.kill();
         on_b.abort();
         on_a.abort();
-        b = launch();
+        b = h.start_sender(&env);
     }
-    // Renders the killed worker claimed and never finished wait 20 minutes before another pass
-    // takes them again: let those minutes pass.
-    a.db_execute(
+    // A claim whose caller vanished may leave renders unfinished (a runtime may cancel the
+    // request): those wait 20 minutes before another pass takes them again. Let them pass.
+    h.db_execute(
         "UPDATE email_outbox SET started_rendering_at = started_rendering_at - 1260000 \
          WHERE started_rendering_at IS NOT NULL AND finished_rendering_at IS NULL",
         &[],
     );
-    // Let the survivors finish the queue.
+    // Let the survivor finish the queue.
     for _ in 0..2000 {
         pass(a.base_url.clone()).await;
-        let left = a.db_query(
+        let left = h.db_query(
             "SELECT count(*) FROM email_outbox WHERE finished_sending_at IS NULL AND started_sending_at IS NULL",
             &[],
         );
@@ -916,14 +916,14 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    // Recovery, as if 21 minutes had passed for the sends the killed worker left behind.
-    a.db_execute(
+    // Recovery, as if 21 minutes had passed for the sends the killed sender left behind.
+    h.db_execute(
         "UPDATE email_outbox SET started_sending_at = started_sending_at - 1260000 WHERE finished_sending_at IS NULL",
         &[],
     );
-    run_queue(&a).await;
+    pass_on(&a).await;
 
-    let rows = a.db_query(
+    let rows = h.db_query(
         "SELECT id, send_server_error_external_message IS NULL, finished_sending_at IS NOT NULL, \
          started_rendering_at, finished_rendering_at, send_retries, next_send_retry_at FROM email_outbox",
         &[],
@@ -951,7 +951,7 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
             unknown += 1;
         }
     }
-    let stuck_texts = a.db_query(
+    let stuck_texts = h.db_query(
         "SELECT count(*) FROM email_outbox WHERE send_server_error_external_message = ?",
         &[shared::email::STUCK_MESSAGE],
     );
@@ -959,14 +959,53 @@ async fn killing_a_worker_never_duplicates_or_loses_an_email() {
     eprintln!("crash test: {sent} sent, {unknown} delivery unknown, {} messages received", message_ids.len());
 }
 
+/// One pass on a sender companion, through its cron route.
+async fn pass_on(sender: &Host) {
+    let res = sender
+        .get("/api/v1/internal/email-queue-step?only_one_step=true")
+        .header("authorization", "Bearer mock_cron_secret")
+        .send()
+        .await;
+    assert_eq!((res.status, res.json()), (200, json!({ "ok": true })), "{}", res.text);
+}
+
+/// A sender companion with the wrong companion secret: every claim gets 401 (its pass fails
+/// with that answer) and nothing changes; nothing is sent.
+#[tokio::test]
+async fn a_sender_with_a_wrong_secret_is_refused_and_changes_nothing() {
+    let sink = SmtpSink::start();
+    let port = sink.port.to_string();
+    let env = [("STACK_EMAIL_HOST", "127.0.0.1"), ("STACK_EMAIL_PORT", port.as_str())];
+    let h = Host::start(&env);
+    let p = h.create_project(false).await;
+    enqueue(&h, &p, json!({ "to": { "type": "custom-emails", "emails": ["hal@example.com"] }, "tsx_source": "x" }))
+        .await;
+    let mut wrong = env.to_vec();
+    wrong.push(("STACK_COMPANION_SECRET", "csk_not_the_functions_secret_0000"));
+    let before = h.db_snapshot();
+    let sender = h.start_sender_with(&wrong);
+    let res = sender
+        .get("/api/v1/internal/email-queue-step?only_one_step=true")
+        .header("authorization", "Bearer mock_cron_secret")
+        .send()
+        .await;
+    assert_eq!(res.status, 502, "{}", res.text);
+    assert!(res.text.contains("401"), "{}", res.text);
+    assert_eq!(h.db_snapshot(), before, "a refused sender changes nothing");
+    assert!(sink.messages().is_empty());
+}
+
 /// The emails function's cron (`* * * * *`, fired on demand): with no sender running, it
 /// renders and queues what waits and ends a send stuck for 20 minutes; it sends nothing.
 #[tokio::test]
 async fn the_outbox_cron_renders_queues_and_recovers_without_a_sender() {
-    let h = Host::start_scheduled();
-    let p = h.create_project(false).await;
-    let body = json!({ "to": { "type": "custom-emails", "emails": ["erin@example.com"] }, "tsx_source": "<title>Hi</title>x" });
-    let (waiting, stuck) = (enqueue(&h, &p, body.clone()).await, enqueue(&h, &p, body).await);
+    let (h, (p, waiting, stuck)) = Host::start_scheduled("emails", async |h: &Host| {
+        let p = h.create_project(false).await;
+        let body = json!({ "to": { "type": "custom-emails", "emails": ["erin@example.com"] }, "tsx_source": "<title>Hi</title>x" });
+        let (waiting, stuck) = (enqueue(h, &p, body.clone()).await, enqueue(h, &p, body).await);
+        (p, waiting, stuck)
+    })
+    .await;
     let long_ago = now_ms() - 21 * 60_000;
     let marked = h.db_execute(
         "UPDATE email_outbox SET rendered_by_worker_id = 'w', started_rendering_at = ?1, finished_rendering_at = ?1, \
@@ -979,7 +1018,15 @@ async fn the_outbox_cron_renders_queues_and_recovers_without_a_sender() {
 
     let res = h.get("/__scheduled?cron=*+*+*+*+*").send().await;
     assert_eq!(res.status, 200, "{}", res.text);
-    let ready = read(&h, &p, &waiting).await;
+    // Scheduled work may finish after the trigger's response (wait_until): poll.
+    let mut ready = read(&h, &p, &waiting).await;
+    for _ in 0..50 {
+        if ready["status"] != "preparing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = read(&h, &p, &waiting).await;
+    }
     assert_eq!((&ready["status"], &ready["subject"]), (&json!("queued"), &json!("Hi")), "{ready}");
     let failed = read(&h, &p, &stuck).await;
     assert_eq!(failed["status"], "server-error", "{failed}");
