@@ -320,8 +320,8 @@ pub async fn dispatch(req: Request, services: &Services) -> Response {
     if path == "/health" {
         return health(services).await;
     }
-    if path == crate::sender::QUEUE_STEP_PATH {
-        return crate::sender::queue_step_route(&req, services.sender.clone()).await;
+    if let (crate::sender::QUEUE_STEP_PATH, Some(sender)) = (path, &services.sender) {
+        return crate::sender::queue_step_route(&req, sender.clone()).await;
     }
     if path == metrics::COMPANION_PATH {
         return match &services.metrics {

@@ -196,8 +196,8 @@ pub async fn sender_loop(sender: Rc<Sender>, mut shutdown: watch::Receiver<bool>
 
 /// `GET /api/v1/internal/email-queue-step[?only_one_step=true]`. The passes run as a task of
 /// their own: a caller that hangs up must not cancel a pass halfway through a send.
-pub async fn queue_step_route(req: &Request, sender: Option<Rc<Sender>>) -> Response {
-    let Some((sender, secret)) = sender.and_then(|s| s.settings.cron_secret.clone().map(|c| (s, c))) else {
+pub async fn queue_step_route(req: &Request, sender: Rc<Sender>) -> Response {
+    let Some(secret) = sender.settings.cron_secret.clone() else {
         return shared::http::text(503, "The email queue route is not configured (CRON_SECRET).");
     };
     let Some(authorization) = shared::http::header(req, "authorization") else {

@@ -80,12 +80,29 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
         )
         .into());
     }
-    let listener = host::bind(args.listen)?;
-    let addr = listener.local_addr()?;
-    let base_url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    // Every refusal comes before anything binds or opens.
+    let given_function_url = match (&args.function_url, email_sender, api, &tls) {
+        (Some(url), true, _, _) => {
+            refuse_plaintext_url(url, args.insecure_plaintext)?;
+            Some(url.trim_end_matches('/').to_string())
+        }
+        (None, true, false, _) => {
+            return Err("the email-sender role needs --function-url (the emails function's base URL)".into())
+        }
+        (None, true, true, Some(_)) => {
+            return Err("with TLS, give the sender --function-url (the API's public https URL)".into())
+        }
+        _ => None,
+    };
     let roles = RoleConfig::load(&EnvConfig)?;
     let secret =
         || roles.companion_secret.clone().ok_or("the email-sender and metrics roles need STACK_COMPANION_SECRET");
+    if email_sender || metrics_role {
+        secret()?;
+    }
+    let listener = host::bind(args.listen)?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
 
     let api = if api {
         let config = Config::load(&EnvConfig)?;
@@ -98,19 +115,9 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
         None
     };
     let sender = if email_sender {
-        let function_url = match (&args.function_url, &api, &tls) {
-            (Some(url), _, _) => url.trim_end_matches('/').to_string(),
-            (None, Some(_), None) => base_url.clone(),
-            (None, Some(_), Some(_)) => {
-                return Err("with TLS, give the sender --function-url (the API's public https URL)".into())
-            }
-            (None, None, _) => {
-                return Err("the email-sender role needs --function-url (the emails function's base URL)".into())
-            }
-        };
-        refuse_plaintext_url(&function_url, args.insecure_plaintext)?;
         Some(sender::SenderSettings {
-            function_url,
+            // Without a given URL, the sender works through this companion's own API role.
+            function_url: given_function_url.unwrap_or_else(|| base_url.clone()),
             secret: secret()?,
             cron_secret: roles.cron_secret.clone(),
             smtp_allowed_hosts: roles.smtp_allowed_hosts.clone(),
@@ -120,8 +127,10 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
         None
     };
     let metrics = if metrics_role {
-        secret()?;
-        Some(metrics::EngineSettings::from_config(&roles).ok_or("the metrics role needs STACK_CLICKHOUSE_URL")?)
+        let settings =
+            metrics::EngineSettings::from_config(&roles).ok_or("the metrics role needs STACK_CLICKHOUSE_URL")?;
+        apply_analytics_schema(&settings.store)?;
+        Some(settings)
     } else {
         None
     };
@@ -136,6 +145,22 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
     };
     // Test harnesses wait for this exact line.
     crate::run_until_stopped(options, args.exit_on_stdin_close, || println!("listening on {base_url}"))
+}
+
+/// The metrics role owns the analytics store's schema: it applies it at start (idempotent). An
+/// unreachable store is not fatal; `/health` says so.
+fn apply_analytics_schema(store: &shared::context::ClickHouseConfig) -> AnyResult<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let http = shared::adapters::native::ReqwestClient::new();
+    let applied = runtime.block_on(shared::analytics::clickhouse::apply_schema(
+        &store.admin_client(),
+        &http,
+        store.external_password.as_deref(),
+    ));
+    if let Err(e) = applied {
+        tracing::warn!(error = %e, "could not apply the analytics schema; continuing without it");
+    }
+    Ok(())
 }
 
 /// Refuses an `http` URL to a host that is not loopback: the sender's secret would cross the

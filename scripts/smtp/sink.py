@@ -2,7 +2,9 @@
 each message it receives as `<n>.eml` in a folder, for the tests to read back.
 
 Recipients whose local part starts with `tempfail` are refused with 450 (a temporary failure,
-which the worker retries); those starting with `reject` are refused with 553 (permanent).
+which the worker retries); those starting with `reject` are refused with 553 (permanent); those
+starting with `slow` are accepted after two seconds (a send in flight long enough to stop a
+sender during it).
 Clients may log in (AUTH PLAIN/LOGIN without TLS): any password works except one starting
 with `wrong` (535); the login is recorded as an `X-Auth-Login` header of each message.
 
@@ -11,6 +13,7 @@ standard input closes)
 """
 
 import argparse
+import asyncio
 import itertools
 import os
 import sys
@@ -38,6 +41,8 @@ class Sink:
             return "450 4.2.0 Mailbox temporarily unavailable"
         if local.startswith("reject"):
             return "553 5.1.3 Mailbox name not allowed"
+        if local.startswith("slow"):
+            await asyncio.sleep(2)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -122,19 +122,27 @@ impl Host {
     pub fn start_sender(&self, env: &[(&str, &str)]) -> Host {
         let mut env = env.to_vec();
         env.push(("STACK_COMPANION_SECRET", &self.companion_secret));
-        self.start_sender_with(&env)
+        self.start_sender_with(&env, 3600)
     }
 
-    /// [`Host::start_sender`] with exactly `env` (a test chooses the secret it presents).
-    pub fn start_sender_with(&self, env: &[(&str, &str)]) -> Host {
+    /// [`Host::start_sender`] with exactly `env` (a test chooses the secret it presents),
+    /// polling every `poll_seconds`.
+    pub fn start_sender_with(&self, env: &[(&str, &str)], poll_seconds: u64) -> Host {
+        let poll = poll_seconds.to_string();
+        let args =
+            ["--role", "email-sender", "--workers", "1", "--poll-seconds", &poll, "--function-url", &self.base_url];
+        let sender = Host::serve(&args, env);
+        Host { companion_secret: self.companion_secret.clone(), ..sender }
+    }
+
+    /// `companion serve <args>` on a free loopback port (unless `args` name `--listen`), with
+    /// `env` and the test environment; it stops when the test process ends.
+    pub fn serve(args: &[&str], env: &[(&str, &str)]) -> Host {
         let mut command = Command::new(companion_bin());
-        command.args(["serve", "--role", "email-sender", "--listen", "127.0.0.1:0", "--workers", "1"]).args([
-            "--poll-seconds",
-            "3600",
-            "--exit-on-stdin-close",
-            "--function-url",
-            &self.base_url,
-        ]);
+        command.arg("serve").args(args).arg("--exit-on-stdin-close");
+        if !args.contains(&"--listen") {
+            command.args(["--listen", "127.0.0.1:0"]);
+        }
         let started = std::time::Instant::now();
         let mut child = command
             .env("STACK_ENVIRONMENT", "test")
@@ -153,7 +161,7 @@ impl Host {
             output,
             child: Some(child),
             startup: started.elapsed(),
-            companion_secret: self.companion_secret.clone(),
+            companion_secret: String::new(),
             _companion: None,
             sender: None,
         }

@@ -959,6 +959,46 @@ async fn killing_a_sender_never_duplicates_or_loses_an_email() {
     eprintln!("crash test: {sent} sent, {unknown} delivery unknown, {} messages received", message_ids.len());
 }
 
+/// A sender stopped with SIGTERM while its pass is sending finishes those sends and reports
+/// them before it exits: nothing is left in sending.
+#[tokio::test]
+async fn a_stopped_sender_finishes_and_reports_its_sends_first() {
+    let sink = SmtpSink::start();
+    let port = sink.port.to_string();
+    let env = [
+        ("STACK_EMAIL_HOST", "127.0.0.1"),
+        ("STACK_EMAIL_PORT", port.as_str()),
+        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
+    ];
+    let h = Host::start(&env);
+    let p = h.create_project(false).await;
+    for n in 0..4 {
+        let to = format!("slow{n}@example.com");
+        enqueue(&h, &p, json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": "x" })).await;
+    }
+    let mut env = env.to_vec();
+    env.push(("STACK_COMPANION_SECRET", &h.companion_secret));
+    let mut sender = h.start_sender_with(&env, 1);
+    let sending =
+        "SELECT count(*) FROM email_outbox WHERE started_sending_at IS NOT NULL AND finished_sending_at IS NULL";
+    for _ in 0..100 {
+        if h.db_query(sending, &[])[0][0] == "4" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(h.db_query(sending, &[])[0][0], "4", "the sender's first pass is sending");
+    let status = sender.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(h.db_query(sending, &[])[0][0], "0", "nothing is left in sending");
+    let sent = h.db_query(
+        "SELECT count(*) FROM email_outbox WHERE finished_sending_at IS NOT NULL AND send_server_error_external_message IS NULL",
+        &[],
+    );
+    assert_eq!(sent[0][0], "4");
+    assert_eq!(sink.messages().len(), 4);
+}
+
 /// One pass on a sender companion, through its cron route.
 async fn pass_on(sender: &Host) {
     let res = sender
@@ -983,7 +1023,7 @@ async fn a_sender_with_a_wrong_secret_is_refused_and_changes_nothing() {
     let mut wrong = env.to_vec();
     wrong.push(("STACK_COMPANION_SECRET", "csk_not_the_functions_secret_0000"));
     let before = h.db_snapshot();
-    let sender = h.start_sender_with(&wrong);
+    let sender = h.start_sender_with(&wrong, 3600);
     let res = sender
         .get("/api/v1/internal/email-queue-step?only_one_step=true")
         .header("authorization", "Bearer mock_cron_secret")

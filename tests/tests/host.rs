@@ -210,3 +210,84 @@ async fn an_analytics_outage_never_fails_a_refresh_and_the_loss_is_counted() {
     // Two mints (sign-up session, refresh), two events each.
     assert_eq!(lost, 4, "both mints' events are counted as lost");
 }
+
+/// `companion serve --role metrics` over TLS (a self-signed certificate made here): it serves
+/// the metrics engine behind its secret and nothing else, and its `/health` names that one role
+/// and the engine's state. Plaintext off loopback is refused before anything binds.
+#[tokio::test]
+async fn serve_runs_only_its_roles_over_tls_and_refuses_plaintext_off_loopback() {
+    let secret = "csk_test_serve_metrics_over_tls_0001";
+    for (args, refusal) in [
+        (vec!["--role", "metrics", "--listen", "0.0.0.0:0"], "refusing plaintext HTTP on 0.0.0.0"),
+        (vec!["--role", "email-sender", "--function-url", "http://10.1.2.3:8787"], "refusing --function-url"),
+        (vec!["--role", "email-sender"], "needs --function-url"),
+    ] {
+        let out = Command::new(companion_bin())
+            .arg("serve")
+            .args(&args)
+            .env("STACK_COMPANION_SECRET", secret)
+            .env("STACK_CLICKHOUSE_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(refusal), "{args:?}: {stderr}");
+    }
+
+    let front = api_tests::ClickHouseFront::start();
+    let dir = fresh_dir("tls");
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let metrics = Host::serve(
+        &["--role", "metrics", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+        &[("STACK_COMPANION_SECRET", secret), ("STACK_CLICKHOUSE_URL", &front.url)],
+    );
+    assert!(metrics.base_url.starts_with("https://127.0.0.1:"), "{}", metrics.base_url);
+    let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(root).build().unwrap();
+    let get = |path: &str| client.get(format!("{}{path}", metrics.base_url));
+
+    let health: Value = get("/health").send().await.unwrap().json().await.unwrap();
+    assert_eq!(health, json!({ "roles": ["metrics"], "analytics_engine": "ok", "status": "ok" }));
+    let query = "/__companion/metrics?project_id=p&branch_id=main&include_anonymous=false&now_ms=1796000000000";
+    let answer = get(query).header("x-stack-companion-secret", secret).send().await.unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    assert_eq!(get(query).send().await.unwrap().status(), 401);
+    for other in ["/api/v1/users", "/api/v1/internal/email-queue-step", "/api/v1/internal/email-sender/claim"] {
+        assert_eq!(get(other).send().await.unwrap().status(), 404, "{other}");
+    }
+    let plaintext = reqwest::get(metrics.base_url.replace("https://", "http://") + "/health").await;
+    assert!(plaintext.is_err() || !plaintext.unwrap().status().is_success(), "no plaintext answer on the TLS port");
+}
+
+/// `companion serve --role all`, the single-machine shape: no demo project, every role, and a
+/// `/health` that says the store and the analytics engine answer.
+#[tokio::test]
+async fn serve_all_runs_every_role_without_a_demo_project() {
+    let front = api_tests::ClickHouseFront::start();
+    let dir = fresh_dir("serve-all");
+    let server_secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, [7u8; 32]);
+    let host = Host::serve(
+        &["--role", "all", "--data-dir", dir.to_str().unwrap()],
+        &[
+            ("STACK_SERVER_SECRET", &server_secret),
+            ("STACK_COMPANION_SECRET", "csk_test_serve_all_roles_00000001"),
+            ("STACK_CLICKHOUSE_URL", &front.url),
+        ],
+    );
+    let health = host.get("/health").send().await;
+    assert_eq!(health.status, 200);
+    let health = health.json();
+    assert_eq!(health["roles"], json!(["api", "metrics", "email-sender"]), "{health}");
+    assert_eq!(
+        (&health["store"], &health["analytics_engine"], &health["status"]),
+        (&json!("ok"), &json!("ok"), &json!("ok"))
+    );
+    assert!(!host.output().iter().any(|l| l.contains("Demo project")), "{:?}", host.output());
+    let projects = rusqlite::Connection::open(dir.join("stack-edge.sqlite"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM projects WHERE id <> 'internal'", [], |r| r.get::<_, i64>(0))
+        .unwrap();
+    assert_eq!(projects, 0, "no demo project");
+}
