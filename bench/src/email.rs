@@ -1,10 +1,14 @@
-//! `bench-email`: emails per second delivered to a local SMTP server (aiosmtpd) by the release
-//! companion's worker, with 1 and 4 concurrent queue passes; and the time of a queue pass that
-//! recovers stuck sends over an outbox of 100,000 rows (1% of them stuck).
+//! `bench-email`: emails per second delivered to a local SMTP server (aiosmtpd), on the
+//! runtime `STACK_EDGE_RUNTIME` selects (native by default; `cloudflare`: the emails Worker
+//! under `wrangler dev` on local D1). Each run enqueues 2,000 emails through the API, then runs
+//! sender passes back to back: through the host's own sender (native: 1 and 4 at once, the
+//! figure before senders were separate processes), and through 1, 2 and 4 sender companions
+//! (`companion serve --role email-sender`). Natively, also the time of a pass that recovers
+//! stuck sends over an outbox of 100,000 rows (1% of them stuck).
 
 use std::time::Instant;
 
-use api_tests::{Host, SmtpSink};
+use api_tests::{runtime, Host, Runtime, SmtpSink};
 use futures::future::join_all;
 use serde_json::json;
 
@@ -18,41 +22,85 @@ async fn run_pass(client: &reqwest::Client, base: &str) {
         .send()
         .await
         .expect("queue pass");
-    assert!(res.status().is_success());
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap_or_default());
+}
+
+/// A host with `EMAILS` emails in its outbox.
+async fn filled_host(env: &[(&str, &str)]) -> Host {
+    let host = Host::start(env);
+    let project = host.create_project(false).await;
+    for chunk in (0..EMAILS).collect::<Vec<_>>().chunks(50) {
+        join_all(chunk.iter().map(|i| {
+            let body = json!({ "to": { "type": "custom-emails", "emails": [format!("user{i}@example.com")] },
+                               "tsx_source": "<title>Hi {{ n }}</title><p>Hello {{ n }}</p>", "variables": { "n": i } });
+            let call = host.post("/api/v1/emails/outbox").server(&project).json(&body);
+            async move { assert_eq!(call.send().await.status, 201) }
+        }))
+        .await;
+    }
+    host
+}
+
+/// Passes back to back on each sender (each on its own, as a sender's loop runs them) until
+/// the sink has every email; seconds taken.
+async fn drain(sink: &SmtpSink, senders: &[String]) -> f64 {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    join_all(senders.iter().map(|sender| {
+        let client = client.clone();
+        async move {
+            while sink.messages().len() < EMAILS {
+                run_pass(&client, sender).await;
+                assert!(start.elapsed().as_secs() < 300, "the queue did not drain");
+            }
+        }
+    }))
+    .await;
+    start.elapsed().as_secs_f64()
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        println!("| concurrent passes | emails | seconds | emails/s |");
-        println!("|---|---|---|---|");
-        for passes in [1usize, 4] {
+    let runtime_name = match runtime() {
+        Runtime::Native => "native",
+        Runtime::Cloudflare => "workerd",
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    tokio.block_on(async {
+        println!("| runtime | senders | emails | seconds | emails/s |");
+        println!("|---|---|---|---|---|");
+        let row = |senders: &str, seconds: f64| {
+            println!("| {runtime_name} | {senders} | {EMAILS} | {seconds:.2} | {:.0} |", EMAILS as f64 / seconds);
+        };
+        let configured = |port: &str| {
+            vec![
+                ("STACK_EMAIL_HOST", "127.0.0.1".to_string()),
+                ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1".to_string()),
+                ("STACK_EMAIL_PORT", port.to_string()),
+                ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "100000000".to_string()),
+            ]
+        };
+        if runtime() == Runtime::Native {
+            for passes in [1usize, 4] {
+                let sink = SmtpSink::start();
+                let env = configured(&sink.port.to_string());
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let host = filled_host(&env).await;
+                let seconds = drain(&sink, &vec![host.base_url.clone(); passes]).await;
+                row(&format!("the host's own, {passes} passes at once"), seconds);
+            }
+        }
+        for count in [1usize, 2, 4] {
             let sink = SmtpSink::start();
-            let port = sink.port.to_string();
-            let host = Host::start(&[
-                ("STACK_EMAIL_HOST", "127.0.0.1"),
-                ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
-                ("STACK_EMAIL_PORT", &port),
-                ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "100000000"),
-            ]);
-            let project = host.create_project(false).await;
-            for chunk in (0..EMAILS).collect::<Vec<_>>().chunks(50) {
-                join_all(chunk.iter().map(|i| {
-                    let body = json!({ "to": { "type": "custom-emails", "emails": [format!("user{i}@example.com")] },
-                                       "tsx_source": "<title>Hi {{ n }}</title><p>Hello {{ n }}</p>", "variables": { "n": i } });
-                    let call = host.post("/api/v1/emails/outbox").server(&project).json(&body);
-                    async move { assert_eq!(call.send().await.status, 201) }
-                }))
-                .await;
-            }
-            let client = reqwest::Client::new();
-            let start = Instant::now();
-            while sink.messages().len() < EMAILS {
-                join_all((0..passes).map(|_| run_pass(&client, &host.base_url))).await;
-                assert!(start.elapsed().as_secs() < 300, "the queue did not drain");
-            }
-            let seconds = start.elapsed().as_secs_f64();
-            println!("| {passes} | {EMAILS} | {seconds:.2} | {:.0} |", EMAILS as f64 / seconds);
+            let env = configured(&sink.port.to_string());
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let host = filled_host(&env).await;
+            let senders: Vec<Host> = (0..count).map(|_| host.start_sender(&env)).collect();
+            let urls: Vec<String> = senders.iter().map(|s| s.base_url.clone()).collect();
+            let seconds = drain(&sink, &urls).await;
+            row(&format!("{count} sender companions"), seconds);
+        }
+        if runtime() != Runtime::Native {
+            return;
         }
 
         // Recovery over a large outbox: rows written straight into the database.

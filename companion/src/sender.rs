@@ -32,6 +32,9 @@ pub const QUEUE_STEP_PATH: &str = "/api/v1/internal/email-queue-step";
 const ROUTE_BUDGET: Duration = Duration::from_secs(120);
 /// Emails one sender sends at the same time (each waits on the mail server most of the time).
 const SEND_CONCURRENCY: usize = 8;
+/// Rows a sender claims at a time: a few rounds of its concurrent sends, so that senders share
+/// a backlog (one claim taking everything would leave the others idle) — docs/benchmarks.md.
+const CLAIM_ROWS: usize = 50;
 /// The most results the function takes in one report.
 const REPORT_CHUNK: usize = 1_000;
 /// Attempts at delivering a report before its rows are left to the stuck rule.
@@ -88,7 +91,9 @@ impl Sender {
 
     /// One pass: claim, send, report.
     pub async fn pass(&self) -> Result<PassReport, String> {
-        let answer = self.call("claim", &json!({})).await?;
+        let started = Instant::now();
+        let answer = self.call("claim", &json!({ "max": CLAIM_ROWS })).await?;
+        let claimed_at = started.elapsed();
         let claim_id = answer["claim_id"].as_str().ok_or("the claim answer has no claim_id")?.to_string();
         let claims: Vec<Claim> =
             serde_json::from_value(answer["claims"].clone()).map_err(|e| format!("the claim answer: {e}"))?;
@@ -98,6 +103,7 @@ impl Sender {
             .buffer_unordered(SEND_CONCURRENCY)
             .collect()
             .await;
+        let sent_at = started.elapsed();
         for chunk in results.chunks(REPORT_CHUNK) {
             let answer = self.report(&claim_id, chunk).await?;
             for result in answer["results"].as_array().into_iter().flatten() {
@@ -109,6 +115,7 @@ impl Sender {
                 }
             }
         }
+        tracing::debug!(claims = claims.len(), ?claimed_at, ?sent_at, reported_at = ?started.elapsed(), "pass timing");
         Ok(report)
     }
 

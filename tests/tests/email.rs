@@ -1101,6 +1101,15 @@ async fn a_sender_claims_and_reports_over_the_internal_routes() {
     }
     let res = h.post("/api/v1/internal/email-sender/claim").send().await;
     assert_eq!(res.status, 401);
+    for max in [json!(0), json!(1001), json!("5")] {
+        let res = h
+            .post("/api/v1/internal/email-sender/claim")
+            .header("authorization", &bearer(secret))
+            .json(&json!({ "max": max }))
+            .send()
+            .await;
+        assert_eq!(res.status, 400, "{max}: {}", res.text);
+    }
     assert_eq!(h.db_snapshot(), before, "a refused claim changes nothing");
 
     let res = h.post("/api/v1/internal/email-sender/claim").header("authorization", &bearer(secret)).send().await;

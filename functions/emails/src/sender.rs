@@ -4,7 +4,8 @@
 //! state. Both routes take `Authorization: Bearer <STACK_COMPANION_SECRET>` (compared in
 //! constant time, never logged) and fail closed without it.
 //!
-//! - `POST /api/v1/internal/email-sender/claim` → `{claim_id, claims: [{tenancy_id, email_id,
+//! - `POST /api/v1/internal/email-sender/claim` with `{max?}` (rows, 1..=1000, default 100)
+//!   → `{claim_id, claims: [{tenancy_id, email_id,
 //!   email, server}]}`: each claim carries the rendered message, its resolved recipients and the
 //!   tenancy's mail server (with its password: this route is the only way it travels).
 //! - `POST /api/v1/internal/email-sender/report` with `{claim_id, results: [{tenancy_id,
@@ -14,7 +15,9 @@
 
 use serde_json::{json, Value};
 
-use shared::email::{claim_sends, record_send, Outcome, QueueSettings};
+use shared::email::{
+    claim_sends, record_send, record_sent, Outcome, QueueSettings, DEFAULT_CLAIM_ROWS, MAX_CLAIM_ROWS,
+};
 use shared::http::error::{ApiError, ApiResult};
 use shared::http::validate::parse_body;
 use shared::http::{header, json, Request, Response};
@@ -40,8 +43,15 @@ fn authorize(ctx: &Context, req: &Request) -> ApiResult<()> {
 /// `POST /internal/email-sender/claim`.
 pub async fn claim(ctx: &Context, req: &Request) -> ApiResult<Response> {
     authorize(ctx, req)?;
+    let body = parse_body(req)?.unwrap_or(Value::Null);
+    let max_rows = match &body["max"] {
+        Value::Null => DEFAULT_CLAIM_ROWS,
+        max => max.as_i64().filter(|m| (1..=MAX_CLAIM_ROWS).contains(m)).ok_or_else(|| {
+            ApiError::status(400, format!("Invalid claim: max must be an integer from 1 to {MAX_CLAIM_ROWS}"))
+        })?,
+    };
     let claim_id = new_uuid(ctx.random.as_ref());
-    let claims = claim_sends(ctx, &QueueSettings::from_config(&ctx.config), &claim_id).await?;
+    let claims = claim_sends(ctx, &QueueSettings::from_config(&ctx.config), &claim_id, max_rows).await?;
     Ok(json(&json!({ "claim_id": claim_id, "claims": claims })))
 }
 
@@ -67,13 +77,24 @@ pub async fn report(ctx: &Context, req: &Request) -> ApiResult<Response> {
         };
         checked.push((tenancy_id, email_id, sent));
     }
+    // The accepted sends in one batch, then each failure (a failure reads its attempts first).
+    let accepted: Vec<(&str, &str)> = checked
+        .iter()
+        .filter(|(_, _, sent)| sent.is_ok())
+        .map(|(tenancy_id, email_id, _)| (*tenancy_id, *email_id))
+        .collect();
+    let mut held = record_sent(ctx, &accepted, claim_id).await?.into_iter();
     let mut statuses: Vec<Value> = Vec::with_capacity(checked.len());
     for (tenancy_id, email_id, sent) in checked {
-        let status = match record_send(ctx, tenancy_id, email_id, claim_id, sent).await? {
-            Some(Outcome::Sent) => "sent",
-            Some(Outcome::Retried) => "retried",
-            Some(Outcome::Failed | Outcome::Skipped) => "failed",
-            None => "refused",
+        let status = match sent {
+            Ok(()) if held.next() == Some(true) => "sent",
+            Ok(()) => "refused",
+            Err(failure) => match record_send(ctx, tenancy_id, email_id, claim_id, Err(failure)).await? {
+                Some(Outcome::Sent) => "sent",
+                Some(Outcome::Retried) => "retried",
+                Some(Outcome::Failed | Outcome::Skipped) => "failed",
+                None => "refused",
+            },
         };
         statuses.push(json!({ "email_id": email_id, "status": status }));
     }

@@ -19,7 +19,7 @@ pub use capacity::{
 };
 pub use outbox::{enqueue, enqueue_many, is_email, iso_time, simple_status, NewEmail, Recipient, STATUS_SQL};
 pub use queue::{
-    claim_sends, fail_emails_stuck_in_sending, prepare_outbox, Claim, PrepareReport, QueueSettings, RENDER_BATCH,
-    STUCK_EMAIL_TIMEOUT_MS, STUCK_MESSAGE,
+    claim_sends, fail_emails_stuck_in_sending, prepare_outbox, Claim, PrepareReport, QueueSettings, DEFAULT_CLAIM_ROWS,
+    MAX_CLAIM_ROWS, RENDER_BATCH, STUCK_EMAIL_TIMEOUT_MS, STUCK_MESSAGE,
 };
-pub use send::{record_send, Outcome, MAX_SEND_ATTEMPTS};
+pub use send::{record_send, record_sent, Outcome, MAX_SEND_ATTEMPTS};

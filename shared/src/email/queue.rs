@@ -24,6 +24,10 @@ use crate::identity::crypto::new_uuid;
 use crate::store::ports::{MailServer, OutgoingEmail, SqlRow, Statement, StoreError};
 use crate::Context;
 
+/// The most rows one sender's claim may hold, and how many it holds unless it asks for fewer.
+pub const MAX_CLAIM_ROWS: i64 = 1_000;
+/// The rows of a claim that does not say.
+pub const DEFAULT_CLAIM_ROWS: i64 = 100;
 /// Rows claimed for rendering per pass.
 pub const RENDER_BATCH: i64 = 50;
 /// Rendering or sending older than this is stuck.
@@ -76,12 +80,17 @@ impl QueueSettings {
 /// and end the sends that got stuck. Rows skipped or failed
 /// here are recorded; the rest come back as claims for the sender to send and report
 /// ([`crate::email::record_send`]). A sender that dies leaves its claims to the stuck rule.
-pub async fn claim_sends(ctx: &Context, settings: &QueueSettings, claim_id: &str) -> Result<Vec<Claim>, StoreError> {
+pub async fn claim_sends(
+    ctx: &Context,
+    settings: &QueueSettings,
+    claim_id: &str,
+    max_rows: i64,
+) -> Result<Vec<Claim>, StoreError> {
     let now = ctx.now();
     let delta_seconds = seconds_since_last_pass(ctx, now).await?;
     render_batch(ctx, claim_id, now).await?;
     queue_due(ctx, now).await?;
-    let claimed = claim_quotas(ctx, claim_id, now, settings, delta_seconds).await?;
+    let claimed = claim_quotas(ctx, claim_id, now, settings, delta_seconds, max_rows).await?;
     let servers = mail_servers(ctx, &claimed, settings).await?;
     let mut claims = Vec::new();
     for row in &claimed {
@@ -156,6 +165,8 @@ async fn render_batch(ctx: &Context, worker: &str, now: i64) -> Result<usize, St
             &[worker.into()],
         )
         .await?;
+    // Every save in one batch (one round trip to D1); each is guarded by this worker's claim.
+    let mut saves = Vec::with_capacity(to_render.len());
     for row in &to_render {
         let variables: Value = serde_json::from_str(&row.text("variables")?).unwrap_or(json!({}));
         let rendered = render(&row.text("tsx_source")?, &variables, row.opt_text("override_subject")?.as_deref());
@@ -187,7 +198,10 @@ async fn render_batch(ctx: &Context, worker: &str, now: i64) -> Result<usize, St
                 vec![RENDER_ERROR.into(), error.into(), now.into(), tenancy_id.into(), id.into(), worker.into()],
             ),
         };
-        ctx.store.batch(&[statement]).await?;
+        saves.push(statement);
+    }
+    if !saves.is_empty() {
+        ctx.store.batch(&saves).await?;
     }
     Ok(to_render.len())
 }
@@ -223,7 +237,9 @@ async fn claim_quotas(
     now: i64,
     settings: &QueueSettings,
     delta_seconds: f64,
+    max_rows: i64,
 ) -> Result<Vec<SqlRow>, StoreError> {
+    let mut left = max_rows;
     let tenancies = ctx
         .store
         .query(
@@ -232,13 +248,22 @@ async fn claim_quotas(
             &[],
         )
         .await?;
-    for tenancy in &tenancies {
+    // A claim may hold fewer rows than the tenancies' quotas: each claim starts at a random
+    // tenancy, so a capped claim never favours the same ones.
+    let mut start = [0u8; 4];
+    ctx.random.fill(&mut start);
+    let start = u32::from_le_bytes(start) as usize % tenancies.len().max(1);
+    for tenancy in tenancies[start..].iter().chain(&tenancies[..start]) {
+        if left <= 0 {
+            break;
+        }
         let capacity = tenancy_capacity(ctx, &tenancy.text("tenancy_id")?, settings.capacity_per_hour).await?;
-        let quota = stochastic_round(ctx, capacity.per_hour() / 3600.0 * delta_seconds);
+        let quota = stochastic_round(ctx, capacity.per_hour() / 3600.0 * delta_seconds).min(left);
         if quota <= 0 {
             continue;
         }
-        ctx.store
+        let claimed = ctx
+            .store
             .execute(
                 "UPDATE email_outbox SET started_sending_at = ?1, sending_worker_id = ?2, updated_at = ?1 \
                  WHERE rowid IN (SELECT rowid FROM email_outbox WHERE tenancy_id = ?3 AND is_queued = 1 \
@@ -248,6 +273,7 @@ async fn claim_quotas(
                 vec![now.into(), worker.into(), tenancy.text("tenancy_id")?.into(), quota.into()],
             )
             .await?;
+        left -= i64::try_from(claimed).unwrap_or(i64::MAX);
     }
     ctx.store
         .query(

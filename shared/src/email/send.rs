@@ -14,7 +14,7 @@ use crate::email::notifications::{category_of, is_enabled, Category};
 use crate::email::outbox::{iso_time, Recipient};
 use crate::email::server::{mail_server, Emailable, ResendEndpoint, SharedServer};
 use crate::identity::tenancy::tenancy_by_id;
-use crate::store::ports::{MailServer, OutgoingEmail, SendFailure, ServerKind, SqlRow, StoreError};
+use crate::store::ports::{MailServer, OutgoingEmail, SendFailure, ServerKind, SqlRow, Statement, StoreError};
 use crate::Context;
 
 /// Attempts before a retryable failure becomes terminal.
@@ -168,23 +168,32 @@ pub async fn record_send(
     sent: Result<(), SendFailure>,
 ) -> Result<Option<Outcome>, StoreError> {
     match sent {
-        Ok(()) => {
-            let now = ctx.now();
-            let changed = ctx
-                .store
-                .execute(
-                    "UPDATE email_outbox SET finished_sending_at = ?1, can_have_delivery_info = 0, \
-                     send_server_error_external_message = NULL, send_server_error_external_details = NULL, \
-                     send_server_error_internal_message = NULL, send_server_error_internal_details = NULL, \
-                     updated_at = ?1 WHERE tenancy_id = ?2 AND id = ?3 AND sending_worker_id = ?4 \
-                     AND finished_sending_at IS NULL",
-                    vec![now.into(), tenancy_id.into(), id.into(), claim_id.into()],
-                )
-                .await?;
-            Ok((changed == 1).then_some(Outcome::Sent))
-        }
+        Ok(()) => Ok(record_sent(ctx, &[(tenancy_id, id)], claim_id).await?[0].then_some(Outcome::Sent)),
         Err(failure) => record_failure(ctx, tenancy_id, id, claim_id, failure, None).await,
     }
+}
+
+/// Records the rows (`(tenancy_id, id)`) held by `claim_id` that the mail server accepted, in
+/// one batch (one round trip to D1); for each, whether the claim still held it.
+pub async fn record_sent(ctx: &Context, rows: &[(&str, &str)], claim_id: &str) -> Result<Vec<bool>, StoreError> {
+    let now = ctx.now();
+    let statements: Vec<Statement> = rows
+        .iter()
+        .map(|(tenancy_id, id)| {
+            Statement::new(
+                "UPDATE email_outbox SET finished_sending_at = ?1, can_have_delivery_info = 0, \
+                 send_server_error_external_message = NULL, send_server_error_external_details = NULL, \
+                 send_server_error_internal_message = NULL, send_server_error_internal_details = NULL, \
+                 updated_at = ?1 WHERE tenancy_id = ?2 AND id = ?3 AND sending_worker_id = ?4 \
+                 AND finished_sending_at IS NULL",
+                vec![now.into(), (*tenancy_id).into(), (*id).into(), claim_id.into()],
+            )
+        })
+        .collect();
+    if statements.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(ctx.store.batch(&statements).await?.into_iter().map(|changed| changed == 1).collect())
 }
 
 /// Records a failed attempt: a retry later when the class allows and attempts remain, else a
