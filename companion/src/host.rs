@@ -45,6 +45,8 @@ pub struct HostOptions {
     pub metrics: Option<crate::metrics::EngineSettings>,
     /// The email sender role.
     pub sender: Option<crate::sender::SenderSettings>,
+    /// The scheduler role: the crons of functions on another runtime, over HTTP.
+    pub scheduler: Option<crate::cron::RemoteFunctions>,
 }
 
 /// The API role's database and configuration.
@@ -74,8 +76,12 @@ pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::
         Some(Api { db_path, config }) => Some((SqliteWriter::open(&db_path).map_err(std::io::Error::other)?, config)),
         None => None,
     };
-    let roles =
-        Roles { api: api.is_some(), metrics: options.metrics.is_some(), email_sender: options.sender.is_some() };
+    let roles = Roles {
+        api: api.is_some(),
+        metrics: options.metrics.is_some(),
+        email_sender: options.sender.is_some(),
+        scheduler: options.scheduler.is_some(),
+    };
     let mut threads = Vec::new();
     let mut queues = Vec::new();
     for index in 0..options.workers.max(1) {
@@ -85,6 +91,7 @@ pub fn serve(options: HostOptions, shutdown: watch::Receiver<bool>) -> std::io::
             api: api.clone(),
             metrics: options.metrics.clone(),
             sender: options.sender.clone(),
+            remote_scheduler: options.scheduler.clone(),
             roles,
             tls: options.tls.clone(),
             test_scheduled: options.test_scheduled,
@@ -138,6 +145,7 @@ struct Roles {
     api: bool,
     metrics: bool,
     email_sender: bool,
+    scheduler: bool,
 }
 
 /// What one worker thread serves and runs.
@@ -145,6 +153,7 @@ struct Worker {
     api: Option<(SqliteWriter, Config)>,
     metrics: Option<crate::metrics::EngineSettings>,
     sender: Option<crate::sender::SenderSettings>,
+    remote_scheduler: Option<crate::cron::RemoteFunctions>,
     roles: Roles,
     tls: Option<tokio_rustls::TlsAcceptor>,
     test_scheduled: bool,
@@ -171,9 +180,15 @@ fn run_worker(
     local.block_on(&runtime, async move {
         let background = Rc::new(LocalBackground::new());
         let ctx = worker.api.map(|(writer, config)| native_context(&writer, config, background.clone()));
-        let scheduler = match (&ctx, worker.runs_loops) {
-            (Some(ctx), true) => {
-                Some(tokio::task::spawn_local(crate::cron::scheduler_loop(ctx.clone(), shutdown.clone())))
+        // The API role schedules its own functions; the scheduler role another runtime's.
+        let scheduler = match (&ctx, worker.remote_scheduler) {
+            (Some(ctx), _) => Some(crate::cron::Scheduler::Local(ctx.clone())),
+            (None, Some(remote)) => Some(crate::cron::Scheduler::Remote(remote)),
+            (None, None) => None,
+        };
+        let scheduler_loop = match (&scheduler, worker.runs_loops) {
+            (Some(scheduler), true) => {
+                Some(tokio::task::spawn_local(crate::cron::scheduler_loop(scheduler.clone(), shutdown.clone())))
             }
             _ => None,
         };
@@ -187,6 +202,7 @@ fn run_worker(
         };
         let services = Rc::new(Services {
             ctx,
+            scheduler,
             metrics: worker.metrics.map(|settings| (settings.engine(), settings.secret.clone())),
             sender,
             roles: worker.roles,
@@ -233,8 +249,8 @@ fn run_worker(
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
             tracing::warn!("open connections did not finish within the grace period");
         }
-        if let Some(scheduler) = scheduler {
-            let _ = scheduler.await;
+        if let Some(scheduler_loop) = scheduler_loop {
+            let _ = scheduler_loop.await;
         }
         // The sender's pass in flight finishes its sends and reports them.
         if let Some(sender_loop) = sender_loop {
@@ -253,6 +269,8 @@ pub struct Services {
     pub metrics: Option<(crate::metrics::MetricsEngine, String)>,
     /// The email sender (its cron route).
     pub sender: Option<Rc<crate::sender::Sender>>,
+    /// How `/__scheduled` fires a trigger (`--test-scheduled`).
+    scheduler: Option<crate::cron::Scheduler>,
     roles: Roles,
 }
 
@@ -295,18 +313,18 @@ async fn handle_hyper(req: hyper::Request<Incoming>, services: &Services, test_s
         Err(refused) => return refused,
     };
     let req = Request::from_parts(parts, body);
-    if let (true, "/__scheduled", Some(ctx)) = (test_scheduled, req.uri().path(), &services.ctx) {
-        return fire_scheduled(&req, ctx).await;
+    if let (true, "/__scheduled", Some(scheduler)) = (test_scheduled, req.uri().path(), &services.scheduler) {
+        return fire_scheduled(&req, scheduler).await;
     }
     dispatch(req, services).await
 }
 
 /// `/__scheduled?cron=...`: fires one cron trigger now (`dev --test-scheduled` only).
-async fn fire_scheduled(req: &Request, ctx: &Context) -> Response {
+async fn fire_scheduled(req: &Request, scheduler: &crate::cron::Scheduler) -> Response {
     let Some(cron) = shared::http::query_param(req, "cron") else {
         return shared::http::text(400, "cron is required");
     };
-    if crate::cron::run_scheduled(&cron, ctx).await {
+    if scheduler.fire(&cron).await {
         shared::http::text(200, "Ran scheduled event")
     } else {
         shared::http::text(404, &format!("No scheduled work for {cron:?}"))
@@ -338,12 +356,13 @@ pub async fn dispatch(req: Request, services: &Services) -> Response {
 /// `/health`: the roles this host runs, and whether its store and analytics engine answer
 /// (`status` is `degraded` when one does not; the answer is 200 while the process serves).
 async fn health(services: &Services) -> Response {
-    let Roles { api, metrics, email_sender } = services.roles;
-    let roles: Vec<&str> = [(api, "api"), (metrics, "metrics"), (email_sender, "email-sender")]
-        .into_iter()
-        .filter(|r| r.0)
-        .map(|r| r.1)
-        .collect();
+    let Roles { api, metrics, email_sender, scheduler } = services.roles;
+    let roles: Vec<&str> =
+        [(api, "api"), (metrics, "metrics"), (email_sender, "email-sender"), (scheduler, "scheduler")]
+            .into_iter()
+            .filter(|r| r.0)
+            .map(|r| r.1)
+            .collect();
     let mut answer = serde_json::json!({ "roles": roles });
     let mut healthy = true;
     if let Some(ctx) = &services.ctx {

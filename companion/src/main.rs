@@ -166,6 +166,7 @@ fn dev(args: DevArgs) -> AnyResult<()> {
         api: Some(host::Api { db_path, config }),
         metrics: metrics::EngineSettings::from_config(&roles),
         sender: Some(sender),
+        scheduler: None,
     };
     let announce = || {
         // Test harnesses wait for this exact line.

@@ -1,7 +1,9 @@
 //! `companion serve`: the companion for production. It runs only the roles it is given —
 //! `email-sender` (claims and sends the outbox of an emails function somewhere else),
-//! `metrics` (the ClickHouse metrics engine), `api` (every function over a SQLite file, for a
-//! self-hosted single machine) or `all` — in the production environment unless
+//! `metrics` (the ClickHouse metrics engine), `scheduler` (fires the crons of functions on a
+//! runtime without cron triggers, Spin, through their scheduled routes), `api` (every function
+//! over a SQLite file with its own scheduler, for a self-hosted single machine) or `all` (api,
+//! email-sender and metrics) — in the production environment unless
 //! `STACK_ENVIRONMENT` says otherwise, with no demo project.
 //!
 //! Every role carries a secret over the wire (the sender's companion secret, the metrics
@@ -29,8 +31,8 @@ pub struct ServeArgs {
     /// The `api` role's folder (its database is `stack-edge.sqlite` inside).
     #[arg(long, default_value = "/var/lib/stack-edge")]
     data_dir: PathBuf,
-    /// The `email-sender` role: the base URL of the emails function whose outbox it sends
-    /// (default with the `api` role: this companion's own address).
+    /// The `email-sender` and `scheduler` roles: the base URL of the functions they work
+    /// through (default for the sender with the `api` role: this companion's own address).
     #[arg(long)]
     function_url: Option<String>,
     /// The sender's wait after an empty claim, in seconds.
@@ -48,6 +50,9 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Serve `/__scheduled?cron=...`, which fires a trigger now (tests).
+    #[arg(long)]
+    test_scheduled: bool,
     /// Shut down when standard input closes.
     #[arg(long)]
     exit_on_stdin_close: bool,
@@ -61,13 +66,19 @@ enum Role {
     EmailSender,
     /// The metrics engine.
     Metrics,
-    /// All three.
+    /// Fires the crons of functions on a runtime without cron triggers (Spin).
+    Scheduler,
+    /// The API, the email sender and the metrics engine.
     All,
 }
 
 pub fn serve(args: ServeArgs) -> AnyResult<()> {
-    let has = |role| args.roles.contains(&role) || args.roles.contains(&Role::All);
+    let has = |role| args.roles.contains(&role) || (role != Role::Scheduler && args.roles.contains(&Role::All));
     let (api, email_sender, metrics_role) = (has(Role::Api), has(Role::EmailSender), has(Role::Metrics));
+    let scheduler_role = has(Role::Scheduler);
+    if scheduler_role && api {
+        return Err("the api role schedules its own functions: the scheduler role is for another runtime's".into());
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
@@ -81,13 +92,13 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
         .into());
     }
     // Every refusal comes before anything binds or opens.
-    let given_function_url = match (&args.function_url, email_sender, api, &tls) {
+    let given_function_url = match (&args.function_url, email_sender || scheduler_role, api, &tls) {
         (Some(url), true, _, _) => {
             refuse_plaintext_url(url, args.insecure_plaintext)?;
             Some(url.trim_end_matches('/').to_string())
         }
         (None, true, false, _) => {
-            return Err("the email-sender role needs --function-url (the emails function's base URL)".into())
+            return Err("the email-sender and scheduler roles need --function-url (the functions' base URL)".into())
         }
         (None, true, true, Some(_)) => {
             return Err("with TLS, give the sender --function-url (the API's public https URL)".into())
@@ -100,6 +111,13 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
     if email_sender || metrics_role {
         secret()?;
     }
+    let scheduler = if scheduler_role {
+        let cron_secret = roles.cron_secret.clone().ok_or("the scheduler role needs CRON_SECRET")?;
+        let url = given_function_url.clone().expect("checked above: the scheduler has a function URL");
+        Some(crate::cron::RemoteFunctions::new(url, cron_secret))
+    } else {
+        None
+    };
     let listener = host::bind(args.listen)?;
     let addr = listener.local_addr()?;
     let base_url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
@@ -137,11 +155,12 @@ pub fn serve(args: ServeArgs) -> AnyResult<()> {
     let options = host::HostOptions {
         listener,
         tls,
-        test_scheduled: false,
+        test_scheduled: args.test_scheduled,
         workers: args.workers.unwrap_or_else(crate::default_workers),
         api,
         metrics,
         sender,
+        scheduler,
     };
     // Test harnesses wait for this exact line.
     crate::run_until_stopped(options, args.exit_on_stdin_close, || println!("listening on {base_url}"))

@@ -123,6 +123,23 @@ mod tests {
         }
     }
 
+    /// Spin has no cron trigger: the companion's scheduler role fires each function's
+    /// scheduled route, which the manifest must send to that function alone.
+    #[test]
+    fn spin_manifest_routes_each_scheduled_route_to_its_function() {
+        let manifest: toml::Table = include_str!("../../spin.toml").parse().unwrap();
+        let triggers = manifest["trigger"]["http"].as_array().unwrap();
+        for function in FUNCTIONS {
+            let Some(path) = function.scheduled_path() else { continue };
+            let serving: Vec<&str> = triggers
+                .iter()
+                .filter(|t| spin_route_matches(t["route"].as_str().unwrap(), &path))
+                .map(|t| t["component"].as_str().unwrap())
+                .collect();
+            assert_eq!(serving, [function.name], "spin.toml routes {path}");
+        }
+    }
+
     fn toml_file(path: &str) -> toml::Table {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).parse().unwrap()

@@ -6,6 +6,12 @@
 //! just its own), builds one [`Routes`] table and matches each request once: path first (404),
 //! then method (405), then the handler.
 //!
+//! A function with crons also answers `POST /api/v1/internal/scheduled/<name>?cron=...`
+//! (`Authorization: Bearer <CRON_SECRET>`), which runs that cron's work now: the runtimes
+//! without cron triggers (Spin, `wasmtime serve`) are driven through it by the companion's
+//! scheduler role. The route comes from the function's `crons`, so adding a cron touches one
+//! place.
+//!
 //! The key decision: a function is a `const`, not a `static`. The router Worker needs only
 //! the paths, and a `const` lets it copy them out at compile time ([`Function::routes`] is plain
 //! data a `const fn` can walk), so it links no handler code. A `static` would drag every
@@ -130,6 +136,11 @@ impl Function {
         binding_of(self.name)
     }
 
+    /// The path of its scheduled route (docs/api.md §0), when it has crons.
+    pub fn scheduled_path(&self) -> Option<String> {
+        (!self.crons.is_empty()).then(|| format!("{SCHEDULED_PREFIX}{}", self.name))
+    }
+
     /// Runs the scheduled work of `cron`. False when this function has no such cron.
     pub async fn run_scheduled(&self, cron: &str, ctx: &Context) -> bool {
         match self.scheduled {
@@ -141,6 +152,9 @@ impl Function {
         }
     }
 }
+
+/// Where the functions' scheduled routes live: `<prefix><function name>`.
+pub const SCHEDULED_PREFIX: &str = "/api/v1/internal/scheduled/";
 
 /// The router Worker's service binding of the function named `name`: upper case, `_` for `-`.
 pub fn binding_of(name: &str) -> String {
@@ -178,6 +192,7 @@ pub const fn route_paths<const N: usize>(functions: &[&Function]) -> [(&'static 
 /// The route table of a set of functions: one match per request.
 pub struct Routes {
     router: matchit::Router<&'static Route>,
+    functions: Vec<&'static Function>,
 }
 
 impl Routes {
@@ -192,7 +207,7 @@ impl Routes {
                 }
             }
         }
-        Routes { router }
+        Routes { router, functions: functions.to_vec() }
     }
 
     /// Whether some route matches `path` (`/api/latest` counts as `/api/v1`).
@@ -210,6 +225,11 @@ impl Routes {
 
     async fn call(&self, req: &Request, ctx: &Context) -> ApiResult<Response> {
         let path = canonicalize(req.uri().path());
+        if let Some(name) = path.strip_prefix(SCHEDULED_PREFIX) {
+            if let Some(function) = self.functions.iter().find(|f| f.name == name && !f.crons.is_empty()) {
+                return run_scheduled_route(function, req, ctx).await;
+            }
+        }
         let Ok(matched) = self.router.at(&path) else {
             return Err(ApiError::status(404, "Not found"));
         };
@@ -218,6 +238,27 @@ impl Routes {
         };
         let params = matched.params.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         handler(&Call { ctx, req, params }).await
+    }
+}
+
+/// `POST <SCHEDULED_PREFIX><name>?cron=...`: the cron's work, now, behind `CRON_SECRET` (fails
+/// closed: 503 without one).
+async fn run_scheduled_route(function: &Function, req: &Request, ctx: &Context) -> ApiResult<Response> {
+    if req.method() != http::Method::POST {
+        return Err(ApiError::status(405, "Method not allowed"));
+    }
+    let Some(secret) = &ctx.config.email.cron_secret else {
+        return Err(ApiError::status(503, "The scheduled route is not configured (CRON_SECRET)."));
+    };
+    let given = crate::http::header(req, "authorization").unwrap_or_default();
+    if !crate::identity::crypto::ct_eq(given, &format!("Bearer {secret}")) {
+        return Err(ApiError::status(401, "Unauthorized"));
+    }
+    let cron = crate::http::query_param(req, "cron").ok_or_else(|| ApiError::status(400, "cron is required"))?;
+    if function.run_scheduled(&cron, ctx).await {
+        Ok(crate::http::json(&serde_json::json!({ "ok": true })))
+    } else {
+        Err(ApiError::status(404, format!("{} has no cron {cron:?}", function.name)))
     }
 }
 

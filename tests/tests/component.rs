@@ -32,6 +32,39 @@ async fn the_component_serves_health_and_a_real_session_flow() {
     assert_eq!(rows, vec![vec!["1".to_string()]]);
 }
 
+/// A component has no cron trigger: the companion's scheduler role (`companion serve --role
+/// scheduler`) fires its crons through its scheduled route. Fired on demand here, the refresh
+/// component's hourly cron removes the expired session and nothing else; without the cron
+/// secret the route refuses and changes nothing.
+#[tokio::test]
+async fn the_scheduler_role_fires_a_components_crons_through_its_scheduled_route() {
+    let h = Host::start_component("refresh");
+    let p = h.create_project(false).await;
+    let long = h.user_with_session(&p, json!({})).await;
+    h.create_session(&p, &long.user_id, json!({ "expires_in_millis": 1000 })).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let sessions = || h.db_query("SELECT count(*) FROM refresh_tokens WHERE user_id = ?", &[&long.user_id]);
+    assert_eq!(sessions(), vec![vec!["2".to_string()]]);
+
+    for authorization in [None, Some("Bearer not-the-cron-secret")] {
+        let mut call = h.post("/api/v1/internal/scheduled/refresh?cron=17+*+*+*+*");
+        if let Some(value) = authorization {
+            call = call.header("authorization", value);
+        }
+        assert_eq!(call.send().await.status, 401);
+    }
+    assert_eq!(sessions(), vec![vec!["2".to_string()]], "a refused trigger changes nothing");
+
+    let scheduler = Host::serve(&["--role", "scheduler", "--function-url", &h.base_url, "--test-scheduled"], &[]);
+    let health = scheduler.get("/health").send().await.json();
+    assert_eq!(health["roles"], json!(["scheduler"]), "{health}");
+    let res = scheduler.get("/__scheduled?cron=17+*+*+*+*").send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(sessions(), vec![vec!["1".to_string()]], "the expired session is gone, the other stays");
+    let res = scheduler.get("/__scheduled?cron=0+0+1+1+*").send().await;
+    assert_eq!(res.status, 404, "no function has that cron: {}", res.text);
+}
+
 #[test]
 fn the_spin_build_imports_spin_sqlite_and_variables_and_the_wasi_build_does_not() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/refresh/component");

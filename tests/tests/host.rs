@@ -220,7 +220,7 @@ async fn serve_runs_only_its_roles_over_tls_and_refuses_plaintext_off_loopback()
     for (args, refusal) in [
         (vec!["--role", "metrics", "--listen", "0.0.0.0:0"], "refusing plaintext HTTP on 0.0.0.0"),
         (vec!["--role", "email-sender", "--function-url", "http://10.1.2.3:8787"], "refusing --function-url"),
-        (vec!["--role", "email-sender"], "needs --function-url"),
+        (vec!["--role", "email-sender"], "need --function-url"),
     ] {
         let out = Command::new(companion_bin())
             .arg("serve")

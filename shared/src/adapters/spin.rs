@@ -47,6 +47,18 @@ pub const CONFIG_KEYS: &[&str] = &[
     "STACK_AI_API_KEY",
     "STACK_AI_AUTHENTICATED_API_KEY",
     "STACK_DOCS_MCP_URL",
+    "CRON_SECRET",
+    "STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR",
+    "STACK_EMAIL_HOST",
+    "STACK_EMAIL_PORT",
+    "STACK_EMAIL_USERNAME",
+    "STACK_EMAIL_PASSWORD",
+    "STACK_EMAIL_SENDER",
+    "STACK_RESEND_SMTP_HOST",
+    "STACK_RESEND_SMTP_PORT",
+    "STACK_EMAILABLE_API_KEY",
+    "STACK_EMAILABLE_API_URL",
+    "STACK_SMTP_ALLOWED_HOSTS",
 ];
 
 /// Configuration read once per request into a map (Spin variables are async to read).
