@@ -204,6 +204,28 @@ impl Host {
     /// `wrangler dev --local` with `configs` (the first receives requests) on `fresh`'s state
     /// and credentials, local D1 migrated.
     fn start_cloudflare_on(fresh: &Fresh, env: &[(&str, &str)], configs: &[&str], test_scheduled: bool) -> Host {
+        // wrangler dev sometimes exits at once with "Address already in use" for one of its
+        // internal sockets (seen right after another wrangler on the same machine stopped):
+        // a start that exits before it is healthy is tried again, on fresh ports.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Host::try_start_cloudflare_on(fresh, env, configs, test_scheduled) {
+                Ok(host) => return host,
+                Err(e) => {
+                    failures.push(e);
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+            }
+        }
+        panic!("wrangler dev did not start:\n{}", failures.join("\n---\n"))
+    }
+
+    fn try_start_cloudflare_on(
+        fresh: &Fresh,
+        env: &[(&str, &str)],
+        configs: &[&str],
+        test_scheduled: bool,
+    ) -> Result<Host, String> {
         let repo = repo_root();
         let state = fresh.state.clone();
         let internal_admin_key = fresh.internal_admin_key.clone();
@@ -272,8 +294,8 @@ impl Host {
             args.push("--test-scheduled".into());
         }
         let host =
-            Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(300));
-        Host { _companion: companion, companion_secret, ..host }
+            Host::run_until_healthy("wrangler", &args, port, internal_admin_key, state, Duration::from_secs(300))?;
+        Ok(Host { _companion: companion, companion_secret, ..host })
     }
 
     /// `wasmtime serve` running a function's WASI component (`<crate>/component/<crate>.spin-wasi.wasm`,
@@ -319,6 +341,7 @@ impl Host {
         }
         args.push(component.display().to_string());
         Host::run_until_healthy("wasmtime", &args, port, internal_admin_key, state, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `program` (until the test process ends) and waits until its `/health` answers.
@@ -329,7 +352,7 @@ impl Host {
         internal_admin_key: String,
         state: PathBuf,
         limit: Duration,
-    ) -> Host {
+    ) -> Result<Host, String> {
         let started = std::time::Instant::now();
         let child = stop_with_stdin(program, args, &repo_root());
         let mut host = Host {
@@ -344,9 +367,9 @@ impl Host {
             sender: None,
         };
         host.collect_output();
-        host.wait_until_healthy(limit);
+        host.wait_until_healthy(limit)?;
         host.startup = started.elapsed();
-        host
+        Ok(host)
     }
 
     /// Keeps reading the host's standard output (so it never blocks on a full pipe).
@@ -360,8 +383,9 @@ impl Host {
         });
     }
 
-    /// Polls `/health` until it answers 200; panics with the host's output after `limit`.
-    fn wait_until_healthy(&mut self, limit: std::time::Duration) {
+    /// Polls `/health` until it answers 200. An exit before that is an `Err` with the host's
+    /// output; no answer within `limit` panics with it.
+    fn wait_until_healthy(&mut self, limit: std::time::Duration) -> Result<(), String> {
         let deadline = std::time::Instant::now() + limit;
         let url = format!("{}/health", self.base_url);
         loop {
@@ -370,10 +394,10 @@ impl Host {
                 .output()
                 .is_ok_and(|o| o.stdout == b"200");
             if ok {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the host exited ({status}) before it was healthy:\n{}", self.output().join("\n"));
+                return Err(format!("the host exited ({status}) before it was healthy:\n{}", self.output().join("\n")));
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -787,11 +811,13 @@ pub(crate) fn listening_url(child: &mut Child, what: &str) -> (String, Arc<Mutex
 }
 
 /// Starts `program` so that it stops when our end of its standard input closes (when the test
-/// process ends): a small shell runs it, waits for end of input, then sends it SIGTERM.
+/// process ends): a small shell runs it, and a watcher sends it SIGTERM at end of input. The
+/// shell exits with the program, so an early exit shows (the watcher is then ended first).
 fn stop_with_stdin(program: &str, args: &[String], dir: &Path) -> Child {
     Command::new("sh")
         .arg("-c")
-        .arg(r#"program=$1; shift; "$program" "$@" </dev/null & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid"#)
+        // A background job's standard input is /dev/null in sh: the watcher reads ours via fd 3.
+        .arg(r#"exec 3<&0; program=$1; shift; "$program" "$@" </dev/null 3<&- & pid=$!; (cat <&3 >/dev/null; kill -TERM $pid 2>/dev/null) & watcher=$!; wait $pid; status=$?; kill $watcher 2>/dev/null; exit $status"#)
         .arg("sh")
         .arg(program)
         .args(args)
