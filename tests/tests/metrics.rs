@@ -198,3 +198,108 @@ async fn admin_only_and_a_clear_503_when_the_companion_is_down() {
     assert_eq!(res.header("retry-after"), Some("30"));
     assert!(res.text.contains("Retry shortly"), "{}", res.text);
 }
+
+/// docs/api.md §3.8 and the contract's metrics case: a regular user's browser uploads two page
+/// views, an anonymous user's one, through `POST /analytics/events/batch`; the events land in
+/// the analytics store for their project only, a repeated batch counts once, and they drive
+/// the referrers, visitors, page views, clicks and online counts, anonymous users only with
+/// `include_anonymous`.
+#[tokio::test]
+async fn page_views_uploaded_by_browsers_drive_the_metrics_of_their_project_only() {
+    let front = ClickHouseFront::start();
+    let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    let h = Host::start(&[("STACK_CLICKHOUSE_URL", &front.url)]);
+    let (p, other) = (h.create_analytics_project().await, h.create_analytics_project().await);
+    let regular = h.user_with_session(&p, json!({})).await;
+    let anonymous = h.user_with_session(&p, json!({ "is_anonymous": true })).await;
+    let now = now_ms();
+    let page_view = |referrer: &str| {
+        json!({ "event_type": "$page-view", "event_at_ms": now - 1_000,
+                "data": { "url": "https://app.example/", "path": "/", "referrer": referrer, "is_anonymous": true } })
+    };
+    let upload = |token: &str, batch_id: &str, events: Value| {
+        h.post("/api/v1/analytics/events/batch")
+            .client(&p)
+            .access_token(token)
+            .header("x-stack-allow-anonymous-user", "true")
+            .json(&json!({ "session_replay_segment_id": null, "batch_id": batch_id, "sent_at_ms": now, "events": events }))
+            .send()
+    };
+    let regular_batch = "0b7f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+    let views = json!([page_view("https://regular.example/source"), page_view("https://regular.example/source")]);
+    let res = upload(&regular.access_token, regular_batch, views.clone()).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.json(), json!({ "batch_id": regular_batch, "deduped": false, "inserted": 2 }));
+    let again = upload(&regular.access_token, regular_batch, views).await;
+    assert_eq!(again.json()["deduped"], true, "{}", again.text);
+    let res = upload(
+        &anonymous.access_token,
+        "1b7f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+        json!([page_view("https://anonymous.example/source")]),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let click = json!([{ "event_type": "$click", "event_at_ms": now - 500, "data": { "selector": "button" } }]);
+    let res = upload(&regular.access_token, "2b7f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", click).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+
+    // Refused: a server-only event type, and a project without the analytics app.
+    let forged = json!([{ "event_type": "$token-refresh", "event_at_ms": now, "data": {} }]);
+    let res = upload(&regular.access_token, "3b7f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", forged).await;
+    assert_eq!(res.status, 400, "{}", res.text);
+    let plain = h.create_project(false).await;
+    let plain_user = h.user_with_session(&plain, json!({})).await;
+    let res = h
+        .post("/api/v1/analytics/events/batch")
+        .client(&plain)
+        .access_token(&plain_user.access_token)
+        .json(&json!({ "batch_id": regular_batch, "sent_at_ms": now, "events": [page_view("x")] }))
+        .send()
+        .await;
+    res.assert_known_error(400, "ANALYTICS_NOT_ENABLED");
+
+    // Written after the response: wait for them.
+    let count = |project: &Project| {
+        let q = Query::new(
+            "SELECT count() AS c, countIf(CAST(data.is_anonymous AS UInt8) = 1) AS anon FROM analytics_internal.events \
+             WHERE project_id = {p:String} AND event_type IN ('$page-view', '$click')",
+        )
+        .param("p", project.id.as_str());
+        let ch = &ch;
+        async move {
+            let rows = ch.rows(&ReqwestClient::new(), &q).await.unwrap();
+            (
+                rows[0]["c"].as_str().unwrap_or_default().to_string(),
+                rows[0]["anon"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    for _ in 0..50 {
+        if count(&p).await.0 == "4" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&p).await, ("4".to_string(), "1".to_string()), "the user's own flag, not the client's");
+    assert_eq!(count(&other).await.0, "0", "another project sees none of them");
+
+    let today = date(now);
+    let m = h.get("/api/v1/internal/metrics").admin(&p).send().await.json();
+    let analytics = &m["analytics_overview"];
+    assert_eq!(analytics["top_referrers"], json!([{ "referrer": "https://regular.example/source", "visitors": 1 }]));
+    assert_eq!((on(&analytics["daily_page_views"], &today), on(&analytics["daily_clicks"], &today)), (2, 1));
+    assert_eq!((&analytics["visitors"], &analytics["online_live"]), (&json!(1), &json!(1)), "{analytics}");
+    let m = h.get("/api/v1/internal/metrics?include_anonymous=true").admin(&p).send().await.json();
+    let analytics = &m["analytics_overview"];
+    let mut referrers: Vec<Value> = analytics["top_referrers"].as_array().unwrap().clone();
+    referrers.sort_by_key(|r| r["referrer"].as_str().unwrap().to_string());
+    assert_eq!(
+        referrers,
+        vec![
+            json!({ "referrer": "https://anonymous.example/source", "visitors": 1 }),
+            json!({ "referrer": "https://regular.example/source", "visitors": 1 })
+        ]
+    );
+    assert_eq!((&analytics["visitors"], &analytics["online_live"]), (&json!(2), &json!(2)), "{analytics}");
+}

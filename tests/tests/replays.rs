@@ -1,4 +1,4 @@
-//! Session replays (docs/api.md §3.8): uploads and their limits, the admin endpoints with
+//! Session replays (docs/api.md §3): uploads and their limits, the admin endpoints with
 //! paging and filters, isolation between projects, and concurrent batches of one session.
 
 use api_tests::{ClickHouseFront, Host, Project, UserSession};

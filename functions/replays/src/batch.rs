@@ -25,7 +25,7 @@ pub const IDLE_TIMEOUT_MS: i64 = 3 * 60_000;
 pub const MAX_REPLAY_MS: i64 = 12 * 3_600_000;
 
 /// The client ids: UUID-shaped (version 1-8, variant 8/9/a/b, any case).
-fn is_client_uuid(s: &str) -> bool {
+pub fn is_client_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {

@@ -3,7 +3,8 @@
 //! Every access-token mint logs `$session-activity` and `$token-refresh` into
 //! `analytics_internal.events` (one insert), in the background: the response never waits for
 //! the analytics store, and an outage never fails a refresh. Lost events are logged and counted
-//! ([`lost_events`]). Upstream keeps `$session-activity` in its Postgres event table only; here
+//! ([`lost_events`]). Clients' own events (`$page-view`, `$click`) arrive through the replays
+//! function's batch route and are written the same way ([`write_in_background`]). Upstream keeps `$session-activity` in its Postgres event table only; here
 //! the analytics store is the one event store, so both are queryable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,10 +32,7 @@ pub struct MintedFor<'a> {
 /// Logs `$session-activity` and `$token-refresh` for a minted access token, when an analytics
 /// store is configured.
 pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: MintedFor<'_>, session_id: &str) {
-    let Some(store) = &ctx.config.clickhouse else { return };
-    let event_at = chrono::DateTime::from_timestamp_millis(ctx.now())
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
-        .unwrap_or_default();
+    let event_at = event_time(ctx.now());
     let row = |event_type: &str, data: serde_json::Value| {
         json!({
             "event_type": event_type,
@@ -56,12 +54,27 @@ pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: MintedFor<'_>, se
             json!({ "refresh_token_id": session_id, "is_anonymous": user.is_anonymous, "ip_info": null }),
         ),
     ];
+    write_in_background(ctx, rows.to_vec(), "a token mint's");
+}
+
+/// The time of an event as the events table takes it (UTC, milliseconds).
+pub fn event_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_default()
+}
+
+/// Writes `rows` into `analytics_internal.events` after the response (one insert), when an
+/// analytics store is configured. A failed write is logged and counted, never an error of the
+/// request. `what` names the rows in the log line.
+pub fn write_in_background(ctx: &Context, rows: Vec<serde_json::Value>, what: &'static str) {
+    let Some(store) = &ctx.config.clickhouse else { return };
     let client = store.admin_client();
     let http = ctx.http.clone();
     ctx.background.spawn(Box::pin(async move {
         if let Err(e) = client.insert(http.as_ref(), "analytics_internal.events", &rows).await {
             let lost = LOST_EVENTS.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
-            tracing::warn!(error = %e, lost, "could not write a token mint's analytics events");
+            tracing::warn!(error = %e, lost, "could not write {what} analytics events");
         }
     }));
 }

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_email_capacity.sql", include_str!("../../migrations/0006_email_capacity.sql")),
     ("0007_email_recipients.sql", include_str!("../../migrations/0007_email_recipients.sql")),
     ("0008_mcp_call_log.sql", include_str!("../../migrations/0008_mcp_call_log.sql")),
+    ("0009_analytics_event_batches.sql", include_str!("../../migrations/0009_analytics_event_batches.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
