@@ -64,17 +64,49 @@ pub fn event_time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Writes `rows` into `analytics_internal.events` after the response (one insert), when an
-/// analytics store is configured. A failed write is logged and counted, never an error of the
-/// request. `what` names the rows in the log line.
+/// Writes `rows` into `analytics_internal.events` after the response, when an analytics store
+/// is configured. A failed write is logged and counted, never an error of the request. `what`
+/// names the rows in the log line.
+///
+/// Writes are grouped: rows wait in this thread's buffer (a worker thread natively, the isolate
+/// on Workers, the instance in a component) while an insert is in flight, and the next insert
+/// takes them all. Under load a process makes a few large inserts instead of one per request
+/// (ClickHouse wants large ones: each insert is a part to merge), with no timer and no added
+/// wait when idle. The buffer's writer is the first caller's; one process has one analytics
+/// store.
 pub fn write_in_background(ctx: &Context, rows: Vec<serde_json::Value>, what: &'static str) {
     let Some(store) = &ctx.config.clickhouse else { return };
+    PENDING.with(|pending| pending.borrow_mut().extend(rows));
+    if FLUSHING.with(|flushing| flushing.replace(true)) {
+        return; // The insert in flight takes these rows next.
+    }
     let client = store.admin_client();
     let http = ctx.http.clone();
     ctx.background.spawn(Box::pin(async move {
-        if let Err(e) = client.insert(http.as_ref(), "analytics_internal.events", &rows).await {
-            let lost = LOST_EVENTS.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
-            tracing::warn!(error = %e, lost, "could not write {what} analytics events");
+        loop {
+            let rows: Vec<serde_json::Value> = PENDING.with(|pending| {
+                let mut pending = pending.borrow_mut();
+                let take = pending.len().min(MAX_INSERT_ROWS);
+                pending.drain(..take).collect()
+            });
+            if rows.is_empty() {
+                FLUSHING.with(|flushing| flushing.set(false));
+                return;
+            }
+            if let Err(e) = client.insert(http.as_ref(), "analytics_internal.events", &rows).await {
+                let lost = LOST_EVENTS.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+                tracing::warn!(error = %e, lost, rows = rows.len(), "could not write {what} analytics events");
+            }
         }
     }));
+}
+
+/// The most rows one insert carries (a backlog goes in several).
+const MAX_INSERT_ROWS: usize = 50_000;
+
+thread_local! {
+    /// Rows waiting for the insert in flight to finish.
+    static PENDING: std::cell::RefCell<Vec<serde_json::Value>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether an insert loop runs on this thread.
+    static FLUSHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
