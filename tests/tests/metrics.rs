@@ -303,3 +303,98 @@ async fn page_views_uploaded_by_browsers_drive_the_metrics_of_their_project_only
     );
     assert_eq!((&analytics["visitors"], &analytics["online_live"]), (&json!(2), &json!(2)), "{analytics}");
 }
+
+/// docs/api.md §7.3: the email and replay fields come from the function's own store — per
+/// simple status (keys only for those that occur), per day, the newest emails with their
+/// detailed status and subject, sent emails; replays in all, in the window, and their mean
+/// length.
+#[tokio::test]
+async fn email_and_replay_fields_count_the_projects_own_outbox_and_replays() {
+    let front = ClickHouseFront::start();
+    let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    let sink = api_tests::SmtpSink::start();
+    let port = sink.port.to_string();
+    let h = Host::start_with_sender(&[
+        ("STACK_CLICKHOUSE_URL", &front.url),
+        ("STACK_EMAIL_HOST", "127.0.0.1"),
+        ("STACK_EMAIL_PORT", &port),
+        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
+    ]);
+    let (p, other) = (h.create_analytics_project().await, h.create_analytics_project().await);
+    let enqueue = |project: &Project, to: &str, source: &str| {
+        let body = json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": source });
+        let call = h.post("/api/v1/emails/outbox").server(project).json(&body);
+        async move {
+            let res = call.send().await;
+            assert_eq!(res.status, 201, "{}", res.text);
+            res.json()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let sent = enqueue(&p, "ok@example.com", "<title>Welcome</title>Hi").await;
+    let failed = enqueue(&p, "reject-me@example.com", "<title>Nope</title>x").await;
+    let res = h
+        .sender_get("/api/v1/internal/email-queue-step?only_one_step=true")
+        .header("authorization", "Bearer mock_cron_secret")
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let waiting = enqueue(&p, "later@example.com", "no title").await;
+    enqueue(&other, "elsewhere@example.com", "x").await;
+
+    // One replay: two batches 4.5 s apart in event time.
+    let user = h.user_with_session(&p, json!({})).await;
+    let now = now_ms();
+    for (batch, at) in
+        [("4a2b3c4d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", now - 5_000), ("5a2b3c4d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", now - 500)]
+    {
+        let body = json!({ "browser_session_id": "6a2b3c4d-1e2f-4a3b-8c4d-5e6f7a8b9c0d",
+                           "session_replay_segment_id": "7a2b3c4d-1e2f-4a3b-8c4d-5e6f7a8b9c0d", "batch_id": batch,
+                           "started_at_ms": now - 5_000, "sent_at_ms": now, "events": [{ "type": 3, "timestamp": at }] });
+        let res = h
+            .post("/api/v1/session-replays/batch")
+            .client(&p)
+            .access_token(&user.access_token)
+            .json(&body)
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+    }
+
+    let m = h.get("/api/v1/internal/metrics").admin(&p).send().await.json();
+    let emails = &m["email_overview"];
+    assert_eq!(emails["emails_by_status"], json!({ "ok": 1, "error": 1, "in-progress": 1 }), "{emails}");
+    assert_eq!((&emails["total_emails"], &emails["emails_sent"]), (&json!(3), &json!(2)));
+    let today = date(now);
+    assert_eq!(on(&emails["daily_emails"], &today), 3);
+    let by_status = emails["daily_emails_by_status"].as_array().unwrap();
+    assert_eq!(by_status.len(), 31);
+    assert_eq!(by_status.last().unwrap(), &json!({ "date": today, "ok": 1, "error": 1, "in_progress": 1 }));
+    let recent: Vec<(String, String, String)> = emails["recent_emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().into(),
+                e["status"].as_str().unwrap().into(),
+                e["subject"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(recent.len(), 3, "{recent:?}");
+    for (id, status, subject) in
+        [(&sent, "SENT", "Welcome"), (&failed, "SERVER_ERROR", "Nope"), (&waiting, "PREPARING", "(no subject)")]
+    {
+        assert!(recent.contains(&(id.clone(), status.to_string(), subject.to_string())), "{id} {status}: {recent:?}");
+    }
+    assert_eq!(emails["deliverability_status"], json!({ "delivered": 0, "bounced": 0, "error": 1, "in_progress": 1 }));
+
+    let analytics = &m["analytics_overview"];
+    assert_eq!((&analytics["total_replays"], &analytics["recent_replays"]), (&json!(1), &json!(1)));
+    assert_eq!(analytics["avg_session_seconds"], json!(4.5));
+
+    let m = h.get("/api/v1/internal/metrics").admin(&other).send().await.json();
+    assert_eq!(m["email_overview"]["emails_by_status"], json!({ "in-progress": 1 }), "the other project's own");
+    assert_eq!(m["analytics_overview"]["total_replays"], 0);
+}
