@@ -92,10 +92,10 @@ impl DevData {
         ]))
     }
 
-    /// The demo project, created (and its keys saved) on first start.
-    pub async fn demo_project(&self, ctx: &Context) -> Result<CreatedProject, Box<dyn std::error::Error>> {
+    /// The demo project, created (and its keys saved) on first start; whether it is new.
+    pub async fn demo_project(&self, ctx: &Context) -> Result<(CreatedProject, bool), Box<dyn std::error::Error>> {
         if let Some(demo) = self.credentials.get("demo_project") {
-            return Ok(serde_json::from_value(demo.clone())?);
+            return Ok((serde_json::from_value(demo.clone())?, false));
         }
         let created = create_project(
             ctx,
@@ -109,7 +109,7 @@ impl DevData {
         let mut credentials = self.credentials.clone();
         credentials["demo_project"] = serde_json::to_value(&created)?;
         write_private(&self.dir.join(CREDENTIALS), &credentials)?;
-        Ok(created)
+        Ok((created, true))
     }
 }
 
@@ -124,9 +124,10 @@ fn write_private(path: &Path, value: &Value) -> std::io::Result<()> {
 /// What a developer sees on start: a curl line that works when pasted.
 pub fn print_instructions(base_url: &str, demo: &CreatedProject, data_dir: &Path) {
     println!(
-        "\nDemo project {id} (development keys in {creds}).\nCreate a user:\n\n  curl -s -X POST {base_url}/api/v1/users \\\n    -H 'x-stack-access-type: server' -H 'x-stack-project-id: {id}' \\\n    -H 'x-stack-secret-server-key: {key}' \\\n    -H 'content-type: application/json' -d '{{\"display_name\":\"Ada\"}}'\n\nJWKS: {base_url}/api/v1/projects/{id}/.well-known/jwks.json\n",
+        "\nDemo project {id} (development keys in {creds}).\nCreate a user:\n\n  curl -s -X POST {base_url}/api/v1/users \\\n    -H 'x-stack-access-type: server' -H 'x-stack-project-id: {id}' \\\n    -H 'x-stack-secret-server-key: {key}' \\\n    -H 'content-type: application/json' -d '{{\"display_name\":\"Ada\"}}'\n\nJWKS: {base_url}/api/v1/projects/{id}/.well-known/jwks.json\n\nThe dashboard's numbers, and the analytics events behind them:\n\n  curl -s {base_url}/api/v1/internal/metrics -H 'x-stack-access-type: admin' \\\n    -H 'x-stack-project-id: {id}' -H 'x-stack-super-secret-admin-key: {admin}'\n  curl -s -X POST {base_url}/api/v1/internal/analytics/query -H 'x-stack-access-type: admin' \\\n    -H 'x-stack-project-id: {id}' -H 'x-stack-super-secret-admin-key: {admin}' \\\n    -H 'content-type: application/json' -d '{{\"query\":\"SELECT event_type, count() FROM events GROUP BY event_type\"}}'\n",
         id = demo.project_id,
         key = demo.keys.secret_server_key,
+        admin = demo.keys.super_secret_admin_key,
         creds = data_dir.join(CREDENTIALS).display(),
     );
 }

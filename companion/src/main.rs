@@ -13,6 +13,7 @@
 //! scheduler, and the email sender working through its own emails function.
 
 mod cron;
+mod demo;
 mod devdata;
 mod host;
 mod metrics;
@@ -171,8 +172,11 @@ fn dev(args: DevArgs) -> AnyResult<()> {
     let announce = || {
         // Test harnesses wait for this exact line.
         println!("listening on {base_url}");
-        if let Some(demo) = &demo {
-            devdata::print_instructions(&base_url, demo, &data_dir);
+        if let Some((demo, new)) = demo {
+            devdata::print_instructions(&base_url, &demo, &data_dir);
+            if new {
+                demo::spawn(base_url.clone(), demo);
+            }
         }
     };
     run_until_stopped(options, exit_on_stdin_close, announce)

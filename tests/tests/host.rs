@@ -22,40 +22,93 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// The lines of the curl command the host printed, joined as a shell would read them.
-fn printed_curl(output: &[String]) -> String {
-    let start = output.iter().position(|l| l.trim_start().starts_with("curl ")).expect("a curl line is printed");
-    let mut command = String::new();
-    for line in &output[start..] {
-        let line = line.trim();
-        if let Some(part) = line.strip_suffix('\\') {
-            command.push_str(part);
-        } else {
-            command.push_str(line);
-            break;
+/// The curl commands the host printed, each joined as a shell would read it.
+fn printed_curls(output: &[String]) -> Vec<String> {
+    let mut commands = Vec::new();
+    let mut lines = output.iter().map(|l| l.trim());
+    while let Some(line) = lines.next() {
+        if !line.starts_with("curl ") {
+            continue;
         }
+        let mut command = String::new();
+        let mut line = line;
+        loop {
+            let Some(part) = line.strip_suffix('\\') else {
+                command.push_str(line);
+                break;
+            };
+            command.push_str(part);
+            line = lines.next().unwrap_or_default();
+        }
+        commands.push(command);
     }
-    command
+    commands
 }
 
-#[tokio::test]
-async fn the_printed_curl_line_works_when_pasted() {
-    let host = Host::launch(Launch { demo: true, data_dir: Some(fresh_dir("demo")), ..Launch::default() });
-    // The instructions follow the listening line; give the reader thread a moment to collect them.
+/// The host's output once its instructions are printed (the reader thread collects them).
+async fn instructions(host: &Host) -> Vec<String> {
     let mut output = host.output();
     for _ in 0..100 {
-        if output.iter().any(|l| l.contains("JWKS:")) {
+        if output.iter().any(|l| l.contains("analytics/query")) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         output = host.output();
     }
-    let curl = printed_curl(&output);
-    let out = Command::new("sh").arg("-c").arg(&curl).output().expect("run curl");
+    output
+}
+
+fn run_curl(curl: &str) -> Value {
+    let out = Command::new("sh").arg("-c").arg(curl).output().expect("run curl");
     assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    let user: Value = serde_json::from_slice(&out.stdout).expect("curl printed the created user");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[tokio::test]
+async fn the_printed_curl_line_works_when_pasted() {
+    let host = Host::launch(Launch { demo: true, data_dir: Some(fresh_dir("demo")), ..Launch::default() });
+    let curls = printed_curls(&instructions(&host).await);
+    let user = run_curl(&curls[0]);
     assert_eq!(user["display_name"], "Ada");
     assert!(user["id"].is_string());
+}
+
+/// On first start the demo project gets a little traffic through the API (three users with
+/// sessions, their browsers' page views and a click, an email), so the two printed curl lines
+/// for the metrics and the analytics events answer with real numbers.
+#[tokio::test]
+async fn the_demo_project_starts_with_traffic_the_printed_curls_show() {
+    let front = api_tests::ClickHouseFront::start();
+    let host = Host::launch(Launch {
+        demo: true,
+        data_dir: Some(fresh_dir("demo-traffic")),
+        env: &[("STACK_CLICKHOUSE_URL", &front.url), ("STACK_METRICS_CACHE_SECONDS", "0")],
+        ..Launch::default()
+    });
+    let curls = printed_curls(&instructions(&host).await);
+    assert_eq!(curls.len(), 3, "{curls:?}");
+    let mut metrics = run_curl(&curls[1]);
+    for _ in 0..100 {
+        let page_views: i64 = metrics["analytics_overview"]["daily_page_views"]
+            .as_array()
+            .map_or(0, |d| d.iter().map(|p| p["activity"].as_i64().unwrap_or(0)).sum());
+        if metrics["total_users"] == 3 && page_views == 3 && metrics["email_overview"]["total_emails"] == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        metrics = run_curl(&curls[1]);
+    }
+    assert_eq!(metrics["total_users"], 3, "{metrics}");
+    assert_eq!(metrics["email_overview"]["total_emails"], 1, "{metrics}");
+    assert_eq!(metrics["analytics_overview"]["visitors"], 3, "{metrics}");
+    let events = run_curl(&curls[2]);
+    let rows = events["result"].as_array().expect("rows");
+    let count = |event_type: &str| {
+        rows.iter()
+            .find(|r| r["event_type"] == event_type)
+            .and_then(|r| r["count()"].as_str().or(r["count()"].as_u64().map(|_| "")).map(str::to_string))
+    };
+    assert!(count("$page-view").is_some() && count("$click").is_some(), "{events}");
 }
 
 #[tokio::test]
