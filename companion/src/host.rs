@@ -312,7 +312,12 @@ async fn handle_hyper(req: hyper::Request<Incoming>, services: &Services, test_s
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let req = Request::from_parts(parts, body);
+    let mut req = Request::from_parts(parts, body);
+    // The end user's location, from a proxy's headers only when the operator trusts it.
+    let trusted = services.ctx.as_ref().and_then(|ctx| ctx.config.trusted_proxy);
+    if let Some(location) = trusted.and_then(|proxy| shared::http::location::from_proxy_headers(req.headers(), proxy)) {
+        req.extensions_mut().insert(location);
+    }
     if let (true, "/__scheduled", Some(scheduler)) = (test_scheduled, req.uri().path(), &services.scheduler) {
         return fire_scheduled(&req, scheduler).await;
     }

@@ -50,6 +50,9 @@ pub struct Config {
     /// `STACK_INTERNAL_ADMIN_KEY`: when set, the `internal` project is made to accept it as its
     /// admin key at start-up (the native host; once per isolate or component instance).
     pub internal_admin_key: Option<String>,
+    /// `STACK_TRUSTED_PROXY` (`cloudflare` or `x-forwarded-for`): whose headers the native host
+    /// believes for the end user's address and location; unset, it believes none.
+    pub trusted_proxy: Option<crate::http::location::TrustedProxy>,
     /// `STACK_SQLITE_PATH` (default `/data/stack-edge.sqlite`): the database file of the WASI
     /// component that keeps SQLite inside (`spin-wasi`); other runtimes name their store
     /// themselves.
@@ -380,7 +383,16 @@ impl Config {
             smtp_allowed_hosts: smtp_allowed_hosts(source),
         };
         let metrics_cache = metrics_cache(source)?;
+        let trusted_proxy = match source.get("STACK_TRUSTED_PROXY").as_deref() {
+            None => None,
+            Some("cloudflare") => Some(crate::http::location::TrustedProxy::Cloudflare),
+            Some("x-forwarded-for") => Some(crate::http::location::TrustedProxy::XForwardedFor),
+            Some(other) => {
+                return Err(ConfigError(format!("STACK_TRUSTED_PROXY {other:?} is not cloudflare or x-forwarded-for")))
+            }
+        };
         Ok(Config {
+            trusted_proxy,
             internal_admin_key: source.get("STACK_INTERNAL_ADMIN_KEY"),
             sqlite_path: source.get("STACK_SQLITE_PATH").unwrap_or_else(|| "/data/stack-edge.sqlite".into()),
             email,

@@ -398,3 +398,85 @@ async fn email_and_replay_fields_count_the_projects_own_outbox_and_replays() {
     assert_eq!(m["email_overview"]["emails_by_status"], json!({ "in-progress": 1 }), "the other project's own");
     assert_eq!(m["analytics_overview"]["total_replays"], 0);
 }
+
+/// The end user's location comes from the runtime, never from the client: on workerd from the
+/// request's `cf` facts (local workerd sets them from its `MF-CF-Blob` header, standing in for
+/// Cloudflare's edge), natively from a proxy's headers only when `STACK_TRUSTED_PROXY` names
+/// it. A refresh carries it into `$token-refresh`'s `ip_info`, and so into users by country
+/// and the top region; a client's own `X-Forwarded-For` or `CF-IPCountry` changes nothing.
+#[tokio::test]
+async fn users_by_country_come_from_the_runtimes_location_not_the_clients_headers() {
+    let front = ClickHouseFront::start();
+    let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+    shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
+    let native = api_tests::runtime() == api_tests::Runtime::Native;
+    let trusting = [("STACK_CLICKHOUSE_URL", front.url.as_str()), ("STACK_TRUSTED_PROXY", "cloudflare")];
+    let h = Host::start(if native { &trusting } else { &trusting[..1] });
+    let p = h.create_project(false).await;
+    let located = h.user_with_session(&p, json!({})).await;
+    let forged = h.user_with_session(&p, json!({})).await;
+    let refresh = |session: &api_tests::UserSession| {
+        h.post("/api/v1/auth/sessions/current/refresh").client(&p).refresh_token(&session.refresh_token)
+    };
+    let res = if native {
+        refresh(&located)
+            .header("cf-connecting-ip", "203.0.113.7")
+            .header("cf-ipcountry", "CH")
+            .header("cf-region-code", "ZH")
+    } else {
+        let cf =
+            json!({ "country": "CH", "regionCode": "ZH", "city": "Zurich", "latitude": "47.37", "longitude": "8.54" });
+        refresh(&located).header("mf-cf-blob", &cf.to_string())
+    }
+    .send()
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+
+    // The client's own claims, where nothing vouches for them: a host that names no proxy, and
+    // on workerd any request (Cloudflare's edge replaces such headers; a named proxy must too).
+    let untrusting = Host::start(&[("STACK_CLICKHOUSE_URL", front.url.as_str())]);
+    let q = untrusting.create_project(false).await;
+    let user = untrusting.user_with_session(&q, json!({})).await;
+    let mut claims = vec![(&untrusting, &q, &user)];
+    if !native {
+        claims.push((&h, &p, &forged));
+    }
+    for host_project in claims {
+        let (host, project, session) = host_project;
+        let res = host
+            .post("/api/v1/auth/sessions/current/refresh")
+            .client(project)
+            .refresh_token(&session.refresh_token)
+            .header("x-forwarded-for", "198.51.100.9")
+            .header("cf-ipcountry", "FR")
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+    }
+
+    let located_info = Query::new(
+        "SELECT CAST(data.ip_info.country_code AS Nullable(String)) AS country, toString(CAST(data.ip_info.is_trusted AS Nullable(Bool))) AS trusted \
+         FROM analytics_internal.events WHERE project_id = {p:String} AND user_id = {u:String} AND event_type = '$token-refresh' \
+         AND data.ip_info.country_code IS NOT NULL",
+    )
+    .param("p", p.id.as_str())
+    .param("u", located.user_id.as_str());
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = ch.rows(&ReqwestClient::new(), &located_info).await.unwrap();
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 1, "one located refresh: {rows:?}");
+    assert_eq!((rows[0]["country"].as_str(), rows[0]["trusted"].as_str()), (Some("CH"), Some("true")), "{rows:?}");
+
+    let m = h.get("/api/v1/internal/metrics").admin(&p).send().await.json();
+    let countries = m["users_by_country"].as_object().unwrap();
+    assert_eq!(countries.get("CH"), Some(&json!(1)), "{countries:?}");
+    assert!(!countries.contains_key("FR"), "a client's CF-IPCountry is not believed: {countries:?}");
+    assert_eq!(m["analytics_overview"]["top_region"]["country_code"], "CH", "{}", m["analytics_overview"]);
+    let m = untrusting.get("/api/v1/internal/metrics").admin(&q).send().await.json();
+    assert!(!m["users_by_country"].as_object().unwrap().contains_key("FR"), "{}", m["users_by_country"]);
+}

@@ -53,6 +53,8 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
         });
     };
 
+    // The token request comes from the end user's app: its location is theirs.
+    let auth = RequestAuth { location: shared::http::location::end_user_location(req).cloned(), ..auth };
     let access_token = refresh_session(ctx, &auth, &refresh_token).await?;
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(access_token));
@@ -104,5 +106,6 @@ async fn authenticate_client(
         tenancy,
         require_publishable_client_key: require_key,
         user: None,
+        location: None,
     })
 }

@@ -320,6 +320,9 @@ pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Res
     for (name, value) in req.headers().entries() {
         builder = builder.header(name, value);
     }
+    if let Some(location) = cf_location(&req) {
+        builder = builder.extension(location);
+    }
     let mut body = Vec::new();
     if req.inner().body().is_some() {
         let mut stream = req.stream()?;
@@ -332,6 +335,25 @@ pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Res
         }
     }
     builder.body(body).map(Ok).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
+/// The end user's location from Cloudflare's own facts about the request: its `cf` object and
+/// `CF-Connecting-IP` (Cloudflare sets it; a client cannot). The time zone is left out: its
+/// getter in workers-rs assumes a value every request has, which local workerd's need not.
+fn cf_location(req: &worker::Request) -> Option<crate::http::location::EndUserLocation> {
+    let cf = req.cf()?;
+    let (latitude, longitude) =
+        cf.coordinates().map_or((None, None), |(lat, lon)| (Some(f64::from(lat)), Some(f64::from(lon))));
+    let location = crate::http::location::EndUserLocation {
+        ip: req.headers().get("cf-connecting-ip").ok().flatten(),
+        country_code: cf.country().filter(|c| c != "XX" && c != "T1"),
+        region_code: cf.region_code(),
+        city_name: cf.city(),
+        latitude,
+        longitude,
+        tz_identifier: None,
+    };
+    (location != crate::http::location::EndUserLocation::default()).then_some(location)
 }
 
 /// A Worker response from ours.

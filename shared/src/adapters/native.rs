@@ -233,6 +233,7 @@ mod tests {
                     "0006_email_capacity.sql",
                     "0007_email_recipients.sql",
                     "0008_mcp_call_log.sql",
+                    "0009_analytics_event_batches.sql",
                 ]
             );
             assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);

@@ -27,6 +27,8 @@ pub struct MintedFor<'a> {
     pub user_id: &'a str,
     /// Whether that user is anonymous.
     pub is_anonymous: bool,
+    /// Where the end user is, as the runtime says (`ip_info`; null when unknown).
+    pub location: Option<&'a crate::http::location::EndUserLocation>,
 }
 
 /// Logs `$session-activity` and `$token-refresh` for a minted access token, when an analytics
@@ -51,7 +53,8 @@ pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: MintedFor<'_>, se
         row("$session-activity", json!({ "session_id": session_id, "is_anonymous": user.is_anonymous })),
         row(
             "$token-refresh",
-            json!({ "refresh_token_id": session_id, "is_anonymous": user.is_anonymous, "ip_info": null }),
+            json!({ "refresh_token_id": session_id, "is_anonymous": user.is_anonymous,
+                    "ip_info": user.location.map(crate::http::location::EndUserLocation::ip_info) }),
         ),
     ];
     write_in_background(ctx, rows.to_vec(), "a token mint's");

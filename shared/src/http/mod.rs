@@ -5,6 +5,7 @@
 //! wasi:http) can hand us a buffered body cheaply.
 
 pub mod error;
+pub mod location;
 pub mod validate;
 
 use serde::Serialize;

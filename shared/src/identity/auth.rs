@@ -72,6 +72,8 @@ pub struct RequestAuth {
     pub require_publishable_client_key: bool,
     /// The verified `x-stack-access-token`, if one was sent.
     pub user: Option<AccessToken>,
+    /// Where the end user is, as the runtime says ([`crate::http::location`]).
+    pub location: Option<crate::http::location::EndUserLocation>,
 }
 
 /// How an endpoint wants its caller authenticated.
@@ -178,7 +180,8 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
         return Err(KnownError::insufficient_access_type(access_type.as_str(), &allowed).into());
     }
 
-    Ok(RequestAuth { access_type, tenancy, require_publishable_client_key: require_key, user })
+    let location = crate::http::location::end_user_location(req).cloned();
+    Ok(RequestAuth { access_type, tenancy, require_publishable_client_key: require_key, user, location })
 }
 
 /// Check 5's rules on a verified token: the project, then anonymous and restricted users.
