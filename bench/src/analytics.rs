@@ -13,14 +13,11 @@ use std::time::{Duration, Instant};
 
 use api_tests::analytics_data::{seed, usability_corpus, Data};
 use api_tests::{ClickHouseFront, Host};
+use bench::percentile;
 use serde_json::json;
 use shared::adapters::native::ReqwestClient;
 use shared::analytics::clickhouse::ClickHouse;
 use shared::analytics::query_guard::{scope, MAX_QUERY_BYTES, MAX_TABLE_REFERENCES, MAX_TOKENS};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
 
 fn sorted(mut samples: Vec<f64>) -> Vec<f64> {
     samples.sort_by(f64::total_cmp);

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use api_tests::{ClickHouseFront, Host};
+use bench::{now_ms, percentile, uuid};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
@@ -16,18 +17,6 @@ const CLIENTS: usize = 16;
 const EVENTS_PER_BATCH: usize = 100;
 /// Replaced by a fresh id in each batch (the same id would be deduplicated).
 const PLACEHOLDER_BATCH: &str = "00000000-0000-4000-8000-000000000000";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn uuid() -> String {
-    shared::identity::crypto::new_uuid(&shared::adapters::system::OsRandom)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
 
 fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);

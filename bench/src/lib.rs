@@ -1,5 +1,5 @@
-//! The benchmark kit: a keep-alive HTTP/1.1 load generator with latency percentiles, and the
-//! refresh request every benchmark sends. One thread drives every client, so on this 2-core
+//! The benchmark kit: a keep-alive HTTP/1.1 load generator with latency percentiles, the
+//! refresh request every benchmark sends, and small helpers (clock, ids, percentiles). One thread drives every client, so on this 2-core
 //! machine the host under test keeps most of the CPU.
 
 use std::time::{Duration, Instant};
@@ -105,4 +105,19 @@ pub fn json_requests(
     move |_, _| {
         http::Request::post(path).header("content-type", "application/json").body(Full::new(body.clone())).unwrap()
     }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A fresh v4 UUID.
+pub fn uuid() -> String {
+    shared::identity::crypto::new_uuid(&shared::adapters::system::OsRandom)
+}
+
+/// The `p` quantile (0..1) of `sorted` samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }

@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use api_tests::{Host, Project, UserSession};
+use bench::{now_ms, percentile, uuid};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
@@ -17,14 +18,6 @@ const EVENTS_PER_BATCH: usize = 100;
 const READS: usize = 2_000;
 /// Replaced by a fresh id in each uploaded batch (same length, so every body is as large).
 const PLACEHOLDER_BATCH: &str = "00000000-0000-4000-8000-000000000000";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-fn uuid() -> String {
-    shared::identity::crypto::new_uuid(&shared::adapters::system::OsRandom)
-}
 
 /// A batch like a browser's: `EVENTS_PER_BATCH` small rrweb-style events.
 fn batch_body() -> String {
@@ -46,10 +39,6 @@ async fn upload(host: &Host, project: &Project, session: &UserSession, body: &st
         .send()
         .await;
     (res.status, res.text)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 fn main() {

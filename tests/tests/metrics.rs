@@ -472,6 +472,16 @@ async fn users_by_country_come_from_the_runtimes_location_not_the_clients_header
     assert_eq!(rows.len(), 1, "one located refresh: {rows:?}");
     assert_eq!((rows[0]["country"].as_str(), rows[0]["trusted"].as_str()), (Some("CH"), Some("true")), "{rows:?}");
 
+    // The session list shows where the session was last used.
+    let listed = h.get(&format!("/api/v1/auth/sessions?user_id={}", located.user_id)).server(&p).send().await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let ip_info = &listed.json()["items"][0]["last_used_at_end_user_ip_info"];
+    assert_eq!(
+        (&ip_info["country_code"], &ip_info["region_code"], &ip_info["is_trusted"]),
+        (&json!("CH"), &json!("ZH"), &json!(true)),
+        "{ip_info}"
+    );
+
     let m = h.get("/api/v1/internal/metrics").admin(&p).send().await.json();
     let countries = m["users_by_country"].as_object().unwrap();
     assert_eq!(countries.get("CH"), Some(&json!(1)), "{countries:?}");

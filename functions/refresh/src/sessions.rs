@@ -59,7 +59,9 @@ pub async fn refresh_session(ctx: &Context, auth: &RequestAuth, refresh_token: &
     let (session, user) = sessions::find_by_refresh_token(ctx, &tenancy.id, refresh_token)
         .await?
         .ok_or_else(KnownError::refresh_token_not_found_or_expired)?;
-    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, None).await? {
+    // The end user's location, when the runtime knows it, is the session's last-used one.
+    let ip_info = auth.location.as_ref().map(shared::http::location::EndUserLocation::ip_info);
+    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, ip_info.as_ref()).await? {
         return Err(KnownError::refresh_token_not_found_or_expired().into());
     }
     Ok(sessions::mint_access_token(ctx, tenancy, &user, &session.id, auth.location.as_ref()))
