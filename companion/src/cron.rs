@@ -45,6 +45,23 @@ impl RemoteFunctions {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().expect("an HTTP client");
         RemoteFunctions { function_url, cron_secret, http }
     }
+
+    /// Fires `cron` through the scheduled route at `path`; whether it answered 200.
+    async fn fire(&self, path: &str, cron: &str) -> bool {
+        let url = format!("{}{path}", self.function_url);
+        let answer = self.http.post(&url).query(&[("cron", cron)]).bearer_auth(&self.cron_secret).send().await;
+        match answer {
+            Ok(response) if response.status().is_success() => true,
+            Ok(response) => {
+                tracing::error!(%url, status = %response.status(), "a scheduled route refused the trigger");
+                false
+            }
+            Err(e) => {
+                tracing::error!(%url, error = %e, "a scheduled route could not be reached");
+                false
+            }
+        }
+    }
 }
 
 impl Scheduler {
@@ -62,24 +79,6 @@ impl Scheduler {
             };
         }
         ran
-    }
-}
-
-impl RemoteFunctions {
-    async fn fire(&self, path: &str, cron: &str) -> bool {
-        let url = format!("{}{path}", self.function_url);
-        let answer = self.http.post(&url).query(&[("cron", cron)]).bearer_auth(&self.cron_secret).send().await;
-        match answer {
-            Ok(response) if response.status().is_success() => true,
-            Ok(response) => {
-                tracing::error!(%url, status = %response.status(), "a scheduled route refused the trigger");
-                false
-            }
-            Err(e) => {
-                tracing::error!(%url, error = %e, "a scheduled route could not be reached");
-                false
-            }
-        }
     }
 }
 

@@ -143,24 +143,14 @@ impl Host {
         if !args.contains(&"--listen") {
             command.args(["--listen", "127.0.0.1:0"]);
         }
-        let started = std::time::Instant::now();
-        let mut child = command
-            .env("STACK_ENVIRONMENT", "test")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start companion serve");
-        let (base_url, output) = listening_url(&mut child, "companion serve");
+        let (child, base_url, output, startup) = spawn_companion(command, env, "companion serve");
         Host {
             base_url,
             internal_admin_key: String::new(),
             data_dir: None,
             output,
             child: Some(child),
-            startup: started.elapsed(),
+            startup,
             companion_secret: String::new(),
             _companion: None,
             sender: None,
@@ -445,17 +435,7 @@ impl Host {
         if let Some((_, secret)) = launch.env.iter().find(|(k, _)| *k == "STACK_COMPANION_SECRET") {
             companion_secret = Some((*secret).to_string());
         }
-        let started = std::time::Instant::now();
-        let mut child = command
-            .env("STACK_ENVIRONMENT", "test")
-            .env("RUST_LOG", "warn")
-            .envs(launch.env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start companion dev");
-        let (base_url, output) = listening_url(&mut child, "companion dev");
+        let (child, base_url, output, startup) = spawn_companion(command, launch.env, "companion dev");
         let saved = |key: &str| {
             let creds: Value = serde_json::from_slice(
                 &std::fs::read(data_dir.join("dev-credentials.json")).expect("credentials file"),
@@ -471,7 +451,7 @@ impl Host {
             data_dir: Some(data_dir),
             output,
             child: Some(child),
-            startup: started.elapsed(),
+            startup,
             companion_secret,
             _companion: None,
             sender: None,
@@ -787,6 +767,27 @@ fn host_config(repo: &Path, config: &str, state: &Path, vars: &[(String, String)
     let path = state.join(format!("{name}.toml"));
     std::fs::write(&path, toml::to_string(&doc).expect("TOML")).expect("write host config");
     path
+}
+
+/// A started companion: the child, its URL, what it prints after its `listening on` line, and
+/// how long it took to get there.
+type Spawned = (Child, String, Arc<Mutex<Vec<String>>>, Duration);
+
+/// Starts a companion `command` in the test environment with `env`, and waits for its
+/// `listening on` line.
+fn spawn_companion(mut command: Command, env: &[(&str, &str)], what: &str) -> Spawned {
+    let started = std::time::Instant::now();
+    let mut child = command
+        .env("STACK_ENVIRONMENT", "test")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let (base_url, output) = listening_url(&mut child, what);
+    (child, base_url, output, started.elapsed())
 }
 
 /// Waits for the server's `listening on <url>` line, then keeps reading its standard output in

@@ -92,7 +92,7 @@ pub async fn report(ctx: &Context, req: &Request) -> ApiResult<Response> {
             Err(failure) => match record_send(ctx, tenancy_id, email_id, claim_id, Err(failure)).await? {
                 Some(Outcome::Sent) => "sent",
                 Some(Outcome::Retried) => "retried",
-                Some(Outcome::Failed | Outcome::Skipped) => "failed",
+                Some(Outcome::Failed) => "failed",
                 None => "refused",
             },
         };

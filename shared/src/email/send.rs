@@ -63,8 +63,6 @@ pub enum Outcome {
     Retried,
     /// It failed for good.
     Failed,
-    /// It was skipped (no address, unsubscribed, undeliverable).
-    Skipped,
 }
 
 /// A claimed row after its recipients are resolved: finished here (skipped, or failed for a
