@@ -358,8 +358,9 @@ pub async fn dispatch(req: Request, services: &Services) -> Response {
     }
 }
 
-/// `/health`: the roles this host runs, and whether its store and analytics engine answer
-/// (`status` is `degraded` when one does not; the answer is 200 while the process serves).
+/// `/health`: the roles this host runs, whether its store and analytics engine answer
+/// (`status` is `degraded` when one does not; the answer is 200 while the process serves), and
+/// with the API role what each function adds (the analytics sync's state).
 async fn health(services: &Services) -> Response {
     let Roles { api, metrics, email_sender, scheduler } = services.roles;
     let roles: Vec<&str> =
@@ -368,7 +369,11 @@ async fn health(services: &Services) -> Response {
             .filter(|r| r.0)
             .map(|r| r.1)
             .collect();
-    let mut answer = serde_json::json!({ "roles": roles });
+    let mut answer = match &services.ctx {
+        Some(ctx) => shared::function::Function::health_of(router::FUNCTIONS, ctx).await,
+        None => serde_json::json!({}),
+    };
+    answer["roles"] = roles.into();
     let mut healthy = true;
     if let Some(ctx) = &services.ctx {
         let answers = ctx.store.query("SELECT 1", &[]).await.is_ok();

@@ -33,6 +33,9 @@ pub type Handler = for<'a> fn(&'a Call<'a>) -> LocalBoxFuture<'a, ApiResult<Resp
 /// Runs the scheduled work of one cron trigger.
 pub type Scheduled = for<'a> fn(&'a str, &'a Context) -> LocalBoxFuture<'a, ()>;
 
+/// What a function adds to `/health`: fields of the answer's object (`None`: nothing now).
+pub type Health = for<'a> fn(&'a Context) -> LocalBoxFuture<'a, Option<(&'static str, serde_json::Value)>>;
+
 /// A matched request, as a handler sees it.
 pub struct Call<'a> {
     /// The handler's context.
@@ -128,6 +131,8 @@ pub struct Function {
     pub crons: &'static [&'static str],
     /// The work its crons run; `None` when it has no crons.
     pub scheduled: Option<Scheduled>,
+    /// What it adds to `/health` (every host's `/health` asks each function it serves).
+    pub health: Option<Health>,
 }
 
 impl Function {
@@ -139,6 +144,17 @@ impl Function {
     /// The path of its scheduled route (docs/api.md §0), when it has crons.
     pub fn scheduled_path(&self) -> Option<String> {
         (!self.crons.is_empty()).then(|| format!("{SCHEDULED_PREFIX}{}", self.name))
+    }
+
+    /// `/health`'s answer from a host serving `functions`: `status` and each function's fields.
+    pub async fn health_of(functions: &[&Function], ctx: &Context) -> serde_json::Value {
+        let mut answer = serde_json::json!({ "status": "ok" });
+        for health in functions.iter().filter_map(|f| f.health) {
+            if let Some((name, value)) = health(ctx).await {
+                answer[name] = value;
+            }
+        }
+        answer
     }
 
     /// Runs the scheduled work of `cron`. False when this function has no such cron.

@@ -162,19 +162,28 @@ impl Host {
     /// handler and the first Worker receives every request: `prepare` runs against every
     /// Worker, which then stop, and `function`'s Worker alone serves on the same state.
     pub async fn start_scheduled<T>(function: &str, prepare: impl AsyncFnOnce(&Host) -> T) -> (Host, T) {
+        Host::start_scheduled_with(function, &[], prepare).await
+    }
+
+    /// [`Host::start_scheduled`] with extra configuration.
+    pub async fn start_scheduled_with<T>(
+        function: &str,
+        env: &[(&str, &str)],
+        prepare: impl AsyncFnOnce(&Host) -> T,
+    ) -> (Host, T) {
         match runtime() {
             Runtime::Native => {
-                let host = Host::launch(Launch { test_scheduled: true, ..Launch::default() });
+                let host = Host::launch(Launch { env, test_scheduled: true, ..Launch::default() });
                 let prepared = prepare(&host).await;
                 (host, prepared)
             }
             Runtime::Cloudflare => {
                 let fresh = Fresh::new();
-                let every = Host::start_cloudflare_on(&fresh, &[], WORKER_CONFIGS, false);
+                let every = Host::start_cloudflare_on(&fresh, env, WORKER_CONFIGS, false);
                 let prepared = prepare(&every).await;
                 every.stop();
                 let config = format!("functions/{function}/wrangler.toml");
-                (Host::start_cloudflare_on(&fresh, &[], &[config.as_str()], true), prepared)
+                (Host::start_cloudflare_on(&fresh, env, &[config.as_str()], true), prepared)
             }
         }
     }

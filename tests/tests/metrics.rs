@@ -425,7 +425,8 @@ async fn users_by_country_come_from_the_runtimes_location_not_the_clients_header
             .header("cf-region-code", "ZH")
     } else {
         let cf =
-            json!({ "country": "CH", "regionCode": "ZH", "city": "Zurich", "latitude": "47.37", "longitude": "8.54" });
+            json!({ "country": "CH", "regionCode": "ZH", "city": "Zurich", "latitude": "47.37", "longitude": "8.54",
+                    "timezone": "Europe/Zurich" });
         refresh(&located).header("mf-cf-blob", &cf.to_string())
     }
     .send()
@@ -481,6 +482,9 @@ async fn users_by_country_come_from_the_runtimes_location_not_the_clients_header
         (&json!("CH"), &json!("ZH"), &json!(true)),
         "{ip_info}"
     );
+    if !native {
+        assert_eq!(ip_info["tz_identifier"], json!("Europe/Zurich"), "the cf object's time zone: {ip_info}");
+    }
 
     let m = h.get("/api/v1/internal/metrics").admin(&p).send().await.json();
     let countries = m["users_by_country"].as_object().unwrap();

@@ -27,9 +27,13 @@ pub const FUNCTION: Function = Function {
         Route::at("/api/v1/internal/analytics/query").post(|c| Box::pin(query(c.ctx, c.req))),
         Route::at("/api/v1/internal/analytics/query/timing").post(|c| Box::pin(timing(c.ctx, c.req))),
     ],
-    crons: &[],
-    scheduled: None,
+    crons: &[SYNC_CRON],
+    scheduled: Some(|_cron, ctx| Box::pin(shared::analytics::sync::scheduled(ctx))),
+    health: Some(|ctx| Box::pin(async { shared::analytics::sync::health(ctx).await.map(|h| ("analytics_sync", h)) })),
 };
+
+/// The analytics sync's cron (docs/api.md §6.6): every minute, the shortest a Worker cron runs.
+pub const SYNC_CRON: &str = "* * * * *";
 
 fn analytics_store(ctx: &Context) -> ApiResult<&shared::context::ClickHouseConfig> {
     ctx.config.clickhouse.as_ref().ok_or_else(|| ApiError::status(503, UserSqlError::NotConfigured.to_string()))

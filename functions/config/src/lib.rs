@@ -38,6 +38,7 @@ pub const FUNCTION: Function = Function {
     ],
     crons: &[],
     scheduled: None,
+    health: None,
 };
 
 fn success() -> Response {

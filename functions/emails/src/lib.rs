@@ -61,6 +61,7 @@ pub const FUNCTION: Function = Function {
     ],
     crons: &[OUTBOX_CRON],
     scheduled: Some(|_cron, ctx| Box::pin(prepare(ctx))),
+    health: None,
 };
 
 /// Every minute, as upstream's queue cron.

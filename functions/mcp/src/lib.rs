@@ -32,6 +32,7 @@ pub const FUNCTION: Function = Function {
     ],
     crons: &[],
     scheduled: None,
+    health: None,
 };
 
 async fn transport(c: &Call<'_>) -> ApiResult<Response> {

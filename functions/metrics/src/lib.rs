@@ -43,6 +43,7 @@ pub const FUNCTION: Function = Function {
     routes: &[Route::at("/api/v1/internal/metrics").get(|c| Box::pin(metrics(c.ctx, c.req)))],
     crons: &[],
     scheduled: None,
+    health: None,
 };
 
 async fn metrics(ctx: &Context, req: &Request) -> ApiResult<Response> {

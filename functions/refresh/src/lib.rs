@@ -45,6 +45,7 @@ pub const FUNCTION: Function = Function {
     ],
     crons: &["17 * * * *"],
     scheduled: Some(|_cron, ctx| Box::pin(purge_expired_sessions(ctx))),
+    health: None,
 };
 
 /// Both connected-account token routes (with and without the provider account id).

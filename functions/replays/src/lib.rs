@@ -29,4 +29,5 @@ pub const FUNCTION: Function = Function {
     ],
     crons: &[],
     scheduled: None,
+    health: None,
 };

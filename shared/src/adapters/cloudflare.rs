@@ -79,6 +79,10 @@ fn to_row(map: Map<String, Value>) -> Result<SqlRow, StoreError> {
     Ok(SqlRow { columns })
 }
 
+/// The sync log's AUTOINCREMENT counter (0 before its first row).
+const LOG_COUNTER_SQL: &str =
+    "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'sync_changes'), 0) AS seq";
+
 #[async_trait(?Send)]
 impl SqlStore for D1Store {
     async fn query(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>, StoreError> {
@@ -88,14 +92,34 @@ impl SqlStore for D1Store {
     }
 
     /// D1's `batch` runs the statements in one implicit transaction: all or nothing.
+    ///
+    /// The counts are each statement's own rows, as SQLite's `sqlite3_changes()` (and so the
+    /// native and Spin stores) report them. D1 reports how far `sqlite3_total_changes()` moved,
+    /// which adds the rows triggers write, and the only triggers write one row each into the
+    /// sync log (migration 0010). So the log's AUTOINCREMENT counter is read before and after
+    /// every statement, in the same batch, and its growth subtracted. (A statement that itself
+    /// inserts into the log, the sync's relog, is reported as 0; nothing reads that count.)
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, StoreError> {
-        let prepared = statements.iter().map(|s| self.prepare(s.sql, &s.params)).collect::<Result<Vec<_>, _>>()?;
+        let mut prepared = vec![self.prepare(LOG_COUNTER_SQL, &[])?];
+        for s in statements {
+            prepared.push(self.prepare(s.sql, &s.params)?);
+            prepared.push(self.prepare(LOG_COUNTER_SQL, &[])?);
+        }
         let results = self.db.batch(prepared).await.map_err(d1_error)?;
-        results
-            .iter()
-            .map(|r| {
-                let meta = r.meta().map_err(d1_error)?;
-                Ok(meta.and_then(|m| m.changes).unwrap_or(0) as u64)
+        let counter = |result: &worker::D1Result| -> Result<u64, StoreError> {
+            let rows: Vec<Map<String, Value>> = result.results().map_err(d1_error)?;
+            Ok(rows.first().and_then(|r| r.get("seq")).and_then(Value::as_u64).unwrap_or(0))
+        };
+        let mut before = counter(results.first().ok_or_else(|| StoreError::Decode("an empty batch answer".into()))?)?;
+        results[1..]
+            .chunks(2)
+            .map(|pair| {
+                let [statement, after] = pair else { return Err(StoreError::Decode("a short batch answer".into())) };
+                let changes = statement.meta().map_err(d1_error)?.and_then(|m| m.changes).unwrap_or(0) as u64;
+                let after = counter(after)?;
+                let own = changes.saturating_sub(after.saturating_sub(before));
+                before = after;
+                Ok(own)
             })
             .collect()
     }
@@ -338,8 +362,8 @@ pub async fn request_from_worker(mut req: worker::Request) -> worker::Result<Res
 }
 
 /// The end user's location from Cloudflare's own facts about the request: its `cf` object and
-/// `CF-Connecting-IP` (Cloudflare sets it; a client cannot). The time zone is left out: its
-/// getter in workers-rs assumes a value every request has, which local workerd's need not.
+/// `CF-Connecting-IP` (Cloudflare sets it; a client cannot). The time zone is read from the
+/// `cf` object itself: workers-rs's getter unwraps, and local workerd's `cf` may lack it.
 fn cf_location(req: &worker::Request) -> Option<crate::http::location::EndUserLocation> {
     let cf = req.cf()?;
     let (latitude, longitude) =
@@ -351,9 +375,16 @@ fn cf_location(req: &worker::Request) -> Option<crate::http::location::EndUserLo
         city_name: cf.city(),
         latitude,
         longitude,
-        tz_identifier: None,
+        tz_identifier: cf_timezone(req),
     };
     (location != crate::http::location::EndUserLocation::default()).then_some(location)
+}
+
+/// `request.cf.timezone`, when the runtime set it.
+fn cf_timezone(req: &worker::Request) -> Option<String> {
+    use worker::js_sys::Reflect;
+    let cf = Reflect::get(req.inner(), &"cf".into()).ok().filter(worker::wasm_bindgen::JsValue::is_object)?;
+    Reflect::get(&cf, &"timezone".into()).ok()?.as_string().filter(|tz| !tz.is_empty())
 }
 
 /// A Worker response from ours.
@@ -369,7 +400,8 @@ pub fn response_to_worker(response: Response) -> worker::Result<worker::Response
 /// A Worker's `fetch` and `scheduled` entries for `$function` (a function crate's `FUNCTION`)
 /// with the Cloudflare adapters: requests go through its route table (`routes()`, defined by
 /// [`crate::function_entries!`], which expands this), cron triggers to its scheduled work, with
-/// background work kept alive by `wait_until`; `/health` is answered by the entry itself.
+/// background work kept alive by `wait_until`; `/health` is answered by the entry itself, with
+/// what the function adds to it.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __cloudflare_entries {
@@ -381,7 +413,14 @@ macro_rules! __cloudflare_entries {
             ctx: ::worker::Context,
         ) -> ::worker::Result<::worker::Response> {
             if req.path() == "/health" {
-                return ::worker::Response::from_json(&$crate::__private::serde_json::json!({ "status": "ok" }));
+                let answer = match $function.health {
+                    None => $crate::__private::serde_json::json!({ "status": "ok" }),
+                    Some(_) => match $crate::adapters::cloudflare::context(&env, ctx) {
+                        Ok(context) => $crate::function::Function::health_of(&[&$function], &context).await,
+                        Err(e) => $crate::__private::serde_json::json!({ "status": "degraded", "error": e.to_string() }),
+                    },
+                };
+                return ::worker::Response::from_json(&answer);
             }
             let context = $crate::adapters::cloudflare::context(&env, ctx)?;
             $crate::adapters::cloudflare::bootstrap(&context).await?;

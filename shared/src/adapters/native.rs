@@ -234,6 +234,7 @@ mod tests {
                     "0007_email_recipients.sql",
                     "0008_mcp_call_log.sql",
                     "0009_analytics_event_batches.sql",
+                    "0010_analytics_sync.sql",
                 ]
             );
             assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);

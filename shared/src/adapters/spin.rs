@@ -300,7 +300,7 @@ pub fn response_to_wasi(response: Response) -> http::Response<http_body_util::Fu
 
 /// The component's HTTP entry for `$function` (a function crate's `FUNCTION`): requests go
 /// through its route table (`routes()`, defined by [`crate::function_entries!`], which expands
-/// this); `/health` is answered by the entry.
+/// this); `/health` is answered by the entry, with what the function adds to it.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __spin_entries {
@@ -311,13 +311,17 @@ macro_rules! __spin_entries {
         ) -> $crate::__private::http::Response<$crate::__private::http_body_util::Full<$crate::__private::bytes::Bytes>> {
             use $crate::adapters::spin as adapter;
             let response = async {
-                if req.uri().path() == "/health" {
+                let health = req.uri().path() == "/health";
+                if health && $function.health.is_none() {
                     return $crate::http::json(&$crate::__private::serde_json::json!({ "status": "ok" }));
                 }
                 let (context, deferred) = match adapter::context().await {
                     Ok(c) => c,
                     Err(e) => return $crate::http::text(500, &format!("configuration: {e}")),
                 };
+                if health {
+                    return $crate::http::json(&$crate::function::Function::health_of(&[&$function], &context).await);
+                }
                 let response = match adapter::request_from_wasi(req).await {
                     Ok(request) => routes().handle(request, &context).await,
                     Err(refused) => refused,

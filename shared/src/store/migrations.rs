@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_email_recipients.sql", include_str!("../../migrations/0007_email_recipients.sql")),
     ("0008_mcp_call_log.sql", include_str!("../../migrations/0008_mcp_call_log.sql")),
     ("0009_analytics_event_batches.sql", include_str!("../../migrations/0009_analytics_event_batches.sql")),
+    ("0010_analytics_sync.sql", include_str!("../../migrations/0010_analytics_sync.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
