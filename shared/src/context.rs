@@ -208,6 +208,9 @@ pub struct AiConfig {
     pub authenticated_api_key: Option<String>,
     /// `STACK_DOCS_MCP_URL`: the documentation MCP server whose tools the `docs` tool set offers.
     pub docs_mcp_url: Option<String>,
+    /// `STACK_MCP_ALLOWED_ORIGINS` (comma-separated `scheme://host[:port]`): browser origins,
+    /// besides this deployment's own and local ones, that may call the MCP endpoint.
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for AiConfig {
@@ -215,6 +218,7 @@ impl std::fmt::Debug for AiConfig {
         f.debug_struct("AiConfig")
             .field("base_url", &self.base_url)
             .field("docs_mcp_url", &self.docs_mcp_url)
+            .field("mcp_allowed_origins", &self.mcp_allowed_origins)
             .finish_non_exhaustive()
     }
 }
@@ -354,6 +358,10 @@ impl Config {
             api_key: source.get("STACK_AI_API_KEY"),
             authenticated_api_key: source.get("STACK_AI_AUTHENTICATED_API_KEY"),
             docs_mcp_url: source.get("STACK_DOCS_MCP_URL"),
+            mcp_allowed_origins: source
+                .get("STACK_MCP_ALLOWED_ORIGINS")
+                .map(|list| list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default(),
         };
         let port = |key: &str, default: u16| match source.get(key) {
             None => Ok(default),

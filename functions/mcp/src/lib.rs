@@ -10,6 +10,8 @@ pub mod ai;
 pub mod dashboard;
 pub mod docs;
 pub mod llm;
+pub mod negotiate;
+pub mod origin;
 pub mod prompts;
 pub mod proxy;
 pub mod server;

@@ -1,10 +1,13 @@
 //! The MCP server (docs/api.md §8.2-§8.3): stateless Streamable HTTP at
 //! `/api/internal/mcp`. Each POST carries one JSON-RPC message, parsed with rmcp's protocol
 //! types; a request gets one `application/json` answer (clients accept JSON or SSE), a
-//! notification gets 202. No sessions: every request stands alone, as upstream's handler.
+//! notification gets 202. No sessions: every request stands alone, as upstream's handler. Both
+//! protocol generations are served (negotiate.rs): the handshake revisions up to 2025-11-25 and
+//! the stateless 2026-07-28.
 //!
 //! The one tool, `ask_stack_auth`, asks the AI query endpoint's generate mode (in-process: the
-//! same function serves it) with the docs tools, and returns its answer as text.
+//! same function serves it) with the docs tools, and returns its answer as structured content
+//! with a text mirror. Requests from a foreign `Host` or `Origin` are refused first (origin.rs).
 
 use std::borrow::Cow;
 
@@ -15,6 +18,7 @@ use shared::http::{Request, Response};
 use shared::Context;
 
 use crate::ai::{generate, GenerateRequest};
+use crate::negotiate::{self, Generation};
 
 /// Bodies larger than this are refused (a question is a few KB).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -24,11 +28,30 @@ SDKs, the REST API, authentication flows, teams, permissions, payments, emails, 
 official documentation and answers with sources. Pass the conversationId from the previous answer to continue \
 a conversation.";
 
-/// The `ask_stack_auth` tool as `tools/list` shows it (upstream's schema, draft-07).
+/// The `ask_stack_auth` tool as `tools/list` shows it: upstream's input schema (draft-07), the
+/// shape of its structured answer, and what it does to the world (it reads documentation and
+/// asks a model: read-only, open-world, not idempotent).
 pub fn ask_stack_auth_tool() -> Value {
     json!({
         "name": "ask_stack_auth",
+        "title": "Ask Stack Auth",
         "description": TOOL_DESCRIPTION,
+        "annotations": {
+            "title": "Ask Stack Auth",
+            "readOnlyHint": true,
+            "destructiveHint": false,
+            "idempotentHint": false,
+            "openWorldHint": true
+        },
+        "outputSchema": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["answer", "conversationId"],
+            "properties": {
+                "answer": { "type": "string", "description": "The assistant's answer, with its sources." },
+                "conversationId": { "type": "string", "description": "Pass it as conversationId to continue this conversation." }
+            }
+        },
         "inputSchema": {
             "$schema": "http://json-schema.org/draft-07/schema#",
             "additionalProperties": false,
@@ -96,6 +119,9 @@ pub fn parse(body: &[u8]) -> Result<Incoming, (u16, Value)> {
 
 /// `POST /api/internal/mcp` (GET and DELETE answer 405: no server-initiated stream, no sessions).
 pub async fn handle(ctx: &Context, req: &Request) -> Response {
+    if let Some(refusal) = crate::origin::refusal(&ctx.config, req) {
+        return reply(403, &rpc_error(None, ErrorCode::INVALID_REQUEST, refusal));
+    }
     if req.method() != http::Method::POST {
         let message = "Method not allowed: POST one JSON-RPC message";
         let mut response = reply(405, &rpc_error(None, ErrorCode::INVALID_REQUEST, message));
@@ -107,41 +133,106 @@ pub async fn handle(ctx: &Context, req: &Request) -> Response {
         Ok(Incoming::Notification) => return shared::http::text(202, ""),
         Err((status, error)) => return reply(status, &error),
     };
-    let result = match *request {
-        ClientRequest::InitializeRequest(init) => Ok(initialize_result(&init.params.protocol_version)),
-        ClientRequest::PingRequest(_) => Ok(json!({})),
-        ClientRequest::ListToolsRequest(_) => Ok(json!({ "tools": [ask_stack_auth_tool()] })),
-        ClientRequest::CallToolRequest(call) => {
-            call_tool(ctx, &call.params.name, call.params.arguments.unwrap_or_default()).await
-        }
-        other => {
-            let message = format!("Method not found: {}", other.method());
-            Err(rpc_error(None, ErrorCode::METHOD_NOT_FOUND, message))
-        }
+    let message: Value = serde_json::from_slice(req.body()).unwrap_or_default(); // parse() read it
+    let generation = match negotiate::generation(req, &message) {
+        Ok(generation) => generation,
+        Err(refusal) => return reply(refusal.status, &json!({ "jsonrpc": "2.0", "id": id, "error": refusal.error })),
+    };
+    let result = match generation {
+        Generation::Handshake => handshake_request(ctx, *request).await,
+        Generation::Stateless => stateless_request(ctx, *request).await,
     };
     match result {
         Ok(result) => reply(200, &json!({ "jsonrpc": "2.0", "id": id, "result": result })),
         Err(mut error) => {
             error["id"] = id;
-            reply(200, &error)
+            // The stateless generation says "no such method" in HTTP too; the handshake one
+            // answers every JSON-RPC error with 200, as it always did.
+            let status = match generation {
+                Generation::Stateless if error["error"]["code"] == ErrorCode::METHOD_NOT_FOUND.0 => 404,
+                _ => 200,
+            };
+            reply(status, &error)
         }
     }
 }
 
+/// A request of the handshake generation (2024-11-05 to 2025-11-25).
+async fn handshake_request(ctx: &Context, request: ClientRequest) -> Result<Value, Value> {
+    match request {
+        ClientRequest::InitializeRequest(init) => Ok(initialize_result(&init.params.protocol_version)),
+        ClientRequest::PingRequest(_) => Ok(json!({})),
+        // Accepted; this server sends no log messages, so there is nothing to filter.
+        ClientRequest::SetLevelRequest(_) => Ok(json!({})),
+        ClientRequest::ListToolsRequest(list) => list_tools(list.params.and_then(|p| p.cursor)),
+        ClientRequest::CallToolRequest(call) => {
+            call_tool(ctx, &call.params.name, call.params.arguments.unwrap_or_default(), Generation::Handshake).await
+        }
+        other => Err(method_not_found(other.method())),
+    }
+}
+
+/// A request of the stateless generation (2026-07-28): `server/discover` instead of the
+/// handshake, no `ping` or `logging/setLevel` (removed), cache hints on lists, `resultType` and
+/// the server's identity on every result.
+async fn stateless_request(ctx: &Context, request: ClientRequest) -> Result<Value, Value> {
+    let mut result = match request {
+        ClientRequest::DiscoverRequest(_) => json!({
+            "supportedVersions": negotiate::STATELESS_VERSIONS,
+            "capabilities": { "tools": { "listChanged": false } },
+            "ttlMs": LIST_TTL_MS,
+            "cacheScope": "public",
+        }),
+        ClientRequest::ListToolsRequest(list) => {
+            let mut tools = list_tools(list.params.and_then(|p| p.cursor))?;
+            tools["ttlMs"] = LIST_TTL_MS.into();
+            tools["cacheScope"] = "public".into();
+            tools
+        }
+        ClientRequest::CallToolRequest(call) => {
+            call_tool(ctx, &call.params.name, call.params.arguments.unwrap_or_default(), Generation::Stateless).await?
+        }
+        other => return Err(method_not_found(other.method())),
+    };
+    result["resultType"] = "complete".into();
+    result["_meta"] = json!({ "io.modelcontextprotocol/serverInfo": server_info() });
+    Ok(result)
+}
+
+/// How long a client may keep `tools/list` and `server/discover` answers: the tool set changes
+/// only with a deployment.
+const LIST_TTL_MS: u64 = 5 * 60 * 1000;
+
+fn server_info() -> Value {
+    json!({ "name": "stack-auth-mcp", "version": env!("CARGO_PKG_VERSION") })
+}
+
+fn method_not_found(method: &str) -> Value {
+    rpc_error(None, ErrorCode::METHOD_NOT_FOUND, format!("Method not found: {method}"))
+}
+
 /// The client's version when this server speaks it, else the newest both know.
 fn initialize_result(requested: &ProtocolVersion) -> Value {
-    let known = [
-        ProtocolVersion::V_2024_11_05,
-        ProtocolVersion::V_2025_03_26,
-        ProtocolVersion::V_2025_06_18,
-        ProtocolVersion::V_2025_11_25,
-    ];
+    let known = &negotiate::HANDSHAKE_VERSIONS;
     let version = known.iter().find(|v| *v == requested).unwrap_or(&ProtocolVersion::V_2025_06_18);
     json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": false } },
-        "serverInfo": { "name": "stack-auth-mcp", "version": "0.1.0" },
+        "capabilities": { "tools": { "listChanged": false }, "logging": {} },
+        "serverInfo": server_info(),
     })
+}
+
+/// `tools/list`: one page holds every tool (there is one), so there is no `nextCursor`, and a
+/// cursor this server never gave is invalid params, as the pagination rules say.
+fn list_tools(cursor: Option<String>) -> Result<Value, Value> {
+    match cursor {
+        None => Ok(json!({ "tools": [ask_stack_auth_tool()] })),
+        Some(cursor) => Err(rpc_error(
+            None,
+            ErrorCode::INVALID_PARAMS,
+            format!("Invalid cursor {cursor:?}: tools/list has one page"),
+        )),
+    }
 }
 
 /// One zod issue, with zod's key order (the message shows it pretty-printed).
@@ -222,7 +313,15 @@ fn argument_issues(arguments: &Map<String, Value>) -> Vec<Issue> {
     issues
 }
 
-async fn call_tool(ctx: &Context, name: &str, arguments: Map<String, Value>) -> Result<Value, Value> {
+/// Runs `ask_stack_auth`. Arguments that do not validate are a JSON-RPC error in the handshake
+/// generation (as upstream) and a tool execution error (`isError`, so a model can correct
+/// itself) in the stateless one, as its revision asks; either way the model is never called.
+async fn call_tool(
+    ctx: &Context,
+    name: &str,
+    arguments: Map<String, Value>,
+    generation: Generation,
+) -> Result<Value, Value> {
     if name != "ask_stack_auth" {
         return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, format!("MCP error -32602: Tool {name} not found")));
     }
@@ -230,7 +329,10 @@ async fn call_tool(ctx: &Context, name: &str, arguments: Map<String, Value>) -> 
     if !issues.is_empty() {
         let pretty = serde_json::to_string_pretty(&issues).expect("issues serialize");
         let message = format!("MCP error -32602: Invalid arguments for tool ask_stack_auth: {pretty}");
-        return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, message));
+        return match generation {
+            Generation::Handshake => Err(rpc_error(None, ErrorCode::INVALID_PARAMS, message)),
+            Generation::Stateless => Ok(json!({ "content": [{ "type": "text", "text": message }], "isError": true })),
+        };
     }
     let text = |key: &str| arguments.get(key).and_then(Value::as_str).map(str::to_string);
     let question = text("question").unwrap_or_default();
@@ -279,7 +381,10 @@ async fn call_tool(ctx: &Context, name: &str, arguments: Map<String, Value>) -> 
     let text = format!(
         "{body}\n\n[conversationId: {id} — pass this value as the conversationId parameter in your next ask_stack_auth call to continue this conversation]"
     );
-    Ok(json!({ "content": [{ "type": "text", "text": text }] }))
+    // The text block mirrors the structured answer for clients that read only content (in
+    // upstream's words, which those clients already parse).
+    Ok(json!({ "content": [{ "type": "text", "text": text }],
+               "structuredContent": { "answer": body, "conversationId": id } }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Minimal users endpoints, enough to test sessions end to end: create and update (server),
 //! read, delete. Deleting a user ends all of its sessions; an update shows in the next token.
+//! Each write asks the analytics mirror for a step soon (docs/api.md §6.6).
 
+use shared::analytics::sync;
 use shared::http::error::{ApiResult, KnownError};
 use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, json_with_status, success, Request, Response};
@@ -26,6 +28,7 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         restricted_by_admin: fields.restricted_by_admin.unwrap_or(false),
     };
     let user = users::create_user(ctx, &auth.tenancy, new).await?;
+    sync::soon(ctx);
     Ok(json_with_status(201, &user.to_json()))
 }
 
@@ -99,6 +102,7 @@ pub async fn update(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     v.finish()?;
     let user =
         users::update_user(ctx, &auth.tenancy.id, &user_id, patch).await?.ok_or_else(KnownError::user_not_found)?;
+    sync::soon(ctx);
     Ok(json(&user.to_json()))
 }
 
@@ -109,6 +113,7 @@ pub async fn delete(ctx: &Context, req: &Request, id: &str) -> ApiResult<Respons
     if !users::delete_user(ctx, &auth.tenancy.id, &user_id).await? {
         return Err(KnownError::user_not_found().into());
     }
+    sync::soon(ctx);
     Ok(success())
 }
 

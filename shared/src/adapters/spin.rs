@@ -123,6 +123,9 @@ impl Background for Deferred {
     fn spawn(&self, work: LocalFuture) {
         self.pending.borrow_mut().push(work);
     }
+    fn after_response(&self) -> bool {
+        false // The entry runs pending work before it returns the response.
+    }
 }
 
 /// Outbound HTTP through wasi:http.

@@ -12,8 +12,8 @@
 //! same sequence numbers, which `ReplacingMergeTree` keeps once (`FINAL`); a step killed before
 //! the insert loses nothing, the log still holds the changes. Two steps at once push the same
 //! rows twice, and the higher sequence always wins. The step runs from a cron (every minute, on
-//! every runtime), never on the request path; its state (pending changes, last success and
-//! failure) is on `/health` ([`health`]).
+//! every runtime) and after user writes where that is cheap ([`soon`]), never on the request
+//! path; its state (pending changes, last success and failure) is on `/health` ([`health`]).
 
 use serde_json::{json, Map, Value};
 
@@ -161,6 +161,40 @@ pub async fn scheduled(ctx: &Context) {
     if let Err(e) = step(ctx).await {
         tracing::error!(error = %e, "the analytics sync step failed");
     }
+}
+
+/// A step after the response, for writes worth seeing in the analytics store at once (a user
+/// created, changed or deleted through the API): the mirror then follows within a step instead
+/// of at the next cron. Only where that is cheap: an analytics store is configured, the runtime
+/// responds before background work ends (not components, which run it first), and no step is
+/// already running in this thread (a write during one asks for one more pass). Never on the
+/// refresh path: a refresh is a change too, and the cron takes those.
+pub fn soon(ctx: &Context) {
+    if ctx.config.clickhouse.is_none() || !ctx.background.after_response() {
+        return;
+    }
+    if STEPPING.with(|stepping| stepping.replace(true)) {
+        AGAIN.with(|again| again.set(true));
+        return;
+    }
+    let owned = ctx.clone();
+    ctx.background.spawn(Box::pin(async move {
+        loop {
+            AGAIN.with(|again| again.set(false));
+            scheduled(&owned).await;
+            if !AGAIN.with(std::cell::Cell::get) {
+                break;
+            }
+        }
+        STEPPING.with(|stepping| stepping.set(false));
+    }));
+}
+
+thread_local! {
+    /// Whether a step from [`soon`] runs on this thread.
+    static STEPPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether a write asked for a step while one ran.
+    static AGAIN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// One step over every mapping. Returns how many rows it pushed.

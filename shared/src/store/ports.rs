@@ -370,6 +370,11 @@ pub type LocalFuture = Pin<Box<dyn Future<Output = ()> + 'static>>;
 pub trait Background {
     /// Runs `work` after the response, without blocking it.
     fn spawn(&self, work: LocalFuture);
+    /// Whether the response leaves before the work finishes (false where the runtime can only
+    /// run it before responding): work that is merely worth doing soon skips such runtimes.
+    fn after_response(&self) -> bool {
+        true
+    }
 }
 
 // --- configuration --------------------------------------------------------------------------
