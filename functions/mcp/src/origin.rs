@@ -14,9 +14,10 @@ use shared::http::{header, Request};
 
 /// Why a request is refused, when it is.
 pub fn refusal(config: &Config, req: &Request) -> Option<String> {
+    // A browser always sends Host; a request without one (wasi:http keeps the authority apart
+    // from the headers) cannot be a rebinding page's, and is judged by its Origin alone.
     let host = header(req, "host").map(str::to_string).or_else(|| req.uri().authority().map(ToString::to_string));
-    let Some(host) = host else { return Some("Forbidden: the request names no Host".into()) };
-    if !host_allowed(config, &host) {
+    if let Some(host) = host.filter(|h| !host_allowed(config, h)) {
         return Some(format!("Forbidden: Host {host:?} is not this server"));
     }
     let origin = header(req, "origin")?;
