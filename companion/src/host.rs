@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -62,11 +62,28 @@ pub fn native_context(writer: &SqliteWriter, config: Config, background: Rc<Loca
         store.clone(),
         Rc::new(SqlBlobStore::new(store)),
         Rc::new(ReqwestClient::new()),
+        Rc::new(InProcess),
         Rc::new(SystemClock),
         Rc::new(OsRandom),
         background,
         config,
     )
+}
+
+/// The native host serves every function itself: a call to another one goes through its own
+/// route table, in process (a streamed answer is read to its end).
+struct InProcess;
+
+#[async_trait::async_trait(?Send)]
+impl shared::context::Peers for InProcess {
+    async fn call(
+        &self,
+        ctx: &Context,
+        _function: &str,
+        request: Request,
+    ) -> Result<Response, shared::store::ports::HttpError> {
+        Ok(shared::http::stream::buffer(every_function().handle(request, ctx).await).await)
+    }
 }
 
 /// Serves until `shutdown` turns true, then finishes gracefully. Blocks the calling thread.
@@ -164,7 +181,7 @@ struct Worker {
 async fn serve_connection<I, S>(io: I, service: S, watcher: hyper_util::server::graceful::Watcher) -> hyper::Result<()>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = Full<bytes::Bytes>>,
+    S: hyper::service::HttpService<Incoming, ResBody = shared::http::stream::HttpBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     watcher.watch(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service)).await
@@ -227,7 +244,11 @@ fn run_worker(
             let services = services.clone();
             let service = service_fn(move |req| {
                 let services = services.clone();
-                async move { Ok::<_, Infallible>(to_hyper(handle_hyper(req, &services, test_scheduled).await)) }
+                async move {
+                    Ok::<_, Infallible>(shared::http::stream::into_http_body(
+                        handle_hyper(req, &services, test_scheduled).await,
+                    ))
+                }
             });
             let (tls, watcher) = (tls.clone(), graceful.watcher());
             tokio::task::spawn_local(async move {
@@ -394,10 +415,6 @@ async fn health(services: &Services) -> Response {
 fn every_function() -> &'static Routes {
     static ROUTES: std::sync::OnceLock<Routes> = std::sync::OnceLock::new();
     ROUTES.get_or_init(|| Routes::new(router::FUNCTIONS))
-}
-
-fn to_hyper(response: Response) -> hyper::Response<Full<bytes::Bytes>> {
-    response.map(|body| Full::new(bytes::Bytes::from(body)))
 }
 
 /// Binds the listening socket (port 0 picks a free port).

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::identity::crypto::base64url_decode;
 use crate::identity::tokens::KeyCache;
-use crate::store::ports::{Background, BlobStore, Clock, ConfigSource, HttpClient, Random, SqlStore};
+use crate::store::ports::{Background, BlobStore, Clock, ConfigSource, HttpClient, HttpError, Random, SqlStore};
 
 /// Which deployment this is. Only `Production` hides internal error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,6 +424,23 @@ impl Config {
     }
 }
 
+/// Calls another function of the deployment by its name, as HTTP: a service binding on
+/// Workers, the host's own route table natively, the public API URL from a component. A
+/// function that needs another's work (the AI tools' `queryAnalytics`) asks it this way
+/// instead of linking its code, so each Worker carries only its own; the request carries the
+/// caller's credentials, which the function called authenticates again. Defined here, not
+/// among the ports, because a call runs in a [`Context`] (natively, the caller's own).
+#[async_trait::async_trait(?Send)]
+pub trait Peers {
+    /// Sends `request` (its URI a path: `/api/v1/...`) to `function` and buffers the answer.
+    async fn call(
+        &self,
+        ctx: &Context,
+        function: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, HttpError>;
+}
+
 /// Everything a handler may touch. Cheap to clone (all `Rc`), so background work can own one.
 #[derive(Clone)]
 pub struct Context {
@@ -433,6 +450,8 @@ pub struct Context {
     pub blobs: Rc<dyn BlobStore>,
     /// Outbound HTTP.
     pub http: Rc<dyn HttpClient>,
+    /// The deployment's other functions.
+    pub peers: Rc<dyn Peers>,
     /// The current time.
     pub clock: Rc<dyn Clock>,
     /// Randomness for ids, secrets and jitter.
@@ -447,17 +466,19 @@ pub struct Context {
 
 impl Context {
     /// A context over the runtime's adapters; signing keys are derived from `config`.
+    #[allow(clippy::too_many_arguments)] // One per port: a struct of them would only rename them.
     pub fn new(
         store: Rc<dyn SqlStore>,
         blobs: Rc<dyn BlobStore>,
         http: Rc<dyn HttpClient>,
+        peers: Rc<dyn Peers>,
         clock: Rc<dyn Clock>,
         random: Rc<dyn Random>,
         background: Rc<dyn Background>,
         config: Config,
     ) -> Context {
         let keys = Rc::new(KeyCache::new(config.server_secret.clone()));
-        Context { store, blobs, http, clock, random, background, config: Rc::new(config), keys }
+        Context { store, blobs, http, peers, clock, random, background, config: Rc::new(config), keys }
     }
 
     /// Now, in milliseconds since the Unix epoch.

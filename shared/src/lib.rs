@@ -25,8 +25,6 @@ pub use context::Context;
 /// Crates the runtime entry macros expand to, so function crates need not depend on them.
 #[doc(hidden)]
 pub mod __private {
-    #[cfg(feature = "spin-component")]
-    pub use {bytes, http_body_util};
     pub use {http, serde_json};
 }
 pub use http::error::{ApiError, KnownError};

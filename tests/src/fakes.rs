@@ -28,6 +28,9 @@ impl Recorded {
 /// The answer a [`RecordingServer`] gives: status, content type, body.
 pub type Reply = (u16, &'static str, String);
 
+/// An answer with any headers: status, headers, body ([`RecordingServer::start_with_headers`]).
+pub type ReplyWithHeaders = (u16, Vec<(&'static str, String)>, String);
+
 /// A stand-in for a paid external service (an LLM, Emailable, a docs server): a local HTTP
 /// server on 127.0.0.1 that records every request and answers with `respond`. It runs on a
 /// thread of its own (independent of the test's runtime) and stops when dropped.
@@ -39,6 +42,16 @@ pub struct RecordingServer {
 
 impl RecordingServer {
     pub fn start(respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> RecordingServer {
+        Self::start_with_headers(move |req| {
+            let (status, content_type, body) = respond(req);
+            (status, vec![("content-type", content_type.to_string())], body)
+        })
+    }
+
+    /// [`RecordingServer::start`] for answers that set headers of their own.
+    pub fn start_with_headers(
+        respond: impl Fn(&Recorded) -> ReplyWithHeaders + Send + Sync + 'static,
+    ) -> RecordingServer {
         use http_body_util::{BodyExt, Full};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         listener.set_nonblocking(true).expect("non-blocking listener");
@@ -72,12 +85,13 @@ impl RecordingServer {
                                     .collect(),
                                 body: String::from_utf8_lossy(&body).into_owned(),
                             };
-                            let (status, content_type, reply) = respond(&recorded);
+                            let (status, headers, reply) = respond(&recorded);
                             log.lock().unwrap().push(recorded);
-                            hyper::Response::builder()
-                                .status(status)
-                                .header("content-type", content_type)
-                                .body(Full::new(hyper::body::Bytes::from(reply)))
+                            let mut response = hyper::Response::builder().status(status);
+                            for (name, value) in headers {
+                                response = response.header(name, value);
+                            }
+                            response.body(Full::new(hyper::body::Bytes::from(reply)))
                         }
                     });
                     tokio::spawn(async move {

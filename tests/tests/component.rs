@@ -182,3 +182,12 @@ async fn the_mcp_component_lists_its_tool_and_answers_through_the_model() {
     }
     assert_eq!(logged, vec![vec!["sessions?".to_string(), "2".to_string()]]);
 }
+
+/// A component streams too (wasi:http sends the head, then each chunk as the run writes it):
+/// the model's first word arrives while the model still holds the rest back.
+#[tokio::test]
+async fn the_mcp_component_relays_a_streamed_answer_as_it_comes() {
+    let model = api_tests::ai_fakes::GatedModel::start();
+    let h = Host::start_component_with("mcp", &[("STACK_AI_BASE_URL", &model.url)]);
+    model.assert_relayed_by(&h.base_url).await;
+}

@@ -1,7 +1,7 @@
 //! The MCP server and the AI endpoints (docs/api.md §8-§9), against local stand-ins for the
 //! model API and the docs MCP server that record what they receive.
 
-use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, DASHBOARD_SOURCE, DOCS_SEARCH_TEXT};
+use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, GatedModel, DASHBOARD_SOURCE, DOCS_SEARCH_TEXT};
 use api_tests::{Host, RecordingServer};
 use serde_json::{json, Value};
 
@@ -138,21 +138,19 @@ async fn ask_stack_auth_searches_the_docs_and_answers_with_a_conversation_id() {
     assert_eq!(messages[2]["tool_calls"][0]["function"]["name"], "search");
     assert_eq!(messages[3], json!({ "role": "tool", "tool_call_id": "call_search", "content": DOCS_SEARCH_TEXT }));
 
-    // The docs server got a session handshake, then the search the model asked for.
-    let docs_calls: Vec<Value> = docs.requests().iter().map(api_tests::Recorded::json).collect();
-    let methods: Vec<&str> = docs_calls.iter().map(|m| m["method"].as_str().unwrap()).collect();
-    assert_eq!(
-        methods,
-        [
-            "initialize",
-            "notifications/initialized",
-            "tools/list",
-            "initialize",
-            "notifications/initialized",
-            "tools/call"
-        ]
-    );
-    assert_eq!(docs_calls[5]["params"], json!({ "name": "search", "arguments": { "query": question } }));
+    // One docs-server session for the whole run: one handshake, the listing and the search in
+    // it, then the session ended.
+    let docs_calls = docs.requests();
+    let methods: Vec<String> = docs_calls
+        .iter()
+        .map(|r| if r.method == "DELETE" { "DELETE".into() } else { r.json()["method"].as_str().unwrap().to_string() })
+        .collect();
+    assert_eq!(methods, ["initialize", "notifications/initialized", "tools/list", "tools/call", "DELETE"]);
+    let sessions: Vec<Option<&str>> = docs_calls.iter().map(|r| r.header("mcp-session-id")).collect();
+    assert_eq!(sessions[0], None);
+    assert!(sessions[1..].iter().all(|s| *s == Some("docs-session-1")), "{sessions:?}");
+    assert_eq!(docs_calls[3].json()["params"], json!({ "name": "search", "arguments": { "query": question } }));
+    assert_eq!(first["stream"], true, "the model is asked to stream");
 
     // The call is logged for review, with the reason the model never saw.
     let mut rows = Vec::new();
@@ -190,6 +188,58 @@ async fn ask_stack_auth_searches_the_docs_and_answers_with_a_conversation_id() {
     .await;
     let text = answer(&res)["result"]["content"][0]["text"].as_str().unwrap().to_string();
     assert!(text.contains(&format!("[conversationId: {conversation_id} —")), "{text}");
+}
+
+/// A `tools/call` that asks for progress gets an SSE stream: progress notifications for the
+/// run's steps and tool calls, with rising `progress`, then the result under the request's id.
+#[tokio::test]
+async fn a_tool_call_with_a_progress_token_streams_progress_then_the_result() {
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = ai_host(&llm, &docs);
+    let res = rpc(
+        &h,
+        json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
+        "_meta": { "progressToken": "p-1" }, "name": "ask_stack_auth",
+        "arguments": { "question": "sessions?", "reason": "r", "userPrompt": "p" } } }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.header("content-type"), Some("text/event-stream"));
+    let messages: Vec<Value> =
+        res.text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
+    let (result, notifications) = messages.split_last().unwrap();
+    assert_eq!(result["id"], 9);
+    assert!(result["result"]["content"][0]["text"].as_str().unwrap().starts_with("The tool said: "), "{result}");
+    let said: Vec<(&str, i64)> = notifications
+        .iter()
+        .map(|n| {
+            assert_eq!(
+                (n["method"].as_str(), &n["params"]["progressToken"]),
+                (Some("notifications/progress"), &json!("p-1"))
+            );
+            (n["params"]["message"].as_str().unwrap(), n["params"]["progress"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        said,
+        [("Thinking", 1), ("Calling search", 2), ("Thinking", 3), ("Writing the answer", 4)],
+        "a step, the search, the answer's step, its text"
+    );
+    // Without a token (or without SSE in Accept) the answer stays one JSON body.
+    let plain = h
+        .post(MCP)
+        .header("accept", "application/json")
+        .json(&json!({ "jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {
+            "_meta": { "progressToken": "p-2" }, "name": "ask_stack_auth",
+            "arguments": { "question": "q", "reason": "r", "userPrompt": "p" } } }))
+        .send()
+        .await;
+    assert!(
+        plain.header("content-type").unwrap().starts_with("application/json"),
+        "{:?}",
+        plain.header("content-type")
+    );
+    assert_eq!(plain.json()["id"], 10);
 }
 
 #[tokio::test]
@@ -398,32 +448,62 @@ async fn stream_mode_answers_an_ai_sdk_ui_message_stream() {
         .filter(|d| *d != "[DONE]")
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
+    // Two model steps: the search (its input and output as they happen), then the answer,
+    // a text piece per word as the model streamed it.
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(
-        types,
-        [
-            "start",
-            "start-step",
-            "tool-input-available",
-            "tool-output-available",
-            "text-start",
-            "text-delta",
-            "text-end",
-            "finish-step",
-            "finish"
-        ]
-    );
+    let answer = format!("The tool said: {DOCS_SEARCH_TEXT}");
+    let words = answer.split_inclusive(' ').count();
+    let mut expected = vec!["start", "start-step", "tool-input-available", "tool-output-available", "finish-step"];
+    expected.extend(["start-step", "text-start"]);
+    expected.extend(std::iter::repeat_n("text-delta", words));
+    expected.extend(["text-end", "finish-step", "finish"]);
+    assert_eq!(types, expected);
     assert_eq!(events[2]["input"], json!({ "query": "sessions?" }));
     assert_eq!(events[3]["output"], DOCS_SEARCH_TEXT);
-    assert_eq!(events[5]["delta"], format!("The tool said: {DOCS_SEARCH_TEXT}"));
+    let text: String =
+        events.iter().filter(|e| e["type"] == "text-delta").map(|e| e["delta"].as_str().unwrap()).collect();
+    assert_eq!(text, answer);
+    assert!(events.iter().filter(|e| e["type"].as_str().unwrap().starts_with("text-")).all(|e| e["id"] == "text-1"));
     assert!(res.text.ends_with("data: [DONE]\n\n"));
+}
+
+/// The model's first word reaches the caller while the model still holds the rest back
+/// (`GatedModel::assert_relayed_by`: shown by order, not by a clock).
+#[tokio::test]
+async fn stream_mode_relays_the_first_token_before_the_model_finishes() {
+    let model = GatedModel::start();
+    let h = Host::start(&[("STACK_AI_BASE_URL", &model.url)]);
+    model.assert_relayed_by(&h.base_url).await;
 }
 
 #[tokio::test]
 async fn without_a_model_api_the_endpoints_say_so() {
     let h = Host::start(&[]);
-    let res = h.post("/api/v1/ai/query/generate").json(&ai_body(json!({}))).send().await;
-    assert_eq!((res.status, res.text.as_str()), (503, "The AI model is not configured (STACK_AI_BASE_URL)."));
+    for mode in ["generate", "stream"] {
+        let res = h.post(&format!("/api/v1/ai/query/{mode}")).json(&ai_body(json!({}))).send().await;
+        assert_eq!((res.status, res.text.as_str()), (503, "The AI model is not configured (STACK_AI_BASE_URL)."));
+    }
+}
+
+/// A model that fails after the stream began ends it with an `error` chunk, not a silent cut.
+#[tokio::test]
+async fn a_model_failure_mid_stream_is_an_error_chunk() {
+    let failing =
+        RecordingServer::start(|_| (429, "application/json", r#"{"error":{"message":"rate limited"}}"#.into()));
+    let h = Host::start(&[("STACK_AI_BASE_URL", &failing.url)]);
+    let res = h.post("/api/v1/ai/query/stream").json(&ai_body(json!({}))).send().await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let events: Vec<Value> = res
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error");
+    assert!(last["errorText"].as_str().unwrap().starts_with("The AI model answered 429"), "{last}");
+    assert_eq!(failing.requests().len(), 1);
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! `POST /api/v1/ai/query/{mode}` (docs/api.md §9.1): a chat with Stack's assistant.
 //! `generate` answers JSON `{content, finalText, conversationId}`; `stream` answers the same
-//! run as an AI SDK UI-message stream. The run is a tool loop: the model may call the docs
-//! tools (run here, against the docs MCP server), `queryAnalytics` (run here, scoped to the
-//! caller's project) or the client-side tools (dashboard, email; returned with a null result
-//! for the caller to apply, which ends the run). `ask_stack_auth` calls [`generate`] directly.
+//! run as an AI SDK UI-message stream, relayed while the model writes it. The run is a tool
+//! loop: the model may call the docs tools (run against the docs MCP server, one session per
+//! run), `queryAnalytics` (asked of the analytics function with the caller's credentials) or
+//! the client-side tools (dashboard, email; returned with a null result for the caller to
+//! apply, which ends the run). `ask_stack_auth` calls [`generate`] directly.
 
 use serde_json::{json, Map, Value};
 
@@ -42,8 +43,9 @@ pub struct GenerateRequest {
     /// Whether the caller authenticated with server or admin access (stronger models, the
     /// authenticated key).
     pub authenticated: bool,
-    /// The project `queryAnalytics` reads: `(project_id, branch_id)`; only for admin callers.
-    pub analytics_scope: Option<(String, String)>,
+    /// The admin credentials `queryAnalytics` runs with (the caller's `x-stack-*` headers,
+    /// passed on to the analytics function, which checks them again); only for admin callers.
+    pub analytics_credentials: Option<Vec<(String, String)>>,
     /// `mcpCallMetadata`: the call is logged and gets a conversation id.
     pub mcp_call: Option<Value>,
 }
@@ -70,23 +72,32 @@ pub async fn query(ctx: &Context, req: &Request, mode: &str) -> ApiResult<Respon
     }
     // `queryAnalytics` reads a project's analytics, users included: its admins only.
     if let Some(project_id) = project_id {
-        run.analytics_scope = Some(project_scope(auth.as_ref(), &project_id)?);
-    } else if let Some(auth) = auth.as_ref().filter(|a| a.access_type == AccessType::Admin) {
-        run.analytics_scope = Some((auth.tenancy.project_id.clone(), auth.tenancy.branch_id.clone()));
+        check_project_admin(auth.as_ref(), &project_id)?;
+    }
+    if auth.as_ref().is_some_and(|a| a.access_type == AccessType::Admin) {
+        run.analytics_credentials = Some(stack_headers(req));
     }
     check_images(&run.messages)?;
-    let answer = generate(ctx, run).await.map_err(|(status, message)| ApiError::status(status, message))?;
-    Ok(if mode == "generate" { json_response(&answer) } else { ui_message_stream(&answer) })
+    if mode == "stream" {
+        // Said before the stream starts, with the generate mode's status and text.
+        if ctx.config.ai.base_url.is_none() {
+            return Err(ApiError::status(503, NOT_CONFIGURED));
+        }
+        return Ok(ui_message_stream(ctx.clone(), run));
+    }
+    let answer =
+        generate(ctx, run, &mut |_| {}).await.map_err(|(status, message)| ApiError::status(status, message))?;
+    Ok(json_response(&answer))
 }
+
+const NOT_CONFIGURED: &str = "The AI model is not configured (STACK_AI_BASE_URL).";
 
 /// `projectId` names the project whose data the tools may read: only its admins may.
 /// (Upstream checks the dashboard user's managed projects; here the caller must hold the
 /// project's admin credentials.)
-fn project_scope(auth: Option<&RequestAuth>, project_id: &str) -> ApiResult<(String, String)> {
+fn check_project_admin(auth: Option<&RequestAuth>, project_id: &str) -> ApiResult<()> {
     match auth {
-        Some(auth) if auth.tenancy.project_id == project_id && auth.access_type == AccessType::Admin => {
-            Ok((auth.tenancy.project_id.clone(), auth.tenancy.branch_id.clone()))
-        }
+        Some(auth) if auth.tenancy.project_id == project_id && auth.access_type == AccessType::Admin => Ok(()),
         _ => Err(ApiError::status(403, "You do not have access to this project")),
     }
 }
@@ -100,6 +111,15 @@ fn one_of(v: &mut Validator, obj: Option<&Map<String, Value>>, key: &str, allowe
         v.fail(format!("{path} must be one of the following values: {}", allowed.join(", ")));
         None
     }
+}
+
+/// The request's `x-stack-*` headers: its credentials, as the analytics function reads them.
+fn stack_headers(req: &Request) -> Vec<(String, String)> {
+    req.headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-stack-"))
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
+        .collect()
 }
 
 /// The run a request asks for, and its `projectId` if any.
@@ -137,7 +157,7 @@ fn parse_request(req: &Request, authenticated: bool) -> ApiResult<(GenerateReque
             system_prompt: system_prompt.expect("validated"),
             messages: messages.expect("validated"),
             authenticated,
-            analytics_scope: None,
+            analytics_credentials: None,
             mcp_call,
         },
         project_id,
@@ -252,13 +272,13 @@ fn query_analytics_tool() -> Value {
 }
 
 /// The model's tools for the requested sets, and which of them run here.
-async fn offered_tools(ctx: &Context, run: &GenerateRequest) -> (Vec<Value>, Vec<String>) {
+async fn offered_tools(docs: &mut docs::Docs<'_>, run: &GenerateRequest) -> (Vec<Value>, Vec<String>) {
     let mut tools = Vec::new();
     for set in &run.tools {
         match set.as_str() {
-            "docs" => tools.extend(docs::tools(ctx).await),
+            "docs" => tools.extend(docs.tools().await),
             // Without authentication there is no project to read: silently left out, as upstream.
-            "sql-query" if run.analytics_scope.is_some() => tools.push(query_analytics_tool()),
+            "sql-query" if run.analytics_credentials.is_some() => tools.push(query_analytics_tool()),
             "create-email-theme" => tools.push(client_tool("createEmailTheme", "Return a React Email theme source.")),
             "create-email-template" => {
                 tools.push(client_tool("createEmailTemplate", "Return a React Email template source."));
@@ -340,45 +360,90 @@ fn to_chat_messages(message: &Value) -> Vec<Value> {
     }
 }
 
-/// Runs `queryAnalytics` for the run's project on the one user-SQL path (guard, limits,
-/// low-privilege client); rows or the error as text for the model.
-async fn query_analytics(ctx: &Context, scope: &(String, String), arguments: &Value) -> Value {
+/// Runs `queryAnalytics` by asking the analytics function (`POST
+/// /api/v1/internal/analytics/query` with the caller's credentials: its guard, limits and
+/// low-privilege client, and it authenticates the caller again); rows or the error as text for
+/// the model. Asking it rather than linking the query guard keeps this Worker small.
+async fn query_analytics(ctx: &Context, credentials: &[(String, String)], arguments: &Value) -> Value {
     let Some(sql) = arguments["query"].as_str() else { return json!({ "error": "query must be a string" }) };
-    let query =
-        shared::analytics::user_sql::UserQuery { sql, params: Map::new(), timeout_ms: QUERY_ANALYTICS_TIMEOUT_MS };
-    match shared::analytics::user_sql::run(ctx, &scope.0, &scope.1, query).await {
-        Ok(answer) => json!({ "rows": answer.rows }),
-        Err(e) => json!({ "error": e.to_string() }),
+    let mut request = http::Request::post(ANALYTICS_QUERY_PATH).header("content-type", "application/json");
+    for (name, value) in credentials {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let body = json!({ "query": sql, "timeout_ms": QUERY_ANALYTICS_TIMEOUT_MS });
+    let Ok(request) = request.body(body.to_string().into_bytes()) else {
+        return json!({ "error": "the query could not be sent" });
+    };
+    let answer = match ctx.peers.call(ctx, "analytics-query", request).await {
+        Ok(answer) => answer,
+        Err(e) => return json!({ "error": format!("the analytics function could not be reached: {e}") }),
+    };
+    let body: Value = serde_json::from_slice(answer.body())
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(answer.body()).into_owned()));
+    match (answer.status().is_success(), body) {
+        (true, body) => json!({ "rows": body["result"] }),
+        // The contract's error envelope `{code, error}`, or a bare text status error.
+        (false, Value::Object(error)) => {
+            json!({ "error": error.get("error").cloned().unwrap_or(Value::Object(error)) })
+        }
+        (false, text) => json!({ "error": text }),
     }
 }
+
+/// The analytics function's query route (docs/api.md §6.1).
+const ANALYTICS_QUERY_PATH: &str = "/api/v1/internal/analytics/query";
 
 /// The time limit of one `queryAnalytics` call.
 const QUERY_ANALYTICS_TIMEOUT_MS: i64 = 10_000;
 
 /// One run: model calls and tool calls until the model stops, a client-side tool is called,
-/// or the step limit is reached. The answer is `{content, finalText, conversationId}`.
-pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunError> {
+/// or the step limit is reached. The answer is `{content, finalText, conversationId}`; as it
+/// goes, the run reports each step to `events` as AI SDK UI-message chunks (`start-step`, text
+/// pieces as the model writes them, tool input and output as they happen, `finish-step`).
+pub async fn generate(ctx: &Context, run: GenerateRequest, events: &mut dyn FnMut(Value)) -> Result<Value, RunError> {
     let started = ctx.now();
     let model = llm::model(&run.quality, &run.speed, run.authenticated);
-    let (tools, server_side) = offered_tools(ctx, &run).await;
+    let mut docs = docs::Docs::new(ctx);
+    let (tools, server_side) = offered_tools(&mut docs, &run).await;
     let mut chat = vec![json!({ "role": "system", "content": prompts::system_prompt(&run.system_prompt) })];
     chat.extend(run.messages.iter().flat_map(to_chat_messages));
 
     let mut content = Vec::new();
     let mut final_text = String::new();
     let mut steps = 0;
-    for _ in 0..step_limit(&run) {
+    let mut failure = None;
+    for step in 0..step_limit(&run) {
         steps += 1;
-        let completion = llm::complete(ctx, model, run.authenticated, &chat, &tools).await.map_err(|e| match e {
-            llm::LlmError::NotConfigured => (503, "The AI model is not configured (STACK_AI_BASE_URL).".to_string()),
-            llm::LlmError::Unavailable(why) => (502, format!("The AI model could not be reached: {why}")),
-            llm::LlmError::Status(status, body) => (502, format!("The AI model answered {status}: {body}")),
-        })?;
+        events(json!({ "type": "start-step" }));
+        let text_id = format!("text-{step}");
+        let mut text_started = false;
+        let mut on_text = |piece: &str| {
+            if !std::mem::replace(&mut text_started, true) {
+                events(json!({ "type": "text-start", "id": text_id }));
+            }
+            events(json!({ "type": "text-delta", "id": text_id, "delta": piece }));
+        };
+        let completion = llm::complete(ctx, model, run.authenticated, &chat, &tools, &mut on_text).await;
+        if text_started {
+            events(json!({ "type": "text-end", "id": text_id }));
+        }
+        let completion = match completion {
+            Ok(completion) => completion,
+            Err(e) => {
+                failure = Some(match e {
+                    llm::LlmError::NotConfigured => (503, NOT_CONFIGURED.to_string()),
+                    llm::LlmError::Unavailable(why) => (502, format!("The AI model could not be reached: {why}")),
+                    llm::LlmError::Status(status, body) => (502, format!("The AI model answered {status}: {body}")),
+                });
+                break;
+            }
+        };
         final_text = completion.text.clone();
         if !completion.text.is_empty() {
             content.push(json!({ "type": "text", "text": completion.text }));
         }
         if completion.tool_calls.is_empty() {
+            events(json!({ "type": "finish-step" }));
             break;
         }
         let mut assistant = json!({ "role": "assistant", "content": completion.text, "tool_calls": [] });
@@ -386,14 +451,20 @@ pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunE
         let mut waits_for_client = false;
         for call in &completion.tool_calls {
             let args: Value = serde_json::from_str(&call.arguments).unwrap_or(Value::String(call.arguments.clone()));
+            events(json!({ "type": "tool-input-available", "toolCallId": call.id, "toolName": call.name,
+                "input": args }));
             let result = if !server_side.contains(&call.name) {
                 waits_for_client = true;
                 Value::Null
             } else if call.name == "queryAnalytics" {
-                query_analytics(ctx, run.analytics_scope.as_ref().expect("offered only with a scope"), &args).await
+                let credentials = run.analytics_credentials.as_deref().expect("offered only with credentials");
+                query_analytics(ctx, credentials, &args).await
             } else {
-                Value::String(docs::call(ctx, &call.name, args.clone()).await)
+                Value::String(docs.call(&call.name, args.clone()).await)
             };
+            if !result.is_null() {
+                events(json!({ "type": "tool-output-available", "toolCallId": call.id, "output": result }));
+            }
             assistant["tool_calls"].as_array_mut().expect("an array").push(json!({ "id": call.id, "type": "function",
                 "function": { "name": call.name, "arguments": call.arguments } }));
             let text = result.as_str().map_or_else(|| result.to_string(), str::to_string);
@@ -401,11 +472,16 @@ pub async fn generate(ctx: &Context, run: GenerateRequest) -> Result<Value, RunE
             content.push(json!({ "type": "tool-call", "toolName": call.name, "toolCallId": call.id,
                 "args": args, "argsText": call.arguments, "result": result }));
         }
+        events(json!({ "type": "finish-step" }));
         if waits_for_client {
             break;
         }
         chat.push(assistant);
         chat.extend(results);
+    }
+    docs.close().await;
+    if let Some(failure) = failure {
+        return Err(failure);
     }
 
     let conversation_id = run.mcp_call.as_ref().map(|meta| {
@@ -484,35 +560,24 @@ impl CallLog {
     }
 }
 
-/// The answer as an AI SDK UI-message stream (server-sent events), written once the run is done.
-fn ui_message_stream(answer: &Value) -> Response {
-    let mut events = vec![json!({ "type": "start" }), json!({ "type": "start-step" })];
-    for (i, block) in answer["content"].as_array().into_iter().flatten().enumerate() {
-        if block["type"] == "text" {
-            let id = format!("text-{i}");
-            events.push(json!({ "type": "text-start", "id": id }));
-            events.push(json!({ "type": "text-delta", "id": id, "delta": block["text"] }));
-            events.push(json!({ "type": "text-end", "id": id }));
-        } else {
-            events.push(json!({ "type": "tool-input-available", "toolCallId": block["toolCallId"],
-                "toolName": block["toolName"], "input": block["args"] }));
-            if !block["result"].is_null() {
-                events.push(json!({ "type": "tool-output-available", "toolCallId": block["toolCallId"],
-                    "output": block["result"] }));
-            }
+/// A run as an AI SDK UI-message stream (server-sent events), written as it happens. A
+/// failure after the head is sent is an `error` chunk.
+fn ui_message_stream(ctx: Context, run: GenerateRequest) -> Response {
+    let events = shared::http::stream::written_by(|writer| async move {
+        let mut emit = |event: Value| writer.write(format!("data: {event}\n\n"));
+        emit(json!({ "type": "start" }));
+        match generate(&ctx, run, &mut emit).await {
+            Ok(_) => emit(json!({ "type": "finish" })),
+            Err((_, message)) => emit(json!({ "type": "error", "errorText": message })),
         }
-    }
-    events.push(json!({ "type": "finish-step" }));
-    events.push(json!({ "type": "finish" }));
-    let mut body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-    body.push_str("data: [DONE]\n\n");
-    http::Response::builder()
+        writer.write("data: [DONE]\n\n");
+    });
+    let head = http::Response::builder()
         .status(200)
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
-        .header("x-vercel-ai-ui-message-stream", "v1")
-        .body(body.into_bytes())
-        .expect("a valid response")
+        .header("x-vercel-ai-ui-message-stream", "v1");
+    shared::http::stream::streamed(head, events)
 }
 
 #[cfg(test)]

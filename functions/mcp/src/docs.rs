@@ -1,8 +1,12 @@
 //! The `docs` tool set (docs/api.md §8.5): the tools of a documentation MCP server
 //! (`STACK_DOCS_MCP_URL`, such as Mintlify's `search`/`fetch`), offered to the model as they are
 //! and run by calling that server. A small Streamable HTTP client over the outbound-HTTP port
-//! (rmcp's client transports need tokio and reqwest, which a Worker does not have): initialize,
-//! then `tools/list` or `tools/call`, answers as JSON or as SSE `data:` lines.
+//! (rmcp's client transports need tokio and reqwest, which a Worker does not have); answers
+//! come as JSON or as SSE `data:` lines.
+//!
+//! The key decision: one [`Docs`] per run. Its session is opened on first use (initialize +
+//! initialized), reused by the run's listing and every tool call, and ended (`DELETE`) when
+//! the run is done, so a 50-step run costs one handshake, not 51.
 
 use serde_json::{json, Value};
 
@@ -12,6 +16,9 @@ use shared::Context;
 pub const UNAVAILABLE: &str = "Stack Auth docs tools are temporarily unavailable. Please try again later.";
 pub const SERVER_ERROR: &str = "Stack Auth docs tools returned an error. Please try again later.";
 
+/// The protocol revision this client speaks to the docs server.
+const PROTOCOL_VERSION: &str = "2025-06-18";
+
 /// A JSON-RPC answer from a body that is JSON or SSE (`data: {json}` lines: the first one).
 pub fn parse_rpc_body(body: &str) -> Option<Value> {
     if let Ok(value) = serde_json::from_str::<Value>(body) {
@@ -20,19 +27,34 @@ pub fn parse_rpc_body(body: &str) -> Option<Value> {
     body.lines().filter_map(|l| l.strip_prefix("data:")).find_map(|data| serde_json::from_str(data.trim()).ok())
 }
 
-struct Session<'a> {
-    ctx: &'a Context,
-    url: &'a str,
-    session_id: Option<String>,
+/// An open session with the docs server.
+struct Session {
+    id: Option<String>,
+    next_request_id: i64,
 }
 
-impl Session<'_> {
-    async fn post(&self, message: &Value) -> Result<(u16, Option<String>, String), String> {
-        let mut request = http::Request::post(self.url)
+/// The docs server for one run (see the module doc).
+pub struct Docs<'a> {
+    ctx: &'a Context,
+    session: Option<Session>,
+}
+
+impl<'a> Docs<'a> {
+    /// Nothing is sent until the run first needs the server.
+    pub fn new(ctx: &'a Context) -> Docs<'a> {
+        Docs { ctx, session: None }
+    }
+
+    fn url(&self) -> Result<&'a str, String> {
+        self.ctx.config.ai.docs_mcp_url.as_deref().ok_or_else(|| "not configured".to_string())
+    }
+
+    async fn post(&self, session_id: Option<&str>, message: &Value) -> Result<(u16, Option<String>, String), String> {
+        let mut request = http::Request::post(self.url()?)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18");
-        if let Some(id) = &self.session_id {
+            .header("mcp-protocol-version", PROTOCOL_VERSION);
+        if let Some(id) = session_id {
             request = request.header("mcp-session-id", id);
         }
         let request = request.body(message.to_string().into_bytes()).map_err(|e| e.to_string())?;
@@ -41,97 +63,120 @@ impl Session<'_> {
         Ok((response.status().as_u16(), session, String::from_utf8_lossy(response.body()).into_owned()))
     }
 
-    /// One request; its `result`, or why not.
-    async fn call(&self, id: i64, method: &str, params: Value) -> Result<Value, String> {
-        let (status, _, body) =
-            self.post(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).await?;
-        if !(200..300).contains(&status) {
-            return Err(format!("status {status}"));
-        }
-        let answer = parse_rpc_body(&body).ok_or("an unreadable answer")?;
-        answer.get("result").cloned().ok_or_else(|| format!("error {}", answer["error"]))
-    }
-
-    async fn open<'a>(ctx: &'a Context, url: &'a str) -> Result<Session<'a>, String> {
-        let mut session = Session { ctx, url, session_id: None };
+    async fn open(&self) -> Result<Session, String> {
         let init = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
+            "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
             "clientInfo": { "name": "stack-edge-docs-agent", "version": env!("CARGO_PKG_VERSION") } } });
-        let (status, session_id, _) = session.post(&init).await?;
+        let (status, id, _) = self.post(None, &init).await?;
         if !(200..300).contains(&status) {
             return Err(format!("initialize: status {status}"));
         }
-        session.session_id = session_id;
-        session.post(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await?;
-        Ok(session)
+        self.post(id.as_deref(), &json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).await?;
+        Ok(Session { id, next_request_id: 1 })
     }
-}
 
-/// The docs server's tools as OpenAI function tools (empty when unconfigured or unreachable:
-/// the model then answers without them, and the failure is logged).
-pub async fn tools(ctx: &Context) -> Vec<Value> {
-    let Some(url) = ctx.config.ai.docs_mcp_url.as_deref() else { return Vec::new() };
-    let listed = async {
-        let session = Session::open(ctx, url).await?;
-        session.call(1, "tools/list", json!({})).await
-    }
-    .await;
-    match listed {
-        Ok(result) => result["tools"]
-            .as_array()
-            .map(|tools| {
-                tools
-                    .iter()
-                    .filter_map(|tool| {
-                        Some(json!({ "type": "function", "function": {
-                            "name": tool["name"].as_str()?,
-                            "description": tool["description"].as_str().unwrap_or_default(),
-                            "parameters": tool.get("inputSchema").cloned().unwrap_or(json!({ "type": "object" })),
-                        } }))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!(error = %e, "the docs MCP server could not list its tools");
-            Vec::new()
+    /// One request in the run's session; its `result`, or why not. A session the server has
+    /// forgotten (404) is opened again once, as the transport spec asks of clients.
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        for attempt in 0..2 {
+            if self.session.is_none() {
+                self.session = Some(self.open().await?);
+            }
+            let session = self.session.as_mut().expect("opened above");
+            let message =
+                json!({ "jsonrpc": "2.0", "id": session.next_request_id, "method": method, "params": params });
+            session.next_request_id += 1;
+            let session_id = session.id.clone();
+            let (status, _, body) = self.post(session_id.as_deref(), &message).await?;
+            if status == 404 && session_id.is_some() && attempt == 0 {
+                self.session = None;
+                continue;
+            }
+            if !(200..300).contains(&status) {
+                return Err(format!("status {status}"));
+            }
+            let answer = parse_rpc_body(&body).ok_or("an unreadable answer")?;
+            return answer.get("result").cloned().ok_or_else(|| format!("error {}", answer["error"]));
         }
+        Err("the session was lost twice".into())
     }
-}
 
-/// Runs one docs tool; the text the model gets back.
-pub async fn call(ctx: &Context, name: &str, arguments: Value) -> String {
-    let Some(url) = ctx.config.ai.docs_mcp_url.as_deref() else { return UNAVAILABLE.into() };
-    let called = async {
-        let session = Session::open(ctx, url).await?;
-        session.call(1, "tools/call", json!({ "name": name, "arguments": arguments })).await
-    }
-    .await;
-    match called {
-        Ok(result) => {
-            let text = result["content"]
+    /// The docs server's tools as OpenAI function tools (empty when unconfigured or
+    /// unreachable: the model then answers without them, and the failure is logged).
+    pub async fn tools(&mut self) -> Vec<Value> {
+        if self.url().is_err() {
+            return Vec::new();
+        }
+        match self.request("tools/list", json!({})).await {
+            Ok(result) => result["tools"]
                 .as_array()
-                .map(|c| {
-                    c.iter()
-                        .filter(|b| b["type"] == "text")
-                        .filter_map(|b| b["text"].as_str())
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                .map(|tools| {
+                    tools
+                        .iter()
+                        .filter_map(|tool| {
+                            Some(json!({ "type": "function", "function": {
+                                "name": tool["name"].as_str()?,
+                                "description": tool["description"].as_str().unwrap_or_default(),
+                                "parameters": tool.get("inputSchema").cloned().unwrap_or(json!({ "type": "object" })),
+                            } }))
+                        })
+                        .collect()
                 })
-                .unwrap_or_default();
-            if result["isError"] == true && text.is_empty() {
-                "Unknown docs tool error".into()
-            } else {
-                text
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "the docs MCP server could not list its tools");
+                Vec::new()
             }
         }
-        Err(e) if e.starts_with("status") => {
-            tracing::warn!(error = %e, tool = name, "the docs MCP server refused a tool call");
-            SERVER_ERROR.into()
+    }
+
+    /// Runs one docs tool; the text the model gets back.
+    pub async fn call(&mut self, name: &str, arguments: Value) -> String {
+        if self.url().is_err() {
+            return UNAVAILABLE.into();
         }
-        Err(e) => {
-            tracing::warn!(error = %e, tool = name, "the docs MCP server could not run a tool");
-            UNAVAILABLE.into()
+        match self.request("tools/call", json!({ "name": name, "arguments": arguments })).await {
+            Ok(result) => {
+                let text = result["content"]
+                    .as_array()
+                    .map(|c| {
+                        c.iter()
+                            .filter(|b| b["type"] == "text")
+                            .filter_map(|b| b["text"].as_str())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default();
+                if result["isError"] == true && text.is_empty() {
+                    "Unknown docs tool error".into()
+                } else {
+                    text
+                }
+            }
+            Err(e) if e.starts_with("status") => {
+                tracing::warn!(error = %e, tool = name, "the docs MCP server refused a tool call");
+                SERVER_ERROR.into()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, tool = name, "the docs MCP server could not run a tool");
+                UNAVAILABLE.into()
+            }
+        }
+    }
+
+    /// Ends the run's session, if one was opened (`DELETE` with its id; a server that does
+    /// not end sessions answers 405, which is fine).
+    pub async fn close(self) {
+        let Some(Session { id: Some(id), .. }) = &self.session else { return };
+        let Ok(url) = self.url() else { return };
+        let request = http::Request::delete(url)
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", PROTOCOL_VERSION)
+            .body(Vec::new());
+        if let Ok(request) = request {
+            if let Err(e) = self.ctx.http.send(request).await {
+                tracing::warn!(error = %e, "the docs MCP session could not be ended");
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The MCP server (docs/api.md §8.2-§8.3): stateless Streamable HTTP at
 //! `/api/internal/mcp`. Each POST carries one JSON-RPC message, parsed with rmcp's protocol
-//! types; a request gets one `application/json` answer (clients accept JSON or SSE), a
-//! notification gets 202. No sessions: every request stands alone, as upstream's handler. Both
+//! types; a request gets one `application/json` answer (clients accept JSON or SSE), except a
+//! `tools/call` that asks for progress, which gets an SSE stream of progress notifications
+//! ending with its result; a notification gets 202. No sessions: every request stands alone, as upstream's handler. Both
 //! protocol generations are served (negotiate.rs): the handshake revisions up to 2025-11-25 and
 //! the stateless 2026-07-28.
 //!
@@ -138,27 +139,79 @@ pub async fn handle(ctx: &Context, req: &Request) -> Response {
         Ok(generation) => generation,
         Err(refusal) => return reply(refusal.status, &json!({ "jsonrpc": "2.0", "id": id, "error": refusal.error })),
     };
+    let progress_token = message["params"]["_meta"]["progressToken"].clone();
+    let wants_progress = matches!(*request, ClientRequest::CallToolRequest(_))
+        && (progress_token.is_string() || progress_token.is_number())
+        && shared::http::header(req, "accept").is_some_and(|a| a.contains("text/event-stream"));
+    if wants_progress {
+        return progress_stream(ctx.clone(), id, *request, generation, progress_token);
+    }
+    let answer = answer(ctx, *request, generation, &mut |_| {}).await;
+    reply(answer.0, &with_id(answer.1, id))
+}
+
+/// A request's answer: the HTTP status and the JSON-RPC message (its id still to set).
+/// `events` gets a tool call's progress as AI SDK UI-message chunks.
+async fn answer(
+    ctx: &Context,
+    request: ClientRequest,
+    generation: Generation,
+    events: &mut dyn FnMut(Value),
+) -> (u16, Value) {
     let result = match generation {
-        Generation::Handshake => handshake_request(ctx, *request).await,
-        Generation::Stateless => stateless_request(ctx, *request).await,
+        Generation::Handshake => handshake_request(ctx, request, events).await,
+        Generation::Stateless => stateless_request(ctx, request, events).await,
     };
     match result {
-        Ok(result) => reply(200, &json!({ "jsonrpc": "2.0", "id": id, "result": result })),
-        Err(mut error) => {
-            error["id"] = id;
-            // The stateless generation says "no such method" in HTTP too; the handshake one
-            // answers every JSON-RPC error with 200, as it always did.
-            let status = match generation {
-                Generation::Stateless if error["error"]["code"] == ErrorCode::METHOD_NOT_FOUND.0 => 404,
-                _ => 200,
-            };
-            reply(status, &error)
-        }
+        Ok(result) => (200, json!({ "jsonrpc": "2.0", "result": result })),
+        // The stateless generation says "no such method" in HTTP too; the handshake one
+        // answers every JSON-RPC error with 200, as it always did.
+        Err(error) => match generation {
+            Generation::Stateless if error["error"]["code"] == ErrorCode::METHOD_NOT_FOUND.0 => (404, error),
+            _ => (200, error),
+        },
     }
 }
 
+fn with_id(mut message: Value, id: Value) -> Value {
+    message["id"] = id;
+    message
+}
+
+/// A `tools/call` whose caller asked for progress (`_meta.progressToken`) and accepts SSE: the
+/// answer is an SSE stream of `notifications/progress` (a step begins, a tool is called, the
+/// answer is being written) ending with the result, as Streamable HTTP allows.
+fn progress_stream(ctx: Context, id: Value, request: ClientRequest, generation: Generation, token: Value) -> Response {
+    let body = shared::http::stream::written_by(|writer| async move {
+        let send = |message: &Value| writer.write(format!("event: message\ndata: {message}\n\n"));
+        let mut progress = 0;
+        let mut events = |event: Value| {
+            let message = match event["type"].as_str() {
+                Some("start-step") => "Thinking".to_string(),
+                Some("tool-input-available") => format!("Calling {}", event["toolName"].as_str().unwrap_or("a tool")),
+                Some("text-start") => "Writing the answer".to_string(),
+                _ => return,
+            };
+            progress += 1;
+            send(&json!({ "jsonrpc": "2.0", "method": "notifications/progress",
+                "params": { "progressToken": token, "progress": progress, "message": message } }));
+        };
+        let (_, message) = answer(&ctx, request, generation, &mut events).await;
+        send(&with_id(message, id));
+    });
+    let head = http::Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache");
+    shared::http::stream::streamed(head, body)
+}
+
 /// A request of the handshake generation (2024-11-05 to 2025-11-25).
-async fn handshake_request(ctx: &Context, request: ClientRequest) -> Result<Value, Value> {
+async fn handshake_request(
+    ctx: &Context,
+    request: ClientRequest,
+    events: &mut dyn FnMut(Value),
+) -> Result<Value, Value> {
     match request {
         ClientRequest::InitializeRequest(init) => Ok(initialize_result(&init.params.protocol_version)),
         ClientRequest::PingRequest(_) => Ok(json!({})),
@@ -166,7 +219,8 @@ async fn handshake_request(ctx: &Context, request: ClientRequest) -> Result<Valu
         ClientRequest::SetLevelRequest(_) => Ok(json!({})),
         ClientRequest::ListToolsRequest(list) => list_tools(list.params.and_then(|p| p.cursor)),
         ClientRequest::CallToolRequest(call) => {
-            call_tool(ctx, &call.params.name, call.params.arguments.unwrap_or_default(), Generation::Handshake).await
+            let arguments = call.params.arguments.unwrap_or_default();
+            call_tool(ctx, &call.params.name, arguments, Generation::Handshake, events).await
         }
         other => Err(method_not_found(other.method())),
     }
@@ -175,7 +229,11 @@ async fn handshake_request(ctx: &Context, request: ClientRequest) -> Result<Valu
 /// A request of the stateless generation (2026-07-28): `server/discover` instead of the
 /// handshake, no `ping` or `logging/setLevel` (removed), cache hints on lists, `resultType` and
 /// the server's identity on every result.
-async fn stateless_request(ctx: &Context, request: ClientRequest) -> Result<Value, Value> {
+async fn stateless_request(
+    ctx: &Context,
+    request: ClientRequest,
+    events: &mut dyn FnMut(Value),
+) -> Result<Value, Value> {
     let mut result = match request {
         ClientRequest::DiscoverRequest(_) => json!({
             "supportedVersions": negotiate::STATELESS_VERSIONS,
@@ -190,7 +248,8 @@ async fn stateless_request(ctx: &Context, request: ClientRequest) -> Result<Valu
             tools
         }
         ClientRequest::CallToolRequest(call) => {
-            call_tool(ctx, &call.params.name, call.params.arguments.unwrap_or_default(), Generation::Stateless).await?
+            let arguments = call.params.arguments.unwrap_or_default();
+            call_tool(ctx, &call.params.name, arguments, Generation::Stateless, events).await?
         }
         other => return Err(method_not_found(other.method())),
     };
@@ -321,6 +380,7 @@ async fn call_tool(
     name: &str,
     arguments: Map<String, Value>,
     generation: Generation,
+    events: &mut dyn FnMut(Value),
 ) -> Result<Value, Value> {
     if name != "ask_stack_auth" {
         return Err(rpc_error(None, ErrorCode::INVALID_PARAMS, format!("MCP error -32602: Tool {name} not found")));
@@ -344,7 +404,7 @@ async fn call_tool(
         system_prompt: "docs-ask-ai".into(),
         messages: vec![json!({ "role": "user", "content": question })],
         authenticated: false,
-        analytics_scope: None,
+        analytics_credentials: None,
         mcp_call: Some(json!({
             "toolName": "ask_stack_auth",
             "reason": text("reason"),
@@ -352,7 +412,7 @@ async fn call_tool(
             "conversationId": conversation_id,
         })),
     };
-    let answer = match generate(ctx, request).await {
+    let answer = match generate(ctx, request, events).await {
         Ok(answer) => answer,
         Err((status, message)) => {
             return Ok(

@@ -11,12 +11,12 @@ use serde_json::{Map, Value};
 use worker::wasm_bindgen::JsValue;
 
 use crate::adapters::sql_blobs::SqlBlobStore;
-use crate::context::{Config, Context};
+use crate::context::{Config, Context, Peers};
 use crate::http::{Request, Response};
 use crate::identity::tokens::KeyCache;
 use crate::store::ports::{
-    Background, BlobError, BlobStore, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random, SqlRow,
-    SqlStore, SqlValue, Statement, StoreError,
+    Background, BlobError, BlobStore, BodyChunks, Clock, ConfigSource, HttpClient, HttpError, LocalFuture, Random,
+    SqlRow, SqlStore, SqlValue, Statement, StoreError,
 };
 
 // --- D1 -------------------------------------------------------------------------------------
@@ -226,51 +226,72 @@ pub struct WorkerFetch;
 
 #[async_trait(?Send)]
 impl HttpClient for WorkerFetch {
-    async fn send(&self, request: Request) -> Result<Response, HttpError> {
-        let err = |e: worker::Error| HttpError(e.to_string());
-        let (parts, body) = request.into_parts();
-        let headers = worker::Headers::new();
-        for (name, value) in &parts.headers {
-            headers.append(name.as_str(), value.to_str().map_err(|e| HttpError(e.to_string()))?).map_err(err)?;
-        }
-        let mut init = worker::RequestInit::new();
-        init.with_method(worker::Method::from(parts.method.to_string())).with_headers(headers);
-        if !body.is_empty() {
-            init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
-        }
-        let request = worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(err)?;
-        let mut response = worker::Fetch::Request(request).send().await.map_err(err)?;
-        let limit = parts.extensions.get::<crate::store::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
-        from_worker_response(&mut response, limit).await
+    async fn open(&self, request: Request) -> Result<http::Response<BodyChunks>, HttpError> {
+        let request = to_worker_request(request, "")?;
+        let response = worker::Fetch::Request(request).send().await.map_err(|e| HttpError(e.to_string()))?;
+        from_worker_response(response)
     }
 }
 
-/// Our response from a fetched one, reading at most `limit` body bytes.
-async fn from_worker_response(response: &mut worker::Response, limit: usize) -> Result<Response, HttpError> {
-    use futures_util::StreamExt;
+/// A Worker request from ours, its URI prefixed with `base` (a path-only URI needs one).
+fn to_worker_request(request: Request, base: &str) -> Result<worker::Request, HttpError> {
     let err = |e: worker::Error| HttpError(e.to_string());
+    let (parts, body) = request.into_parts();
+    let headers = worker::Headers::new();
+    for (name, value) in &parts.headers {
+        headers.append(name.as_str(), value.to_str().map_err(|e| HttpError(e.to_string()))?).map_err(err)?;
+    }
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::from(parts.method.to_string())).with_headers(headers);
+    if !body.is_empty() {
+        init.with_body(Some(worker::js_sys::Uint8Array::from(body.as_slice()).into()));
+    }
+    worker::Request::new_with_init(&format!("{base}{}", parts.uri), &init).map_err(err)
+}
+
+/// The deployment's other functions through their service bindings (`ANALYTICS_QUERY` for
+/// `analytics-query`, as the router's): a call stays inside Cloudflare, no public hop.
+pub struct ServiceBindings(worker::Env);
+
+#[async_trait(?Send)]
+impl Peers for ServiceBindings {
+    async fn call(&self, _ctx: &Context, function: &str, request: Request) -> Result<Response, HttpError> {
+        let binding = crate::function::binding_of(function);
+        let fetcher = self.0.service(&binding).map_err(|e| HttpError(format!("service binding {binding}: {e}")))?;
+        BoundService(fetcher, function.to_string()).send(request).await
+    }
+}
+
+/// One service binding as an HTTP client (the buffered `send` is the port's own).
+struct BoundService(worker::Fetcher, String);
+
+#[async_trait(?Send)]
+impl HttpClient for BoundService {
+    async fn open(&self, request: Request) -> Result<http::Response<BodyChunks>, HttpError> {
+        // The host part is not used by a binding; it names the function for logs.
+        let request = to_worker_request(request, &format!("https://{}.internal", self.1))?;
+        let response = self.0.fetch_request(request).await.map_err(|e| HttpError(e.to_string()))?;
+        from_worker_response(response)
+    }
+}
+
+/// Our response head from a fetched one, with its body as the chunks arrive.
+fn from_worker_response(mut response: worker::Response) -> Result<http::Response<BodyChunks>, HttpError> {
+    use futures_util::{StreamExt, TryStreamExt};
     let mut builder = http::Response::builder().status(response.status_code());
     for (name, value) in response.headers().entries() {
         builder = builder.header(name, value);
     }
-    let body = match response.body() {
-        worker::ResponseBody::Empty => Vec::new(),
-        worker::ResponseBody::Body(bytes) if bytes.len() > limit => return Err(HttpError::too_large(limit)),
-        worker::ResponseBody::Body(bytes) => bytes.clone(),
+    let chunks: BodyChunks = match response.body() {
+        worker::ResponseBody::Empty => futures_util::stream::empty().boxed_local(),
+        worker::ResponseBody::Body(bytes) => {
+            futures_util::stream::once(std::future::ready(Ok(bytes.clone()))).boxed_local()
+        }
         worker::ResponseBody::Stream(_) => {
-            let mut body = Vec::new();
-            let mut stream = response.stream().map_err(err)?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(err)?;
-                if body.len() + chunk.len() > limit {
-                    return Err(HttpError::too_large(limit));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            body
+            response.stream().map_err(|e| HttpError(e.to_string()))?.map_err(|e| HttpError(e.to_string())).boxed_local()
         }
     };
-    builder.body(body).map_err(|e| HttpError(e.to_string()))
+    builder.body(chunks).map_err(|e| HttpError(e.to_string()))
 }
 
 // --- the fetch entry ------------------------------------------------------------------------
@@ -307,6 +328,7 @@ fn context_with(env: &worker::Env, background: Rc<dyn Background>) -> worker::Re
         store,
         blobs,
         http: Rc::new(WorkerFetch),
+        peers: Rc::new(ServiceBindings(env.clone())),
         clock: Rc::new(WorkerClock),
         random: Rc::new(WorkerRandom),
         background,
@@ -387,14 +409,20 @@ fn cf_timezone(req: &worker::Request) -> Option<String> {
     Reflect::get(&cf, &"timezone".into()).ok()?.as_string().filter(|tz| !tz.is_empty())
 }
 
-/// A Worker response from ours.
-pub fn response_to_worker(response: Response) -> worker::Result<worker::Response> {
+/// A Worker response from ours; a streamed body becomes a `ReadableStream` fed as it comes.
+pub fn response_to_worker(mut response: Response) -> worker::Result<worker::Response> {
+    use futures_util::StreamExt;
+    let streamed = crate::http::stream::take(&mut response);
     let (parts, body) = response.into_parts();
     let headers = worker::Headers::new();
     for (name, value) in &parts.headers {
         headers.append(name.as_str(), value.to_str().unwrap_or_default())?;
     }
-    Ok(worker::Response::from_bytes(body)?.with_status(parts.status.as_u16()).with_headers(headers))
+    let answer = match streamed {
+        None => worker::Response::from_bytes(body)?,
+        Some(chunks) => worker::Response::from_stream(chunks.map(Ok::<_, worker::Error>))?,
+    };
+    Ok(answer.with_status(parts.status.as_u16()).with_headers(headers))
 }
 
 /// A Worker's `fetch` and `scheduled` entries for `$function` (a function crate's `FUNCTION`)

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use async_trait::async_trait;
 
-use crate::http::{Request, Response};
-use crate::store::ports::{Background, HttpClient, HttpError, LocalFuture, RequestTimeout, ResponseLimit};
+use crate::http::Request;
+use crate::store::ports::{Background, BodyChunks, HttpClient, HttpError, LocalFuture, RequestTimeout};
 
 // --- outbound HTTP --------------------------------------------------------------------------
 
@@ -37,26 +37,20 @@ impl Default for ReqwestClient {
 
 #[async_trait(?Send)]
 impl HttpClient for ReqwestClient {
-    async fn send(&self, request: Request) -> Result<Response, HttpError> {
+    async fn open(&self, request: Request) -> Result<http::Response<BodyChunks>, HttpError> {
+        use futures_util::{StreamExt, TryStreamExt};
         let (parts, body) = request.into_parts();
         let mut builder = self.client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body);
         if let Some(RequestTimeout(timeout)) = parts.extensions.get::<RequestTimeout>() {
             builder = builder.timeout(*timeout);
         }
-        let mut response = builder.send().await.map_err(|e| HttpError(e.to_string()))?;
-        let mut builder = http::Response::builder().status(response.status());
+        let response = builder.send().await.map_err(|e| HttpError(e.to_string()))?;
+        let mut head = http::Response::builder().status(response.status());
         for (name, value) in response.headers() {
-            builder = builder.header(name, value);
+            head = head.header(name, value);
         }
-        let limit = parts.extensions.get::<ResponseLimit>().map_or(usize::MAX, |l| l.0);
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| HttpError(e.to_string()))? {
-            if body.len() + chunk.len() > limit {
-                return Err(HttpError::too_large(limit));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        builder.body(body).map_err(|e| HttpError(e.to_string()))
+        let chunks = response.bytes_stream().map_ok(|chunk| chunk.to_vec()).map_err(|e| HttpError(e.to_string()));
+        head.body(chunks.boxed_local() as BodyChunks).map_err(|e| HttpError(e.to_string()))
     }
 }
 

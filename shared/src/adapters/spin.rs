@@ -19,9 +19,9 @@ use async_trait::async_trait;
 
 use crate::adapters::sql_blobs::SqlBlobStore;
 use crate::adapters::system::{EnvConfig, OsRandom, SystemClock};
-use crate::context::{Config, Context};
+use crate::context::{Config, Context, Peers};
 use crate::http::{Request, Response};
-use crate::store::ports::{Background, ConfigSource, HttpClient, HttpError, LocalFuture, SqlStore};
+use crate::store::ports::{Background, BodyChunks, ConfigSource, HttpClient, HttpError, LocalFuture, SqlStore};
 
 /// Configuration keys a function reads. Spin variables are lowercase (`stack_server_secret`).
 pub const CONFIG_KEYS: &[&str] = &[
@@ -133,21 +133,33 @@ pub struct WasiHttp;
 
 #[async_trait(?Send)]
 impl HttpClient for WasiHttp {
-    async fn send(&self, request: Request) -> Result<Response, HttpError> {
+    async fn open(&self, request: Request) -> Result<http::Response<BodyChunks>, HttpError> {
+        use futures_util::StreamExt;
         use http_body_util::BodyExt;
-        let err = |e: &dyn std::fmt::Display| HttpError(e.to_string());
-        let limit = request.extensions().get::<crate::store::ports::ResponseLimit>().map_or(usize::MAX, |l| l.0);
         let request = request.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)));
-        let response = spin_sdk::http::send(request).await.map_err(|e| err(&e))?;
+        let response = spin_sdk::http::send(request).await.map_err(|e| HttpError(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = match http_body_util::Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes().to_vec(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return Err(HttpError::too_large(limit))
-            }
-            Err(e) => return Err(err(&e)),
-        };
-        Ok(http::Response::from_parts(parts, body))
+        // Data frames in order; trailers carry nothing we read.
+        let chunks = body.into_data_stream().map(|chunk| match chunk {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(e) => Err(HttpError(e.to_string())),
+        });
+        Ok(http::Response::from_parts(parts, chunks.boxed_local() as BodyChunks))
+    }
+}
+
+/// A component reaches the deployment's other functions through its public API URL
+/// (`NEXT_PUBLIC_STACK_API_URL`): components are separate instances with no binding between
+/// them, and the URL routes each path to its function (Spin's router, or the operator's proxy).
+pub struct ThroughPublicApi;
+
+#[async_trait(?Send)]
+impl Peers for ThroughPublicApi {
+    async fn call(&self, ctx: &Context, _function: &str, request: Request) -> Result<Response, HttpError> {
+        let (mut parts, body) = request.into_parts();
+        let url = format!("{}{}", ctx.config.api_url.trim_end_matches('/'), parts.uri);
+        parts.uri = url.parse().map_err(|e: http::uri::InvalidUri| HttpError(e.to_string()))?;
+        ctx.http.send(Request::from_parts(parts, body)).await
     }
 }
 
@@ -257,6 +269,7 @@ pub async fn context() -> Result<(Context, Rc<Deferred>), String> {
         store,
         blobs,
         Rc::new(WasiHttp),
+        Rc::new(ThroughPublicApi),
         Rc::new(SystemClock),
         Rc::new(OsRandom),
         deferred.clone(),
@@ -296,11 +309,6 @@ pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, 
     Ok(http::Request::from_parts(parts, body))
 }
 
-/// The component's response from ours.
-pub fn response_to_wasi(response: Response) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    response.map(|b| http_body_util::Full::new(bytes::Bytes::from(b)))
-}
-
 /// The component's HTTP entry for `$function` (a function crate's `FUNCTION`): requests go
 /// through its route table (`routes()`, defined by [`crate::function_entries!`], which expands
 /// this); `/health` is answered by the entry, with what the function adds to it.
@@ -311,7 +319,7 @@ macro_rules! __spin_entries {
         #[::spin_sdk::http_service]
         async fn serve(
             req: ::spin_sdk::http::Request,
-        ) -> $crate::__private::http::Response<$crate::__private::http_body_util::Full<$crate::__private::bytes::Bytes>> {
+        ) -> $crate::__private::http::Response<$crate::http::stream::HttpBody> {
             use $crate::adapters::spin as adapter;
             let response = async {
                 let health = req.uri().path() == "/health";
@@ -333,7 +341,8 @@ macro_rules! __spin_entries {
                 response
             }
             .await;
-            adapter::response_to_wasi(response)
+            // wasi:http sends a streamed body after the head, as its chunks come.
+            $crate::http::stream::into_http_body(response)
         }
     };
 }

@@ -2,10 +2,12 @@
 //!
 //! Requests and responses are plain `http` crate values with the body fully buffered: the
 //! endpoints we serve take and return small JSON bodies, and every runtime (hyper, workerd,
-//! wasi:http) can hand us a buffered body cheaply.
+//! wasi:http) can hand us a buffered body cheaply. The one exception, a body written while it
+//! is sent (a model's streamed answer), rides along as an extension: see [`stream`].
 
 pub mod error;
 pub mod location;
+pub mod stream;
 pub mod validate;
 
 use serde::Serialize;

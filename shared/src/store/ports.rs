@@ -206,11 +206,34 @@ pub struct ResponseLimit(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestTimeout(pub std::time::Duration);
 
+/// An answer's body as it arrives, chunk by chunk.
+pub type BodyChunks = Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>, HttpError>>>>;
+
 #[async_trait(?Send)]
-/// Outbound HTTP (reqwest natively, fetch on Workers, wasi:http in components).
+/// Outbound HTTP (reqwest natively, fetch on Workers, wasi:http in components). An adapter
+/// implements [`HttpClient::open`] only; the buffered [`HttpClient::send`] is built on it, so
+/// the [`ResponseLimit`] is enforced in one place.
 pub trait HttpClient {
-    /// Sends `request` and buffers the whole answer.
-    async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError>;
+    /// Sends `request`; the answer's head, and its body as it arrives (a model's streamed
+    /// tokens are relayed before the last one is written).
+    async fn open(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<BodyChunks>, HttpError>;
+
+    /// Sends `request` and buffers the whole answer, failing with [`HttpError::too_large`] past
+    /// the request's [`ResponseLimit`].
+    async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, HttpError> {
+        use futures_util::StreamExt;
+        let limit = request.extensions().get::<ResponseLimit>().map_or(usize::MAX, |l| l.0);
+        let (parts, mut chunks) = self.open(request).await?.into_parts();
+        let mut body = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > limit {
+                return Err(HttpError::too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(http::Response::from_parts(parts, body))
+    }
 }
 
 // --- blob storage ---------------------------------------------------------------------------
