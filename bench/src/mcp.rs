@@ -1,7 +1,7 @@
 //! `bench-mcp`: the MCP server's `tools/list` and `tools/call` (`ask_stack_auth`) latency on the
 //! native host and as a WASI component on `wasmtime serve`, one client at a time. The model API
 //! and the docs MCP server are the tests' local recording stand-ins, so `tools/call` measures
-//! this system's work (two model calls, two docs-server sessions, the call log) plus loopback
+//! this system's work (two streamed model calls, one docs-server session, the budget count, the call log) plus loopback
 //! round trips, not a real model's thinking time.
 
 use std::time::Duration;
@@ -14,7 +14,12 @@ use serde_json::json;
 const MCP: &str = "/api/internal/mcp";
 
 fn env(llm: &RecordingServer, docs: &RecordingServer) -> Vec<(&'static str, String)> {
-    vec![("STACK_AI_BASE_URL", format!("{}/v1", llm.url)), ("STACK_DOCS_MCP_URL", format!("{}/mcp", docs.url))]
+    vec![
+        ("STACK_AI_BASE_URL", format!("{}/v1", llm.url)),
+        ("STACK_DOCS_MCP_URL", format!("{}/mcp", docs.url)),
+        // The budget of runs per caller is not what is measured here.
+        ("STACK_AI_RUNS_PER_MINUTE", "1000000".into()),
+    ]
 }
 
 async fn measure(runtime: &str, host: &Host, duration: Duration) {

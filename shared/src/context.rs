@@ -211,6 +211,10 @@ pub struct AiConfig {
     /// `STACK_MCP_ALLOWED_ORIGINS` (comma-separated `scheme://host[:port]`): browser origins,
     /// besides this deployment's own and local ones, that may call the MCP endpoint.
     pub mcp_allowed_origins: Vec<String>,
+    /// `STACK_AI_RUNS_PER_MINUTE`: how many assistant runs (AI queries, `ask_stack_auth`
+    /// calls) one caller may start per minute: a project when authenticated, else a client
+    /// address (default 20).
+    pub runs_per_minute: u32,
 }
 
 impl std::fmt::Debug for AiConfig {
@@ -219,6 +223,7 @@ impl std::fmt::Debug for AiConfig {
             .field("base_url", &self.base_url)
             .field("docs_mcp_url", &self.docs_mcp_url)
             .field("mcp_allowed_origins", &self.mcp_allowed_origins)
+            .field("runs_per_minute", &self.runs_per_minute)
             .finish_non_exhaustive()
     }
 }
@@ -362,6 +367,12 @@ impl Config {
                 .get("STACK_MCP_ALLOWED_ORIGINS")
                 .map(|list| list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default(),
+            runs_per_minute: match source.get("STACK_AI_RUNS_PER_MINUTE") {
+                None => 20,
+                Some(n) => n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    ConfigError(format!("STACK_AI_RUNS_PER_MINUTE {n:?} is not a positive whole number"))
+                })?,
+            },
         };
         let port = |key: &str, default: u16| match source.get(key) {
             None => Ok(default),

@@ -184,25 +184,44 @@ pub fn fake_docs_mcp() -> RecordingServer {
     })
 }
 
-/// A model API that streams its answer and holds the end back: for every chat completion it
-/// writes the first word (`GATED_FIRST`) at once, then waits until the test calls
-/// [`GatedModel::release`] before writing the rest (`GATED_REST`) and `[DONE]`. A client that
-/// sees the first word while [`GatedModel::finished`] is false got it before the model was
-/// done: arrival order, not a clock, shows the answer was relayed as it came.
-pub struct GatedModel {
+/// A model API that streams its answer as chat-completion chunks, one word at a time, paced
+/// by the test: [`StreamingModel::gated`] writes the first word (`GATED_FIRST`) at once and
+/// holds the rest (`GATED_REST`) back until [`StreamingModel::release`]; a client that sees
+/// the first word while [`StreamingModel::finished`] is false got it before the model was
+/// done, so arrival order, not a clock, shows the answer was relayed as it came.
+/// [`StreamingModel::paced`] writes `words` words with a fixed delay before each (benchmarks).
+pub struct StreamingModel {
     pub url: String,
     release: Arc<tokio::sync::Notify>,
     finished: Arc<std::sync::atomic::AtomicBool>,
+    first_word_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// The gated model's first word, written at once.
+/// A gated model's first word, written at once.
 pub const GATED_FIRST: &str = "First ";
-/// The rest of the gated model's answer, written after [`GatedModel::release`].
+/// The rest of a gated model's answer, written after [`StreamingModel::release`].
 pub const GATED_REST: &str = "token, then the rest.";
 
-impl GatedModel {
-    pub fn start() -> GatedModel {
+/// How a [`StreamingModel`] paces its words.
+#[derive(Clone, Copy)]
+enum Pace {
+    Gated,
+    Every { words: usize, delay: std::time::Duration },
+}
+
+impl StreamingModel {
+    /// The first word at once, the rest after [`StreamingModel::release`].
+    pub fn gated() -> StreamingModel {
+        Self::start(Pace::Gated)
+    }
+
+    /// `words` words, each after `delay`.
+    pub fn paced(words: usize, delay: std::time::Duration) -> StreamingModel {
+        Self::start(Pace::Every { words, delay })
+    }
+
+    fn start(pace: Pace) -> StreamingModel {
         use http_body_util::StreamBody;
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -210,8 +229,9 @@ impl GatedModel {
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let release = Arc::new(tokio::sync::Notify::new());
         let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first_word_at = Arc::new(std::sync::Mutex::new(None));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (gate, done) = (release.clone(), finished.clone());
+        let shared = (release.clone(), finished.clone(), first_word_at.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async move {
@@ -221,9 +241,9 @@ impl GatedModel {
                         accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
                         _ = &mut stopped => return,
                     };
-                    let (gate, done) = (gate.clone(), done.clone());
+                    let shared = shared.clone();
                     let service = hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
-                        let (gate, done) = (gate.clone(), done.clone());
+                        let (gate, done, first_at) = shared.clone();
                         async move {
                             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
                             let event = |text: &str| {
@@ -231,10 +251,24 @@ impl GatedModel {
                                     "choices": [{ "index": 0, "delta": { "content": text } }] });
                                 format!("data: {chunk}\n\n")
                             };
-                            let _ = sender.send(event(GATED_FIRST));
                             tokio::spawn(async move {
-                                gate.notified().await;
-                                let _ = sender.send(event(GATED_REST));
+                                match pace {
+                                    Pace::Gated => {
+                                        let _ = sender.send(event(GATED_FIRST));
+                                        *first_at.lock().unwrap() = Some(std::time::Instant::now());
+                                        gate.notified().await;
+                                        let _ = sender.send(event(GATED_REST));
+                                    }
+                                    Pace::Every { words, delay } => {
+                                        for i in 0..words {
+                                            tokio::time::sleep(delay).await;
+                                            let _ = sender.send(event(&format!("word{i} ")));
+                                            if i == 0 {
+                                                *first_at.lock().unwrap() = Some(std::time::Instant::now());
+                                            }
+                                        }
+                                    }
+                                }
                                 let _ = sender.send("data: [DONE]\n\n".to_string());
                                 done.store(true, Ordering::SeqCst);
                             });
@@ -256,12 +290,17 @@ impl GatedModel {
                 }
             });
         });
-        GatedModel { url, release, finished, stop: Some(stop) }
+        StreamingModel { url, release, finished, first_word_at, stop: Some(stop) }
     }
 
-    /// Lets the held-back answer be written.
+    /// Lets a gated model's held-back answer be written.
     pub fn release(&self) {
         self.release.notify_one();
+    }
+
+    /// When the model last wrote the first word of an answer.
+    pub fn first_word_at(&self) -> Option<std::time::Instant> {
+        *self.first_word_at.lock().unwrap()
     }
 
     /// Asks `base_url`'s `POST /api/v1/ai/query/stream` (with this model behind it) and checks
@@ -317,7 +356,7 @@ impl GatedModel {
     }
 }
 
-impl Drop for GatedModel {
+impl Drop for StreamingModel {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

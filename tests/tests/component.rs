@@ -187,7 +187,7 @@ async fn the_mcp_component_lists_its_tool_and_answers_through_the_model() {
 /// the model's first word arrives while the model still holds the rest back.
 #[tokio::test]
 async fn the_mcp_component_relays_a_streamed_answer_as_it_comes() {
-    let model = api_tests::ai_fakes::GatedModel::start();
+    let model = api_tests::ai_fakes::StreamingModel::gated();
     let h = Host::start_component_with("mcp", &[("STACK_AI_BASE_URL", &model.url)]);
     model.assert_relayed_by(&h.base_url).await;
 }

@@ -1,7 +1,7 @@
 //! The MCP server and the AI endpoints (docs/api.md §8-§9), against local stand-ins for the
 //! model API and the docs MCP server that record what they receive.
 
-use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, GatedModel, DASHBOARD_SOURCE, DOCS_SEARCH_TEXT};
+use api_tests::ai_fakes::{fake_docs_mcp, fake_llm, StreamingModel, DASHBOARD_SOURCE, DOCS_SEARCH_TEXT};
 use api_tests::{Host, RecordingServer};
 use serde_json::{json, Value};
 
@@ -468,10 +468,10 @@ async fn stream_mode_answers_an_ai_sdk_ui_message_stream() {
 }
 
 /// The model's first word reaches the caller while the model still holds the rest back
-/// (`GatedModel::assert_relayed_by`: shown by order, not by a clock).
+/// (`StreamingModel::assert_relayed_by`: shown by order, not by a clock).
 #[tokio::test]
 async fn stream_mode_relays_the_first_token_before_the_model_finishes() {
-    let model = GatedModel::start();
+    let model = StreamingModel::gated();
     let h = Host::start(&[("STACK_AI_BASE_URL", &model.url)]);
     model.assert_relayed_by(&h.base_url).await;
 }
@@ -619,4 +619,101 @@ async fn the_analytics_tool_reads_only_the_callers_project() {
     // The model saw the rows as the tool's answer.
     let last = llm.requests().last().unwrap().json();
     assert_eq!(last["messages"].as_array().unwrap().last().unwrap()["role"], "tool");
+}
+
+/// Each caller has a budget of runs per minute (`STACK_AI_RUNS_PER_MINUTE`): past it, the AI
+/// query answers 429 with `retry-after` and the MCP tool an error result, and neither asks
+/// the model. A project's budget is its own. (A budget is a one-minute window; should the
+/// minute turn during the test, at most two windows' worth is admitted before a refusal.)
+#[tokio::test]
+async fn runs_over_a_callers_budget_are_refused_before_the_model_is_asked() {
+    const LIMIT: usize = 2;
+    let (llm, docs) = (fake_llm(), fake_docs_mcp());
+    let h = Host::start(&[
+        ("STACK_AI_BASE_URL", &format!("{}/api/v1", llm.url)),
+        ("STACK_DOCS_MCP_URL", &format!("{}/mcp", docs.url)),
+        ("STACK_AI_RUNS_PER_MINUTE", "2"),
+    ]);
+    let (p, q) = (h.create_project(false).await, h.create_project(false).await);
+    let mut admitted = 0;
+    let refusal = loop {
+        let res = h.post("/api/v1/ai/query/generate").client(&p).json(&ai_body(json!({}))).send().await;
+        if res.status != 200 {
+            break res;
+        }
+        admitted += 1;
+        assert!(admitted <= 2 * LIMIT, "more runs admitted than two windows hold");
+    };
+    assert!(admitted >= LIMIT, "the budget admits {LIMIT} runs first");
+    assert_eq!(refusal.status, 429, "{}", refusal.text);
+    assert_eq!(
+        refusal.text,
+        format!(
+            "Too many AI requests: at most {LIMIT} per minute for each caller. Try again in {} s.",
+            refusal.header("retry-after").unwrap()
+        )
+    );
+    let retry_after: u32 = refusal.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(llm.requests().len(), admitted, "a refused run reaches no model");
+    // Another project has a budget of its own.
+    let other = h.post("/api/v1/ai/query/generate").client(&q).json(&ai_body(json!({}))).send().await;
+    assert_eq!(other.status, 200, "{}", other.text);
+
+    // MCP callers (no credentials) are counted by address: past the budget, a tool error.
+    let before = llm.requests().len();
+    let mut calls = 0;
+    let refused = loop {
+        calls += 1;
+        let res = rpc(
+            &h,
+            json!({ "jsonrpc": "2.0", "id": calls, "method": "tools/call", "params": {
+            "name": "ask_stack_auth", "arguments": { "question": "q", "reason": "r", "userPrompt": "p" } } }),
+        )
+        .await;
+        let body = answer(&res);
+        if body["result"]["isError"] == true {
+            break body;
+        }
+        assert!(calls <= 2 * LIMIT, "more calls admitted than two windows hold: {body}");
+    };
+    let text = refused["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Too many AI requests: at most 2 per minute for each caller."), "{text}");
+    assert_eq!(
+        llm.requests().len() - before,
+        2 * (calls - 1),
+        "two model calls per admitted run, none for the refused"
+    );
+}
+
+/// A caller without project credentials gets at most 10 model steps per run, whatever the
+/// model keeps asking for; the call log keeps at most 16 KiB of each text field.
+#[tokio::test]
+async fn anonymous_runs_are_capped_in_steps_and_their_log_in_size() {
+    // A model that calls `search` forever.
+    let looping = RecordingServer::start(|_| {
+        let call = json!({ "id": "cmpl", "choices": [{ "index": 0, "message": { "role": "assistant", "content": null,
+            "tool_calls": [{ "id": "c", "type": "function", "function": { "name": "search", "arguments": "{\"query\":\"x\"}" } }] } }] });
+        (200, "application/json", call.to_string())
+    });
+    let docs = fake_docs_mcp();
+    let h = ai_host(&looping, &docs);
+    let question = "é".repeat(40_000);
+    let res = rpc(
+        &h,
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "ask_stack_auth",
+        "arguments": { "question": question, "reason": "r", "userPrompt": "p" } } }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(looping.requests().len(), 10, "the step cap for callers without credentials");
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = h.db_query("SELECT length(question), step_count FROM mcp_call_log", &[]);
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, vec![vec![(16 * 1024).to_string(), "10".to_string()]]);
 }

@@ -12,10 +12,10 @@ use shared::http::error::{ApiError, ApiResult};
 use shared::http::validate::{parse_body, Validator};
 use shared::http::{header, json as json_response, Request, Response};
 use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS};
-use shared::store::ports::SqlValue;
+use shared::store::ports::{SqlValue, Statement};
 use shared::Context;
 
-use crate::{dashboard, docs, llm, prompts};
+use crate::{dashboard, docs, limits, llm, prompts};
 
 /// The tool sets a request may ask for.
 pub const TOOL_SETS: &[&str] = &[
@@ -78,6 +78,9 @@ pub async fn query(ctx: &Context, req: &Request, mode: &str) -> ApiResult<Respon
         run.analytics_credentials = Some(stack_headers(req));
     }
     check_images(&run.messages)?;
+    if let Err(refused) = limits::admit(ctx, &limits::caller(req, auth.as_ref())).await {
+        return Ok(refused.response());
+    }
     if mode == "stream" {
         // Said before the stream starts, with the generate mode's status and text.
         if ctx.config.ai.base_url.is_none() {
@@ -246,13 +249,19 @@ fn check_images(messages: &[Value]) -> ApiResult<()> {
     Ok(())
 }
 
-/// How many model calls a run may make.
+/// How many model calls a run may make: upstream's limits, capped for callers without
+/// project credentials (limits.rs).
 fn step_limit(run: &GenerateRequest) -> usize {
-    match run.system_prompt.as_str() {
+    let upstream = match run.system_prompt.as_str() {
         _ if run.tools.is_empty() => 1,
         "docs-ask-ai" | "command-center-ask-ai" => 50,
         "create-dashboard" => 12,
         _ => 5,
+    };
+    if run.authenticated {
+        upstream
+    } else {
+        upstream.min(crate::limits::ANONYMOUS_MAX_STEPS)
     }
 }
 
@@ -531,28 +540,47 @@ struct CallLog {
 }
 
 impl CallLog {
+    /// Writes the row, each field capped (limits.rs), and deletes rows beyond the log's cap in
+    /// the same batch, so the log's size is bounded whatever callers send.
     async fn write(self, ctx: &Context) {
+        use crate::limits::{capped, MAX_LOGGED_TEXT_CHARS as TEXT, MAX_LOGGED_TOOL_CALLS_CHARS, MAX_LOG_ROWS};
+        let mut inner = Value::Array(self.inner_tool_calls.clone()).to_string();
+        if inner.chars().count() > MAX_LOGGED_TOOL_CALLS_CHARS {
+            // Too long to keep whole: which tools were called, without their input and output.
+            let names: Vec<Value> = self
+                .inner_tool_calls
+                .iter()
+                .map(|c| json!({ "toolName": c["toolName"], "toolCallId": c["toolCallId"], "truncated": true }))
+                .collect();
+            inner = capped(&Value::Array(names).to_string(), MAX_LOGGED_TOOL_CALLS_CHARS);
+        }
         let written = ctx
             .store
-            .execute(
-                "INSERT INTO mcp_call_log (correlation_id, conversation_id, tool_name, reason, user_prompt, question, \
-                 response, step_count, inner_tool_calls_json, duration_ms, model_id, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                vec![
-                    SqlValue::from(self.correlation_id),
-                    SqlValue::from(self.conversation_id),
-                    SqlValue::from(self.tool_name),
-                    SqlValue::from(self.reason),
-                    SqlValue::from(self.user_prompt),
-                    SqlValue::from(self.question),
-                    SqlValue::from(self.response),
-                    SqlValue::from(self.step_count as i64),
-                    SqlValue::from(Value::Array(self.inner_tool_calls).to_string()),
-                    SqlValue::from(self.duration_ms),
-                    SqlValue::from(self.model_id),
-                    SqlValue::from(ctx.now()),
-                ],
-            )
+            .batch(&[
+                Statement::new(
+                    "INSERT INTO mcp_call_log (correlation_id, conversation_id, tool_name, reason, user_prompt, \
+                     question, response, step_count, inner_tool_calls_json, duration_ms, model_id, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        SqlValue::from(self.correlation_id),
+                        SqlValue::from(capped(&self.conversation_id, 64)),
+                        SqlValue::from(capped(&self.tool_name, 64)),
+                        SqlValue::from(capped(&self.reason, TEXT)),
+                        SqlValue::from(capped(&self.user_prompt, TEXT)),
+                        SqlValue::from(capped(&self.question, TEXT)),
+                        SqlValue::from(capped(&self.response, TEXT)),
+                        SqlValue::from(self.step_count as i64),
+                        SqlValue::from(inner),
+                        SqlValue::from(self.duration_ms),
+                        SqlValue::from(self.model_id),
+                        SqlValue::from(ctx.now()),
+                    ],
+                ),
+                Statement::new(
+                    "DELETE FROM mcp_call_log WHERE rowid <= (SELECT MAX(rowid) FROM mcp_call_log) - ?",
+                    vec![SqlValue::from(MAX_LOG_ROWS)],
+                ),
+            ])
             .await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "an MCP call could not be logged");

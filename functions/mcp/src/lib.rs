@@ -9,6 +9,7 @@ shared::function_entries!(crate::FUNCTION);
 pub mod ai;
 pub mod dashboard;
 pub mod docs;
+pub mod limits;
 pub mod llm;
 pub mod negotiate;
 pub mod origin;

@@ -139,28 +139,34 @@ pub async fn handle(ctx: &Context, req: &Request) -> Response {
         Ok(generation) => generation,
         Err(refusal) => return reply(refusal.status, &json!({ "jsonrpc": "2.0", "id": id, "error": refusal.error })),
     };
+    // The MCP endpoint takes no credentials: a run is counted against the client's address.
+    let caller = crate::limits::caller(req, None);
     let progress_token = message["params"]["_meta"]["progressToken"].clone();
     let wants_progress = matches!(*request, ClientRequest::CallToolRequest(_))
         && (progress_token.is_string() || progress_token.is_number())
         && shared::http::header(req, "accept").is_some_and(|a| a.contains("text/event-stream"));
     if wants_progress {
-        return progress_stream(ctx.clone(), id, *request, generation, progress_token);
+        return progress_stream(ctx.clone(), id, Call { request: *request, generation, caller }, progress_token);
     }
-    let answer = answer(ctx, *request, generation, &mut |_| {}).await;
+    let answer = answer(ctx, Call { request: *request, generation, caller }, &mut |_| {}).await;
     reply(answer.0, &with_id(answer.1, id))
+}
+
+/// One request to answer: what it asks, at which protocol generation, and who asks (the key
+/// its runs are counted against).
+struct Call {
+    request: ClientRequest,
+    generation: Generation,
+    caller: String,
 }
 
 /// A request's answer: the HTTP status and the JSON-RPC message (its id still to set).
 /// `events` gets a tool call's progress as AI SDK UI-message chunks.
-async fn answer(
-    ctx: &Context,
-    request: ClientRequest,
-    generation: Generation,
-    events: &mut dyn FnMut(Value),
-) -> (u16, Value) {
+async fn answer(ctx: &Context, call: Call, events: &mut dyn FnMut(Value)) -> (u16, Value) {
+    let Call { request, generation, caller } = call;
     let result = match generation {
-        Generation::Handshake => handshake_request(ctx, request, events).await,
-        Generation::Stateless => stateless_request(ctx, request, events).await,
+        Generation::Handshake => handshake_request(ctx, request, &caller, events).await,
+        Generation::Stateless => stateless_request(ctx, request, &caller, events).await,
     };
     match result {
         Ok(result) => (200, json!({ "jsonrpc": "2.0", "result": result })),
@@ -181,7 +187,7 @@ fn with_id(mut message: Value, id: Value) -> Value {
 /// A `tools/call` whose caller asked for progress (`_meta.progressToken`) and accepts SSE: the
 /// answer is an SSE stream of `notifications/progress` (a step begins, a tool is called, the
 /// answer is being written) ending with the result, as Streamable HTTP allows.
-fn progress_stream(ctx: Context, id: Value, request: ClientRequest, generation: Generation, token: Value) -> Response {
+fn progress_stream(ctx: Context, id: Value, call: Call, token: Value) -> Response {
     let body = shared::http::stream::written_by(|writer| async move {
         let send = |message: &Value| writer.write(format!("event: message\ndata: {message}\n\n"));
         let mut progress = 0;
@@ -196,7 +202,7 @@ fn progress_stream(ctx: Context, id: Value, request: ClientRequest, generation: 
             send(&json!({ "jsonrpc": "2.0", "method": "notifications/progress",
                 "params": { "progressToken": token, "progress": progress, "message": message } }));
         };
-        let (_, message) = answer(&ctx, request, generation, &mut events).await;
+        let (_, message) = answer(&ctx, call, &mut events).await;
         send(&with_id(message, id));
     });
     let head = http::Response::builder()
@@ -210,6 +216,7 @@ fn progress_stream(ctx: Context, id: Value, request: ClientRequest, generation: 
 async fn handshake_request(
     ctx: &Context,
     request: ClientRequest,
+    caller: &str,
     events: &mut dyn FnMut(Value),
 ) -> Result<Value, Value> {
     match request {
@@ -220,7 +227,7 @@ async fn handshake_request(
         ClientRequest::ListToolsRequest(list) => list_tools(list.params.and_then(|p| p.cursor)),
         ClientRequest::CallToolRequest(call) => {
             let arguments = call.params.arguments.unwrap_or_default();
-            call_tool(ctx, &call.params.name, arguments, Generation::Handshake, events).await
+            call_tool(ctx, &call.params.name, arguments, Generation::Handshake, caller, events).await
         }
         other => Err(method_not_found(other.method())),
     }
@@ -232,6 +239,7 @@ async fn handshake_request(
 async fn stateless_request(
     ctx: &Context,
     request: ClientRequest,
+    caller: &str,
     events: &mut dyn FnMut(Value),
 ) -> Result<Value, Value> {
     let mut result = match request {
@@ -249,7 +257,7 @@ async fn stateless_request(
         }
         ClientRequest::CallToolRequest(call) => {
             let arguments = call.params.arguments.unwrap_or_default();
-            call_tool(ctx, &call.params.name, arguments, Generation::Stateless, events).await?
+            call_tool(ctx, &call.params.name, arguments, Generation::Stateless, caller, events).await?
         }
         other => return Err(method_not_found(other.method())),
     };
@@ -380,6 +388,7 @@ async fn call_tool(
     name: &str,
     arguments: Map<String, Value>,
     generation: Generation,
+    caller: &str,
     events: &mut dyn FnMut(Value),
 ) -> Result<Value, Value> {
     if name != "ask_stack_auth" {
@@ -393,6 +402,10 @@ async fn call_tool(
             Generation::Handshake => Err(rpc_error(None, ErrorCode::INVALID_PARAMS, message)),
             Generation::Stateless => Ok(json!({ "content": [{ "type": "text", "text": message }], "isError": true })),
         };
+    }
+    // A call over its caller's budget is a tool error the model can relay, as a model failure is.
+    if let Err(refused) = crate::limits::admit(ctx, caller).await {
+        return Ok(json!({ "content": [{ "type": "text", "text": refused.message() }], "isError": true }));
     }
     let text = |key: &str| arguments.get(key).and_then(Value::as_str).map(str::to_string);
     let question = text("question").unwrap_or_default();

@@ -229,6 +229,7 @@ mod tests {
                     "0008_mcp_call_log.sql",
                     "0009_analytics_event_batches.sql",
                     "0010_analytics_sync.sql",
+                    "0011_ai_rate_limits.sql",
                 ]
             );
             assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_mcp_call_log.sql", include_str!("../../migrations/0008_mcp_call_log.sql")),
     ("0009_analytics_event_batches.sql", include_str!("../../migrations/0009_analytics_event_batches.sql")),
     ("0010_analytics_sync.sql", include_str!("../../migrations/0010_analytics_sync.sql")),
+    ("0011_ai_rate_limits.sql", include_str!("../../migrations/0011_ai_rate_limits.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
