@@ -19,7 +19,7 @@ export CI="${CI:-true}" WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=
 # in shell (a router test keeps the two equal).
 FUNCTIONS=(refresh analytics-query metrics replays config emails mcp)
 # The cached target dir keeps every old build of each test binary and incremental session (a
-# clone at a new path, or a changed crate, gets new hashes); left alone it fills the disk within
+# changed crate or feature set gets new hashes); left alone it fills the disk within
 # days. Keep the newest build of each executable and drop incremental sessions idle for 2 days.
 prune_target() {
   local deps

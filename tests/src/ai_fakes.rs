@@ -241,6 +241,9 @@ impl StreamingModel {
                         accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
                         _ = &mut stopped => return,
                     };
+                    // Each word goes out as written (as a streaming model API's would), not held
+                    // by Nagle's algorithm until the head is acknowledged.
+                    let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
                     let service = hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
                         let (gate, done, first_at) = shared.clone();
