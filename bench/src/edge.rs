@@ -2,7 +2,8 @@
 //! p50/p99 of the refresh route under workerd (through the router Worker and a service
 //! binding, with local D1); time to first 200 and warm p50/p99 of the health route and of the
 //! refresh route under `wasmtime serve` (a new component instance per request). Sizes are
-//! measured by `scripts/bench-edge` itself.
+//! measured by `scripts/bench-edge` itself. `bench-edge workerd <label>` runs only the workerd
+//! row, under that label (the script's second pass, on a refresh Worker that signs in wasm).
 
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ use serde_json::json;
 fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let duration = Duration::from_secs(seconds);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let workerd_only = args.first().is_some_and(|a| a == "workerd");
+    let workerd_label = args.get(1).cloned().unwrap_or_else(|| "workerd (wrangler dev)".into());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         println!("| runtime | route | start to first 200 | requests | p50 ms | p99 ms | errors |");
@@ -28,8 +32,11 @@ fn main() {
             sessions.push(host.user_with_session(&project, json!({})).await);
         }
         let r = load(&host.base_url, 1, duration, refresh_requests(&project, &sessions, 1)).await;
-        row("workerd (wrangler dev)", "refresh", &host, &r);
+        row(&workerd_label, "refresh", &host, &r);
         drop(host);
+        if workerd_only {
+            return;
+        }
 
         let host = Host::start_component("refresh");
         let r = load(&host.base_url, 1, duration, get_requests("/health")).await;

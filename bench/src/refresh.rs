@@ -1,16 +1,21 @@
 //! `bench-refresh`: refresh throughput and p50/p99 latency on the native host at several
-//! concurrencies, and the raw ES256 sign rate in the same run, with their ratio.
+//! concurrencies, and the raw ES256 sign rate of each engine in the same run, with their ratio.
 //!
 //! Run through `scripts/bench`, which builds everything in release mode. The host runs as its
 //! own process (the release `companion dev`); this load generator uses one thread and one
 //! keep-alive HTTP/1.1 connection per concurrent client, so on a 2-core machine the host
-//! gets roughly one core and a half.
+//! gets roughly one core and a half. With `STACK_EDGE_BASELINE_COMPANION_BIN` (a companion
+//! built with `shared/portable-es256`, which signs with the `p256` crate), the same load runs
+//! against that build first, so old and new signer are compared in one run.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use api_tests::Host;
+use api_tests::{Host, Launch};
 use bench::{load, refresh_requests};
+use futures::FutureExt;
 use serde_json::json;
+use shared::identity::es256::Engine;
 use shared::identity::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
 
 const SESSIONS: usize = 256;
@@ -23,37 +28,46 @@ fn main() {
         .map(|c| c.trim().parse().expect("concurrency list"))
         .collect();
 
-    let sign_rate = raw_sign_rate(Duration::from_secs(3));
-    println!("raw ES256 sign rate (1 thread): {sign_rate:.0}/s");
+    let portable_rate = raw_sign_rate(Engine::P256, Duration::from_secs(3));
+    let default_rate = raw_sign_rate(Engine::DEFAULT, Duration::from_secs(3));
+    println!("raw ES256 sign rate (1 thread): p256 {portable_rate:.0}/s, {:?} {default_rate:.0}/s", Engine::DEFAULT);
+
+    let mut builds = Vec::new();
+    if let Ok(bin) = std::env::var("STACK_EDGE_BASELINE_COMPANION_BIN") {
+        builds.push(("p256 (portable-es256 build)", Some(PathBuf::from(bin)), portable_rate));
+    }
+    builds.push(("default build", None, default_rate));
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let host = Host::start(&[]);
-        let project = host.create_project(false).await;
-        let mut sessions = Vec::new();
-        for _ in 0..SESSIONS {
-            sessions.push(host.user_with_session(&project, json!({})).await);
-        }
-        println!("\n| concurrency | refreshes/s | p50 ms | p99 ms | errors | ratio to raw sign rate |");
-        println!("|---|---|---|---|---|---|");
-        for &c in &concurrencies {
-            let r =
-                load(&host.base_url, c, Duration::from_secs(seconds), refresh_requests(&project, &sessions, c)).await;
-            println!(
-                "| {c} | {:.0} | {:.2} | {:.2} | {} | {:.0}% |",
-                r.rate,
-                r.p50_ms,
-                r.p99_ms,
-                r.errors,
-                100.0 * r.rate / sign_rate
-            );
-        }
-    });
+    println!("\n| signer | concurrency | refreshes/s | p50 ms | p99 ms | errors | ratio to its raw sign rate |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, bin, sign_rate) in builds {
+        runtime.block_on(async {
+            let host = Host::launch(Launch { bin, ..Launch::default() });
+            let project = host.create_project(false).await;
+            let mut sessions = Vec::new();
+            for _ in 0..SESSIONS {
+                sessions.push(host.user_with_session(&project, json!({})).await);
+            }
+            for &c in &concurrencies {
+                let r = load(&host.base_url, c, Duration::from_secs(seconds), refresh_requests(&project, &sessions, c))
+                    .await;
+                println!(
+                    "| {name} | {c} | {:.0} | {:.2} | {:.2} | {} | {:.0}% |",
+                    r.rate,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.errors,
+                    100.0 * r.rate / sign_rate
+                );
+            }
+        });
+    }
 }
 
-/// Signs access tokens in a loop on one thread, exactly as the refresh path does.
-fn raw_sign_rate(duration: Duration) -> f64 {
-    let keys = KeyCache::new("YmVuY2htYXJrLXNlcnZlci1zZWNyZXQ".into());
+/// Signs access tokens on `engine` in a loop on one thread, exactly as the refresh path does.
+fn raw_sign_rate(engine: Engine, duration: Duration) -> f64 {
+    let keys = KeyCache::on(engine, "YmVuY2htYXJrLXNlcnZlci1zZWNyZXQ".into());
     let project = "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f";
     let claims = AccessTokenClaims {
         sub: "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d".into(),
@@ -76,7 +90,11 @@ fn raw_sign_rate(duration: Duration) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < duration {
-        let token = tokens::sign(&keys, claims.clone(), 1_700_000_000_000 + n as i64, 600_000);
+        // The in-process engines never wait: one poll signs.
+        let token = tokens::sign(&keys, claims.clone(), 1_700_000_000_000 + n as i64, 600_000)
+            .now_or_never()
+            .expect("an in-process engine")
+            .expect("signed");
         std::hint::black_box(token);
         n += 1;
     }

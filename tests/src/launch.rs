@@ -84,6 +84,8 @@ pub struct Launch<'a> {
     pub demo: bool,
     /// Serve `/__scheduled?cron=...`, which fires a cron trigger on demand.
     pub test_scheduled: bool,
+    /// Run this companion binary instead of [`companion_bin`] (a benchmark's baseline build).
+    pub bin: Option<PathBuf>,
 }
 
 impl Host {
@@ -412,7 +414,7 @@ impl Host {
         let fresh = launch.data_dir.is_none().then(Fresh::new);
         let data_dir = launch.data_dir.or_else(|| fresh.as_ref().map(|f| f.state.clone())).expect("a data folder");
         std::fs::create_dir_all(&data_dir).expect("create data dir");
-        let mut command = Command::new(companion_bin());
+        let mut command = Command::new(launch.bin.clone().unwrap_or_else(companion_bin));
         command
             .args(["dev", "--listen", "127.0.0.1:0", "--workers", "2", "--exit-on-stdin-close", "--data-dir"])
             .arg(&data_dir);

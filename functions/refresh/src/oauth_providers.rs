@@ -129,7 +129,7 @@ pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiRe
         return Err(KnownError::oauth_extra_scope_not_available_with_shared_oauth_keys().into());
     }
     if link {
-        let user = shared::identity::tokens::verify(&ctx.keys, &param("token"), ctx.now())?;
+        let user = shared::identity::tokens::verify(&ctx.keys, &param("token"), ctx.now()).await?;
         if user.project_id != tenancy.project_id || user.branch_id != tenancy.branch_id {
             return Err(ApiError::status(403, "The link token belongs to another project or branch."));
         }

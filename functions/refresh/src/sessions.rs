@@ -33,7 +33,7 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
         sessions::create_session(ctx, &tenancy.id, &user.id, Some(expires_at), is_impersonation.unwrap_or(false))
             .await?;
     // The server's request, not the end user's: its location is not the user's.
-    let access_token = sessions::mint_access_token(ctx, tenancy, &user, &created.id, None);
+    let access_token = sessions::mint_access_token(ctx, tenancy, &user, &created.id, None).await?;
     Ok(json(&json!({ "refresh_token": created.refresh_token, "access_token": access_token })))
 }
 
@@ -64,7 +64,7 @@ pub async fn refresh_session(ctx: &Context, auth: &RequestAuth, refresh_token: &
     if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, ip_info.as_ref()).await? {
         return Err(KnownError::refresh_token_not_found_or_expired().into());
     }
-    Ok(sessions::mint_access_token(ctx, tenancy, &user, &session.id, auth.location.as_ref()))
+    sessions::mint_access_token(ctx, tenancy, &user, &session.id, auth.location.as_ref()).await
 }
 
 /// `DELETE /auth/sessions/current`: signs out the session named by the access token's

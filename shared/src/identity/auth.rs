@@ -122,7 +122,7 @@ pub async fn authenticate(ctx: &Context, req: &Request, rule: AuthRule) -> ApiRe
     // 5: the user's access token.
     let user = match header(req, "x-stack-access-token").filter(|t| !t.is_empty()) {
         None => None,
-        Some(token) => match tokens::verify(&ctx.keys, token, ctx.now()) {
+        Some(token) => match tokens::verify(&ctx.keys, token, ctx.now()).await {
             Ok(user) => Some(check_user_token(req, &project_id, user)?),
             Err(e) if e.code == "ACCESS_TOKEN_EXPIRED" && rule.ignore_expired_access_token => None,
             Err(e) => return Err(e.into()),

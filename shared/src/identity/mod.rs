@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod deleted_rows;
+pub mod es256;
 pub mod projects;
 pub mod sessions;
 pub mod tenancy;

@@ -205,13 +205,13 @@ pub async fn list_for_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Re
 /// Signs the access token of `session` for `user` (claims of docs/api.md §1.4), and logs the
 /// `$session-activity` and `$token-refresh` events every mint logs, with the end user's
 /// `location` when the runtime knows it.
-pub fn mint_access_token(
+pub async fn mint_access_token(
     ctx: &Context,
     tenancy: &Tenancy,
     user: &User,
     session_id: &str,
     location: Option<&crate::http::location::EndUserLocation>,
-) -> String {
+) -> Result<String, crate::http::error::ApiError> {
     let minted_for = MintedFor { user_id: &user.id, is_anonymous: user.is_anonymous, location };
     crate::analytics::events::log_mint_events(ctx, tenancy, minted_for, session_id);
     let kind = if user.is_anonymous {
@@ -239,5 +239,5 @@ pub fn mint_access_token(
         iss: kind.issuer(&ctx.config.api_url, &tenancy.project_id),
         aud: kind.audience(&tenancy.project_id),
     };
-    tokens::sign(&ctx.keys, claims, ctx.now(), ctx.config.access_token_lifetime_ms)
+    tokens::sign(&ctx.keys, claims, ctx.now(), ctx.config.access_token_lifetime_ms).await
 }

@@ -3,20 +3,21 @@
 //! Keys are derived statelessly from `STACK_SERVER_SECRET` (docs/api.md §1.4), so every runtime
 //! and every instance signs and verifies the same tokens without sharing key material. Two keys
 //! exist per audience: the legacy one (used for signing) and the new one (accepted, published).
-//! JWT encoding and signature checks go through `jwt-compact` rather than hand-written JOSE.
+//! JWT encoding and signature checks go through `jwt-compact` rather than hand-written JOSE; the
+//! curve arithmetic is the build's fastest engine (`identity::es256`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
-use jwt_compact::{alg::Es256, AlgorithmExt, Claims, Header, Token, UntrustedToken};
-use p256::ecdsa::{SigningKey, VerifyingKey};
+use jwt_compact::{Claims, Header, Token, UntrustedToken};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::http::error::KnownError;
+use crate::http::error::{ApiError, KnownError};
 use crate::identity::crypto::{base64url, base64url_decode, sha256};
+use crate::identity::es256::{self, Engine, SigningKey, VerifyingKey};
 
 /// One derived signing key.
 pub struct DerivedKey {
@@ -24,24 +25,22 @@ pub struct DerivedKey {
     pub kid: String,
     signing: SigningKey,
     verifying: VerifyingKey,
+    point: p256::EncodedPoint,
 }
 
 impl DerivedKey {
     /// `secret` is the base64url text both derivations produce; the private scalar is
     /// SHA-256 of its decoded bytes.
-    fn from_secret(secret: &str, kid: String) -> DerivedKey {
+    fn from_secret(engine: Engine, secret: &str, kid: String) -> DerivedKey {
         let raw = base64url_decode(secret).expect("derived secrets are base64url");
-        let scalar = sha256(&raw);
-        // A SHA-256 output is a valid P-256 scalar except with probability ~2^-128.
-        let signing = SigningKey::from_slice(&scalar).expect("derived scalar is a valid P-256 key");
-        let verifying = *signing.verifying_key();
-        DerivedKey { kid, signing, verifying }
+        let (signing, verifying, point) = es256::key_pair(engine, &sha256(&raw));
+        DerivedKey { kid, signing, verifying, point }
     }
 
     /// The public key as a JWK. Coordinates are always 32 bytes (RFC 7518 §6.2.1.2), unlike
     /// upstream, which drops leading zero bytes (see docs/upstream-differences.md).
     pub fn jwk(&self) -> Value {
-        let point = self.verifying.to_encoded_point(false);
+        let point = &self.point;
         json!({
             "kty": "EC",
             "alg": "ES256",
@@ -62,8 +61,8 @@ pub struct AudienceKeys {
 }
 
 impl AudienceKeys {
-    /// Derives both keys of `audience` from the server secret.
-    pub fn derive(server_secret: &str, audience: &str) -> AudienceKeys {
+    /// Derives both keys of `audience` from the server secret, for `engine`.
+    pub fn derive(engine: Engine, server_secret: &str, audience: &str) -> AudienceKeys {
         let json_sha = |v: Value| sha256(v.to_string().as_bytes());
 
         let legacy_secret = base64url(&json_sha(json!([server_secret, audience])));
@@ -75,8 +74,8 @@ impl AudienceKeys {
             base64url(&json_sha(json!(["stack-jwk-kid", server_secret, { "audience": audience }])))[..12].to_string();
 
         AudienceKeys {
-            legacy: DerivedKey::from_secret(&legacy_secret, legacy_kid),
-            current: DerivedKey::from_secret(&current_secret, current_kid),
+            legacy: DerivedKey::from_secret(engine, &legacy_secret, legacy_kid),
+            current: DerivedKey::from_secret(engine, &current_secret, current_kid),
         }
     }
 
@@ -91,6 +90,7 @@ impl AudienceKeys {
 /// Derived keys per audience, computed on first use. Bounded: an attacker can name any audience
 /// in an unverified token, so the cache is cleared when it grows past `MAX_AUDIENCES`.
 pub struct KeyCache {
+    engine: Engine,
     server_secret: String,
     map: RefCell<HashMap<String, Rc<AudienceKeys>>>,
 }
@@ -101,9 +101,14 @@ const MAX_AUDIENCES: usize = 4096;
 pub const MAX_AUDIENCE_CHARS: usize = 128;
 
 impl KeyCache {
-    /// A cache over `server_secret`'s keys.
+    /// A cache over `server_secret`'s keys on the build's default engine.
     pub fn new(server_secret: String) -> KeyCache {
-        KeyCache { server_secret, map: RefCell::new(HashMap::new()) }
+        KeyCache::on(Engine::DEFAULT, server_secret)
+    }
+
+    /// A cache over `server_secret`'s keys on `engine` (the signing benchmark compares them).
+    pub fn on(engine: Engine, server_secret: String) -> KeyCache {
+        KeyCache { engine, server_secret, map: RefCell::new(HashMap::new()) }
     }
 
     /// The keys of `audience`, derived on first use.
@@ -111,7 +116,7 @@ impl KeyCache {
         if let Some(keys) = self.map.borrow().get(audience) {
             return keys.clone();
         }
-        let keys = Rc::new(AudienceKeys::derive(&self.server_secret, audience));
+        let keys = Rc::new(AudienceKeys::derive(self.engine, &self.server_secret, audience));
         let mut map = self.map.borrow_mut();
         if map.len() >= MAX_AUDIENCES {
             map.clear();
@@ -228,14 +233,21 @@ pub struct AccessToken {
 }
 
 /// Signs an access token for `claims` with the legacy key of its audience.
-pub fn sign(keys: &KeyCache, claims: AccessTokenClaims, now_millis: i64, lifetime_millis: i64) -> String {
+pub async fn sign(
+    keys: &KeyCache,
+    claims: AccessTokenClaims,
+    now_millis: i64,
+    lifetime_millis: i64,
+) -> Result<String, ApiError> {
     let audience = keys.for_audience(&claims.aud);
     let header = Header::empty().with_key_id(audience.legacy.kid.clone());
     let issued = seconds(now_millis);
     let mut claims = Claims::new(claims);
     claims.issued_at = Some(issued);
     claims.expiration = Some(issued + chrono::Duration::milliseconds(lifetime_millis));
-    Es256.token(&header, &claims, &audience.legacy.signing).expect("serialising claims cannot fail")
+    es256::sign(&header, &claims, &audience.legacy.signing)
+        .await
+        .map_err(|e| ApiError::internal(format!("could not sign an access token: {e}")))
 }
 
 fn seconds(millis: i64) -> DateTime<Utc> {
@@ -244,7 +256,7 @@ fn seconds(millis: i64) -> DateTime<Utc> {
 }
 
 /// Verifies `token` (docs/api.md §1.4 decoding rules) at time `now_millis`.
-pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessToken, KnownError> {
+pub async fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessToken, KnownError> {
     let unparsable = KnownError::unparsable_access_token;
     let untrusted = UntrustedToken::new(token).map_err(|_| unparsable())?;
     if untrusted.algorithm() != "ES256" {
@@ -259,11 +271,14 @@ pub fn verify(keys: &KeyCache, token: &str, now_millis: i64) -> Result<AccessTok
     }
     let audience = keys.for_audience(aud);
     let kid = untrusted.header().key_id.as_deref();
-    let verified: Token<AccessTokenClaims> = audience
-        .by_kid(kid)
-        .into_iter()
-        .find_map(|k| Es256.validator::<AccessTokenClaims>(&k.verifying).validate(&untrusted).ok())
-        .ok_or_else(unparsable)?;
+    let mut verified: Option<Token<AccessTokenClaims>> = None;
+    for key in audience.by_kid(kid) {
+        verified = es256::verify(&untrusted, &key.verifying).await;
+        if verified.is_some() {
+            break;
+        }
+    }
+    let verified = verified.ok_or_else(unparsable)?;
     let claims = verified.claims();
     let c = &claims.custom;
 
@@ -341,6 +356,16 @@ pub fn jwks(keys: &KeyCache, project_id: &str, include_restricted: bool, include
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
+
+    // The in-process engines never wait, so the tests poll signing and checking once.
+    fn sign(keys: &KeyCache, claims: AccessTokenClaims, now: i64, lifetime: i64) -> String {
+        super::sign(keys, claims, now, lifetime).now_or_never().expect("in-process engines do not wait").unwrap()
+    }
+
+    fn verify(keys: &KeyCache, token: &str, now: i64) -> Result<AccessToken, KnownError> {
+        super::verify(keys, token, now).now_or_never().expect("in-process engines do not wait")
+    }
 
     const SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQ";
 
@@ -379,6 +404,18 @@ mod tests {
             assert_eq!(decoded.is_anonymous, kind == UserKind::Anonymous);
             assert_eq!(decoded.expires_at_millis, 1_600_000);
         }
+    }
+
+    /// Tokens of one secret verify whichever engine signed them (natively ring and p256).
+    #[test]
+    fn tokens_verify_across_engines() {
+        let portable = KeyCache::on(Engine::P256, SECRET.into());
+        let default = KeyCache::new(SECRET.into());
+        for (signer, verifier) in [(&portable, &default), (&default, &portable)] {
+            let token = sign(signer, claims("p1", UserKind::Normal), 1_000_000, 600_000);
+            assert_eq!(verify(verifier, &token, 1_000_500).unwrap().project_id, "p1");
+        }
+        assert_eq!(jwks(&portable, "p1", true, true), jwks(&default, "p1", true, true), "one public key set");
     }
 
     #[test]
