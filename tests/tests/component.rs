@@ -21,6 +21,15 @@ async fn the_component_serves_health_and_a_real_session_flow() {
     assert_eq!(me.json()["display_name"], "Wasi");
     let jwks = h.get(&format!("/api/v1/projects/{}/.well-known/jwks.json", p.id)).send().await;
     assert_eq!(jwks.json()["keys"].as_array().unwrap().len(), 2);
+    // The component's signer (ring built for wasm32-wasip2) makes tokens an independent JOSE
+    // library accepts with the published key.
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(&jwks.text).unwrap();
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(set.find(&kid).expect("the token's kid is published")).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[&p.id]);
+    let verified = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).expect("verifies");
+    assert_eq!(verified.claims["sub"], s.user_id);
     h.post("/api/v1/auth/sessions/current/refresh")
         .client(&p)
         .refresh_token("nope")

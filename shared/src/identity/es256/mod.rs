@@ -5,8 +5,9 @@
 //! signs about 7× faster than the pure-Rust `p256` crate on this machine (docs/benchmarks.md);
 //! ring rather than aws-lc-rs because ring is already in the native build (rustls), the two
 //! signed within 6% of each other, and aws-lc-rs would add a CMake-built C library to every cold
-//! build. On Workers it is the runtime's WebCrypto (`crypto.subtle`, native code in workerd)
-//! rather than wasm arithmetic. Components keep `p256`. The in-process engines implement
+//! build. Components use ring too: built for wasm32-wasip2 with the clang the SQLite build
+//! already needs, its portable C signs 2.8× faster than `p256` under wasmtime. On Workers it is
+//! the runtime's WebCrypto (`crypto.subtle`, native code in workerd) rather than wasm arithmetic. The in-process engines implement
 //! jwt-compact's `Algorithm` ([`Es256`]); WebCrypto is asynchronous, which that trait is not, so
 //! it runs through [`Deferred`]: jwt-compact writes or checks everything but the signature
 //! bytes, and WebCrypto signs or checks those.
@@ -32,8 +33,8 @@ use serde::{de::DeserializeOwned, Serialize};
 pub enum Engine {
     /// The pure-Rust `p256` crate: every build has it.
     P256,
-    /// `ring` (native builds).
-    #[cfg(feature = "native")]
+    /// `ring` (native and component builds).
+    #[cfg(any(feature = "native", feature = "spin-component"))]
     Ring,
     /// The Workers runtime's WebCrypto (Cloudflare builds).
     #[cfg(feature = "cloudflare")]
@@ -41,19 +42,26 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The engine this build signs with: ring natively, WebCrypto on Workers, `p256` on
-    /// components — or `p256` everywhere with the `portable-es256` feature, which the signing
+    /// The engine this build signs with: ring natively and on components, WebCrypto on
+    /// Workers — or `p256` everywhere with the `portable-es256` feature, which the signing
     /// benchmarks build as their baseline.
     pub const DEFAULT: Engine = {
-        #[cfg(all(feature = "native", not(feature = "portable-es256")))]
+        #[cfg(all(any(feature = "native", feature = "spin-component"), not(feature = "portable-es256")))]
         {
             Engine::Ring
         }
-        #[cfg(all(feature = "cloudflare", not(feature = "native"), not(feature = "portable-es256")))]
+        #[cfg(all(
+            feature = "cloudflare",
+            not(any(feature = "native", feature = "spin-component")),
+            not(feature = "portable-es256")
+        ))]
         {
             Engine::WebCrypto
         }
-        #[cfg(any(feature = "portable-es256", not(any(feature = "native", feature = "cloudflare"))))]
+        #[cfg(any(
+            feature = "portable-es256",
+            not(any(feature = "native", feature = "spin-component", feature = "cloudflare"))
+        ))]
         {
             Engine::P256
         }
@@ -65,7 +73,7 @@ pub enum SigningKey {
     /// A `p256` key.
     P256(p256::ecdsa::SigningKey),
     /// A `ring` key pair.
-    #[cfg(feature = "native")]
+    #[cfg(any(feature = "native", feature = "spin-component"))]
     Ring(ring::signature::EcdsaKeyPair),
     /// A WebCrypto key, imported on first use.
     #[cfg(feature = "cloudflare")]
@@ -77,7 +85,7 @@ pub enum VerifyingKey {
     /// A `p256` key.
     P256(p256::ecdsa::VerifyingKey),
     /// A `ring` key: the uncompressed SEC1 point.
-    #[cfg(feature = "native")]
+    #[cfg(any(feature = "native", feature = "spin-component"))]
     Ring(ring::signature::UnparsedPublicKey<Vec<u8>>),
     /// A WebCrypto key, imported on first use.
     #[cfg(feature = "cloudflare")]
@@ -94,7 +102,7 @@ pub fn key_pair(engine: Engine, scalar: &[u8; 32]) -> (SigningKey, VerifyingKey,
             let verifying = *portable.verifying_key();
             (SigningKey::P256(portable), VerifyingKey::P256(verifying), point)
         }
-        #[cfg(feature = "native")]
+        #[cfg(any(feature = "native", feature = "spin-component"))]
         Engine::Ring => {
             use ring::signature::{
                 EcdsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -185,7 +193,7 @@ impl Algorithm for Es256 {
                 let signature: p256::ecdsa::Signature = key.sign(message);
                 Signature(signature.to_bytes().into())
             }
-            #[cfg(feature = "native")]
+            #[cfg(any(feature = "native", feature = "spin-component"))]
             SigningKey::Ring(pair) => {
                 let signature = pair.sign(&ring::rand::SystemRandom::new(), message).expect("the system RNG works");
                 Signature(signature.as_ref().try_into().expect("a FIXED signature is 64 bytes"))
@@ -199,7 +207,7 @@ impl Algorithm for Es256 {
         match key {
             VerifyingKey::P256(key) => p256::ecdsa::Signature::from_slice(&signature.0)
                 .is_ok_and(|signature| key.verify(message, &signature).is_ok()),
-            #[cfg(feature = "native")]
+            #[cfg(any(feature = "native", feature = "spin-component"))]
             VerifyingKey::Ring(key) => key.verify(message, &signature.0).is_ok(),
             #[cfg(feature = "cloudflare")]
             VerifyingKey::WebCrypto(_) => unreachable!("WebCrypto keys verify through es256::verify"),
@@ -240,9 +248,9 @@ mod tests {
     use super::*;
 
     fn engines() -> Vec<Engine> {
-        #[cfg(feature = "native")]
+        #[cfg(any(feature = "native", feature = "spin-component"))]
         return vec![Engine::P256, Engine::Ring];
-        #[cfg(not(feature = "native"))]
+        #[cfg(not(any(feature = "native", feature = "spin-component")))]
         return vec![Engine::P256];
     }
 
