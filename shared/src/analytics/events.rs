@@ -34,6 +34,9 @@ pub struct MintedFor<'a> {
 /// Logs `$session-activity` and `$token-refresh` for a minted access token, when an analytics
 /// store is configured.
 pub fn log_mint_events(ctx: &Context, tenancy: &Tenancy, user: MintedFor<'_>, session_id: &str) {
+    if ctx.config.clickhouse.is_none() {
+        return; // Nothing to write to: skip building the rows (a refresh's profile showed them).
+    }
     let event_at = event_time(ctx.now());
     let row = |event_type: &str, data: serde_json::Value| {
         json!({
