@@ -2,6 +2,8 @@
 //! refresh request every benchmark sends, and small helpers (clock, ids, percentiles). One thread drives every client, so on this 2-core
 //! machine the host under test keeps most of the CPU.
 
+pub mod sign_rate;
+
 use std::time::{Duration, Instant};
 
 use api_tests::{Project, UserSession};

@@ -9,14 +9,13 @@
 //! against that build first, so old and new signer are compared in one run.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use api_tests::{Host, Launch};
+use bench::sign_rate::sign_rate;
 use bench::{load, refresh_requests};
-use futures::FutureExt;
 use serde_json::json;
 use shared::identity::es256::Engine;
-use shared::identity::tokens::{self, AccessTokenClaims, KeyCache, UserKind};
 
 const SESSIONS: usize = 256;
 
@@ -28,8 +27,8 @@ fn main() {
         .map(|c| c.trim().parse().expect("concurrency list"))
         .collect();
 
-    let portable_rate = raw_sign_rate(Engine::P256, Duration::from_secs(3));
-    let default_rate = raw_sign_rate(Engine::DEFAULT, Duration::from_secs(3));
+    let portable_rate = sign_rate(Engine::P256, Duration::from_secs(3));
+    let default_rate = sign_rate(Engine::DEFAULT, Duration::from_secs(3));
     println!("raw ES256 sign rate (1 thread): p256 {portable_rate:.0}/s, {:?} {default_rate:.0}/s", Engine::DEFAULT);
 
     let mut builds = Vec::new();
@@ -63,40 +62,4 @@ fn main() {
             }
         });
     }
-}
-
-/// Signs access tokens on `engine` in a loop on one thread, exactly as the refresh path does.
-fn raw_sign_rate(engine: Engine, duration: Duration) -> f64 {
-    let keys = KeyCache::on(engine, "YmVuY2htYXJrLXNlcnZlci1zZWNyZXQ".into());
-    let project = "6f1d2c9e-3b7a-4c61-9d8e-0a1b2c3d4e5f";
-    let claims = AccessTokenClaims {
-        sub: "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d".into(),
-        project_id: project.into(),
-        branch_id: "main".into(),
-        refresh_token_id: Some("1b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d".into()),
-        role: "authenticated".into(),
-        name: Some("Bench".into()),
-        email: None,
-        email_verified: false,
-        selected_team_id: None,
-        signed_up_at: 1_700_000_000,
-        is_anonymous: false,
-        is_restricted: Some(false),
-        restricted_reason: None,
-        requires_totp_mfa: false,
-        iss: UserKind::Normal.issuer("http://127.0.0.1:8102", project),
-        aud: project.into(),
-    };
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < duration {
-        // The in-process engines never wait: one poll signs.
-        let token = tokens::sign(&keys, claims.clone(), 1_700_000_000_000 + n as i64, 600_000)
-            .now_or_never()
-            .expect("an in-process engine")
-            .expect("signed");
-        std::hint::black_box(token);
-        n += 1;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
 }
