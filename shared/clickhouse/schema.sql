@@ -215,6 +215,152 @@ CREATE TABLE IF NOT EXISTS analytics_internal.connected_accounts (
   sync_created_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, user_id, provider, provider_account_id);
 
+-- The metrics' rollups (companion/src/metrics/rollups.rs reads them): aggregates ClickHouse
+-- keeps up to date at insert, so the metrics read days and distinct users, not every event.
+-- A "-- rollup: <table>" line marks the SELECT that fills <table>. The migration runner makes
+-- it the materialized view <table>_mv for events created from then on and, once, when it
+-- creates that view, fills the table with the events created before; "@CREATED" in the
+-- SELECT is where it puts that cut (on `created_at`, which only the insert sets).
+
+-- Rollups whose table the runner has filled (the view alone does not say it: a run that
+-- stopped between creating a view and filling its table leaves no row here and is redone).
+CREATE TABLE IF NOT EXISTS analytics_internal._stack_rollups (
+  name String,
+  cut DateTime64(3, 'UTC'),
+  filled_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree(filled_at) ORDER BY name;
+
+-- Token refreshes: distinct users per day and anonymity (DAU, MAU, the splits).
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_users (
+  project_id String,
+  branch_id String,
+  day Date,
+  is_anonymous UInt8,
+  users AggregateFunction(uniqExact, UInt64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day, is_anonymous);
+
+-- rollup: analytics_internal.metrics_daily_users
+SELECT project_id, branch_id, toDate(event_at) AS day, is_anonymous, uniqExactState(user_key) AS users
+FROM analytics_internal.events
+WHERE event_type = '$token-refresh' AND user_key != 0 AND @CREATED
+GROUP BY project_id, branch_id, day, is_anonymous;
+
+-- Token refreshes: distinct users per day, anonymity and place (the top region).
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_regions (
+  project_id String,
+  branch_id String,
+  day Date,
+  is_anonymous UInt8,
+  country_code Nullable(String),
+  region_code Nullable(String),
+  users AggregateFunction(uniqExact, UInt64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day, is_anonymous, country_code, region_code)
+SETTINGS allow_nullable_key = 1;
+
+-- rollup: analytics_internal.metrics_daily_regions
+SELECT project_id, branch_id, toDate(event_at) AS day, is_anonymous,
+  CAST(data.ip_info.country_code AS Nullable(String)) AS country_code,
+  CAST(data.ip_info.region_code AS Nullable(String)) AS region_code,
+  uniqExactState(user_key) AS users
+FROM analytics_internal.events
+WHERE event_type = '$token-refresh' AND user_key != 0 AND @CREATED
+GROUP BY project_id, branch_id, day, is_anonymous, country_code, region_code;
+
+-- Token refreshes per user and anonymity, all time: first day, last refresh, latest country.
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_users (
+  project_id String,
+  branch_id String,
+  user_key UInt64,
+  is_anonymous UInt8,
+  first_day SimpleAggregateFunction(min, Date),
+  last_refresh_at SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+  country AggregateFunction(argMax, String, DateTime64(3, 'UTC'))
+) ENGINE = AggregatingMergeTree ORDER BY (project_id, branch_id, user_key, is_anonymous);
+
+-- rollup: analytics_internal.metrics_users
+SELECT project_id, branch_id, user_key, is_anonymous, min(toDate(event_at)) AS first_day,
+  max(event_at) AS last_refresh_at,
+  argMaxStateIf(ifNull(CAST(data.ip_info.country_code AS Nullable(String)), ''), event_at,
+    ifNull(CAST(data.ip_info.country_code AS Nullable(String)), '') != '') AS country
+FROM analytics_internal.events
+WHERE event_type = '$token-refresh' AND user_key != 0 AND @CREATED
+GROUP BY project_id, branch_id, user_key, is_anonymous;
+
+-- Token refreshes with a team: distinct teams per day.
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_teams (
+  project_id String,
+  branch_id String,
+  day Date,
+  teams AggregateFunction(uniqExact, String)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day);
+
+-- rollup: analytics_internal.metrics_daily_teams
+SELECT project_id, branch_id, toDate(event_at) AS day, uniqExactState(assumeNotNull(team_id)) AS teams
+FROM analytics_internal.events
+WHERE event_type = '$token-refresh' AND team_id IS NOT NULL AND team_id != '' AND @CREATED
+GROUP BY project_id, branch_id, day;
+
+-- Token refreshes with a team, per team, all time: its first day.
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_teams (
+  project_id String,
+  branch_id String,
+  team_id String,
+  first_day SimpleAggregateFunction(min, Date)
+) ENGINE = AggregatingMergeTree ORDER BY (project_id, branch_id, team_id);
+
+-- rollup: analytics_internal.metrics_teams
+SELECT project_id, branch_id, assumeNotNull(team_id) AS team_id, min(toDate(event_at)) AS first_day
+FROM analytics_internal.events
+WHERE event_type = '$token-refresh' AND team_id IS NOT NULL AND team_id != '' AND @CREATED
+GROUP BY project_id, branch_id, team_id;
+
+-- Page views and clicks that carry their own anonymity (the events endpoint stamps every one
+-- with its user's): counts and distinct visitors per day, anonymity and referrer.
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_views (
+  project_id String,
+  branch_id String,
+  day Date,
+  event_anonymous UInt8,
+  source Nullable(String),
+  page_views SimpleAggregateFunction(sum, UInt64),
+  clicks SimpleAggregateFunction(sum, UInt64),
+  visitors AggregateFunction(uniqExact, UInt64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day, event_anonymous, source)
+SETTINGS allow_nullable_key = 1;
+
+-- rollup: analytics_internal.metrics_daily_views
+SELECT project_id, branch_id, toDate(event_at) AS day,
+  assumeNotNull(CAST(data.is_anonymous AS Nullable(UInt8))) AS event_anonymous,
+  nullIf(ifNull(CAST(data.referrer AS Nullable(String)), ''), '') AS source,
+  countIf(event_type = '$page-view') AS page_views, countIf(event_type = '$click') AS clicks,
+  uniqExactStateIf(user_key, event_type = '$page-view') AS visitors
+FROM analytics_internal.events
+WHERE event_type IN ('$page-view', '$click') AND user_key != 0
+  AND CAST(data.is_anonymous AS Nullable(UInt8)) IS NOT NULL AND @CREATED
+GROUP BY project_id, branch_id, day, event_anonymous, source;
+
+-- Page views and clicks without their own anonymity (written by other means): per day, user
+-- and referrer, as whether they count depends on the user's latest token refresh.
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_unstamped_views (
+  project_id String,
+  branch_id String,
+  day Date,
+  user_key UInt64,
+  source Nullable(String),
+  page_views SimpleAggregateFunction(sum, UInt64),
+  clicks SimpleAggregateFunction(sum, UInt64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day, user_key, source)
+SETTINGS allow_nullable_key = 1;
+
+-- rollup: analytics_internal.metrics_unstamped_views
+SELECT project_id, branch_id, toDate(event_at) AS day, user_key,
+  nullIf(ifNull(CAST(data.referrer AS Nullable(String)), ''), '') AS source,
+  countIf(event_type = '$page-view') AS page_views, countIf(event_type = '$click') AS clicks
+FROM analytics_internal.events
+WHERE event_type IN ('$page-view', '$click') AND user_key != 0
+  AND CAST(data.is_anonymous AS Nullable(UInt8)) IS NULL AND @CREATED
+GROUP BY project_id, branch_id, day, user_key, source;
+
 CREATE OR REPLACE VIEW default.events SQL SECURITY DEFINER AS SELECT * FROM analytics_internal.events;
 
 CREATE OR REPLACE VIEW default.users SQL SECURITY DEFINER AS SELECT project_id, branch_id, id, display_name, profile_image_url, primary_email, primary_email_verified, signed_up_at, client_metadata, client_read_only_metadata, server_metadata, is_anonymous, restricted_by_admin, restricted_by_admin_reason, restricted_by_admin_private_details FROM analytics_internal.users FINAL WHERE sync_is_deleted = 0;

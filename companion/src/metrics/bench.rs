@@ -1,12 +1,15 @@
-//! `companion bench-metrics`: the metrics engine against upstream's OLD MAU shape, at chosen
-//! scales, on a real ClickHouse engine (`scripts/bench-metrics` starts the local one).
+//! `companion bench-metrics`: the metrics engine from raw events and from the rollups, and
+//! MAU against upstream's OLD shape, at chosen scales, on a real ClickHouse engine
+//! (`scripts/bench-metrics` starts the local one).
 //!
 //! 1. The MAU equivalence matrix must pass first (nothing is measured otherwise).
 //! 2. Per scale: seed synthetic events under a fresh `bench-mau-<uuid>` project (a progress
-//!    bar while seeding), check that OLD and NEW find the same set of users, then time OLD
-//!    (ship every distinct id, normalize and count here) and NEW (one server-side
-//!    `uniqExact(sipHash64(...))`), and the whole metrics computation. Duration, peak memory
-//!    and rows/bytes read come from the engine's own `system.query_log`.
+//!    bar while seeding; a scale is a length of history at steady traffic), check that OLD and
+//!    NEW find the same set of users and that the rollups give the raw events' metrics, then
+//!    time OLD (ship every distinct id, normalize and count here), NEW (one server-side
+//!    `uniqExact(sipHash64(...))`), and the whole metrics computation from raw events and from
+//!    the rollups. Duration, peak memory and rows/bytes read come from the engine's own
+//!    `system.query_log`.
 //! 3. Remove the synthetic rows, print a Markdown table and write an SVG chart.
 
 use std::collections::BTreeSet;
@@ -19,7 +22,7 @@ use shared::adapters::native::ReqwestClient;
 use shared::analytics::metrics::Window;
 use shared::context::ClickHouseConfig;
 
-use super::{matrix, queries, MetricsEngine, Scope};
+use super::{matrix, queries, MetricsEngine, Scope, Source};
 
 type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -37,9 +40,12 @@ pub struct BenchArgs {
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Token refreshes per user (each user also has three page views and a click).
-    #[arg(long, default_value_t = 5)]
-    events_per_user: u64,
+    /// The project's users: every event belongs to one of them, drawn at random.
+    #[arg(long, default_value_t = 50_000)]
+    users: u64,
+    /// Events per day: a scale is that many days of history (2.5 M events fill the window).
+    #[arg(long, default_value_t = 83_334)]
+    events_per_day: u64,
     /// One user in this many is anonymous.
     #[arg(long, default_value_t = 10)]
     anonymous_every: u64,
@@ -47,6 +53,12 @@ pub struct BenchArgs {
     #[arg(long, default_value = "docs/metrics-bench.svg")]
     chart: PathBuf,
 }
+
+/// The measured series, as the table and the chart name them.
+const OLD_MAU: &str = "MAU, OLD (ship ids)";
+const NEW_MAU: &str = "MAU, NEW (server-side)";
+const ALL_RAW: &str = "all metrics, raw events";
+const ALL_ROLLUPS: &str = "all metrics, rollups";
 
 /// What the engine recorded for one measured run.
 #[derive(Debug, Clone, Default, Row, Deserialize)]
@@ -100,8 +112,10 @@ async fn bench(args: BenchArgs) -> AnyResult<()> {
     println!("MAU equivalence matrix:");
     for (i, case) in matrix::cases(&window).iter().enumerate() {
         let outcome = matrix::run(case, &format!("bench-mau-{run_id}-case-{i}"), &window, &port, &engine).await?;
-        let ok =
-            outcome.old == outcome.new && outcome.new_count == case.expected && outcome.endpoint_mau == case.expected;
+        let ok = outcome.old == outcome.new
+            && outcome.new_count == case.expected
+            && outcome.endpoint_mau == case.expected
+            && outcome.rollups_match_raw;
         println!(
             "  {} {} (expected {}, OLD {}, NEW {})",
             if ok { "pass" } else { "FAIL" },
@@ -135,10 +149,17 @@ async fn bench(args: BenchArgs) -> AnyResult<()> {
             return Err(format!("at {scale} events OLD found {} users and NEW {}", old_set.len(), new_set.len()).into());
         }
         println!("{scale} events: OLD and NEW agree on {} users", new_set.len());
+        let from_raw = engine.compute_from(Source::RawEvents, &scope, &window).await?;
+        if engine.compute(&scope, &window).await? != from_raw {
+            cleanup(&engine).await?;
+            return Err(format!("at {scale} events the rollups' metrics differ from the raw events'").into());
+        }
+        println!("{scale} events: the rollups give the raw events' metrics (MAU {})", from_raw.mau);
 
         let mut old_runs = Vec::new();
         let mut new_runs = Vec::new();
-        let mut full_runs = Vec::new();
+        let mut raw_runs = Vec::new();
+        let mut rollup_runs = Vec::new();
         for run in 0..args.runs {
             let tag = format!("bench-{run_id}-{scale}-old-{run}");
             let start = Instant::now();
@@ -154,20 +175,21 @@ async fn bench(args: BenchArgs) -> AnyResult<()> {
                 .await?;
             new_runs.push((start.elapsed().as_secs_f64() * 1000.0, mau.to_string(), tag));
 
-            let tag = format!("bench-{run_id}-{scale}-full-{run}");
-            let tagged = engine.tagged(&tag);
-            let start = Instant::now();
-            let activity = tagged.compute(&scope, &window).await?;
-            full_runs.push((start.elapsed().as_secs_f64() * 1000.0, activity.mau.to_string(), tag));
+            for (source, runs, name) in
+                [(Source::RawEvents, &mut raw_runs, "raw"), (Source::Rollups, &mut rollup_runs, "rollups")]
+            {
+                let tag = format!("bench-{run_id}-{scale}-{name}-{run}");
+                let tagged = engine.tagged(&tag);
+                let start = Instant::now();
+                let activity = tagged.compute_from(source, &scope, &window).await?;
+                runs.push((start.elapsed().as_secs_f64() * 1000.0, activity.mau.to_string(), tag));
+            }
         }
-        for (what, runs) in [
-            ("MAU, OLD (ship ids)", old_runs),
-            ("MAU, NEW (server-side)", new_runs),
-            ("all metrics queries", full_runs),
-        ] {
+        for (what, runs) in [(OLD_MAU, old_runs), (NEW_MAU, new_runs), (ALL_RAW, raw_runs), (ALL_ROLLUPS, rollup_runs)]
+        {
             let (wall_ms, value, tag) = median(runs);
-            if what == "all metrics queries" {
-                breakdowns.push((scale, breakdown(&engine, &tag).await?));
+            if what == ALL_RAW || what == ALL_ROLLUPS {
+                breakdowns.push((scale, what, breakdown(&engine, &tag).await?));
             }
             results.push(Measured { scale, what, value, wall_ms, stats: stats(&engine, &tag).await? });
         }
@@ -175,8 +197,8 @@ async fn bench(args: BenchArgs) -> AnyResult<()> {
     cleanup(&engine).await?;
 
     print_table(&results);
-    for (scale, queries) in &breakdowns {
-        println!("\nEach metrics query at {scale} events:\n");
+    for (scale, what, queries) in &breakdowns {
+        println!("\nEach metrics query at {scale} events ({what}):\n");
         println!("| query | engine ms | peak memory MiB | rows read | MiB read |");
         println!("|---|---|---|---|---|");
         for q in queries {
@@ -205,35 +227,42 @@ async fn old_mau(engine: &MetricsEngine, scope: &Scope, window: &Window, tag: &s
     Ok(queries::normalize_old(ids))
 }
 
-/// Seeds `events` events under `project`, in batches, with a progress bar. Each user has
-/// `events_per_user` token refreshes, three page views and a click (as upstream's benchmark),
-/// spread over the window; users get v4 UUIDs and every `anonymous_every`-th is anonymous.
+/// Seeds `events` events under `project`, in batches, with a progress bar: a project with
+/// steady traffic (`events_per_day` from a population of `users`), so a larger scale is a
+/// longer history, which is how a real project's event count grows. Of every nine events five
+/// are token refreshes (located; a third of the users in one of 500 teams), three page views
+/// (one of five referrers) and one a click, stamped with their user's anonymity as the events
+/// endpoint stamps them; users get v4 UUIDs and every `anonymous_every`-th is anonymous.
 async fn seed(engine: &MetricsEngine, project: &str, events: u64, args: &BenchArgs) -> AnyResult<()> {
     const BATCH: u64 = 250_000;
-    let per_user = args.events_per_user + 4;
+    let history_ms = events.div_ceil(args.events_per_day.max(1)) * 86_400_000;
     let bar = indicatif::ProgressBar::new(events).with_message(format!("seeding {project}"));
     bar.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({elapsed})")?);
     let mut done = 0;
     while done < events {
         let n = BATCH.min(events - done);
-        // Event `number` belongs to user `number / per_user`; its place among that user's events
-        // picks its type. A user's id is a v4 UUID made from a hash of its number.
-        let sql = "INSERT INTO analytics_internal.events (event_type, event_at, data, project_id, branch_id, user_id) \
-            SELECT multiIf(k < {refreshes:UInt64}, '$token-refresh', k < {refreshes:UInt64} + 3, '$page-view', '$click'), \
-              now64(3, 'UTC') - toIntervalMillisecond(cityHash64(number, 7) % (30 * 86400000)), \
-              CAST(if(k < {refreshes:UInt64}, \
-                  concat('{\"is_anonymous\":', if(u % {anonymous_every:UInt64} = 0, 'true', 'false'), '}'), \
-                  concat('{\"referrer\":\"https://', ['a', 'b', 'c', 'd', 'e'][1 + cityHash64(number) % 5], '.example/\"}')), 'JSON'), \
+        // Event `number` belongs to user `u` (a hash of the number); `k` picks its type. A
+        // user's id is a v4 UUID made from a hash of the user's number.
+        let sql = "INSERT INTO analytics_internal.events (event_type, event_at, data, project_id, branch_id, user_id, team_id) \
+            SELECT multiIf(k < 5, '$token-refresh', k < 8, '$page-view', '$click'), \
+              now64(3, 'UTC') - toIntervalMillisecond(cityHash64(number, 7) % {history_ms:UInt64}), \
+              CAST(if(k < 5, \
+                  concat('{\"is_anonymous\":', if(u % {anonymous_every:UInt64} = 0, 'true', 'false'), \
+                    ',\"ip_info\":{\"country_code\":\"', ['US', 'DE', 'FR', 'JP', 'BR'][1 + u % 5], \
+                    '\",\"region_code\":\"', ['CA', 'NY', 'BE'][1 + intDiv(u, 5) % 3], '\"}}'), \
+                  concat('{\"is_anonymous\":', if(u % {anonymous_every:UInt64} = 0, 'true', 'false'), \
+                    ',\"referrer\":\"https://', ['a', 'b', 'c', 'd', 'e'][1 + cityHash64(number) % 5], '.example/\"}')), 'JSON'), \
               {project:String}, 'main', \
               lower(concat(substring(h, 1, 8), '-', substring(h, 9, 4), '-4', substring(h, 14, 3), '-8', \
-                substring(h, 18, 3), '-', substring(h, 21, 12))) \
-            FROM (SELECT number, intDiv(number, {per_user:UInt64}) AS u, number % {per_user:UInt64} AS k, \
+                substring(h, 18, 3), '-', substring(h, 21, 12))), \
+              if(k < 5 AND u % 3 = 0, concat('team-', toString(u % 500)), NULL) \
+            FROM (SELECT number, cityHash64(number, 3) % {users:UInt64} AS u, cityHash64(number, 5) % 9 AS k, \
                   hex(sipHash128(u)) AS h FROM numbers({offset:UInt64}, {n:UInt64}))";
         engine
             .client
             .query(sql)
-            .param("refreshes", args.events_per_user)
-            .param("per_user", per_user)
+            .param("history_ms", history_ms)
+            .param("users", args.users)
             .param("anonymous_every", args.anonymous_every)
             .param("project", project)
             .param("offset", done)
@@ -244,6 +273,12 @@ async fn seed(engine: &MetricsEngine, project: &str, events: u64, args: &BenchAr
         bar.set_position(done);
     }
     bar.finish();
+    // What background merges do to a store over time, at once: rows of one key in one part.
+    for statement in shared::analytics::clickhouse::schema_statements() {
+        let Some(table) = statement.rollup else { continue };
+        engine.client.query(&format!("OPTIMIZE TABLE {table} FINAL")).execute().await?;
+    }
+    engine.client.query("OPTIMIZE TABLE analytics_internal.events FINAL").execute().await?;
     Ok(())
 }
 
@@ -255,6 +290,17 @@ async fn cleanup(engine: &MetricsEngine) -> AnyResult<()> {
         .with_setting("mutations_sync", "1")
         .execute()
         .await?;
+    for statement in shared::analytics::clickhouse::schema_statements() {
+        let Some(table) = statement.rollup else { continue };
+        engine
+            .client
+            .query(&format!(
+                "ALTER TABLE {table} DELETE WHERE startsWith(project_id, 'bench-mau-') OR startsWith(project_id, 'mau-matrix-')"
+            ))
+            .with_setting("mutations_sync", "1")
+            .execute()
+            .await?;
+    }
     Ok(())
 }
 
@@ -328,13 +374,13 @@ fn print_table(results: &[Measured]) {
 fn chart(results: &[Measured], path: &PathBuf) -> AnyResult<()> {
     use plotters::prelude::*;
     let scales: Vec<u64> = results.iter().map(|r| r.scale).collect::<BTreeSet<_>>().into_iter().collect();
-    let series = ["MAU, OLD (ship ids)", "MAU, NEW (server-side)", "all metrics queries"];
-    let colors = [RGBColor(200, 80, 60), RGBColor(60, 130, 200), RGBColor(120, 120, 120)];
+    let series = [OLD_MAU, NEW_MAU, ALL_RAW, ALL_ROLLUPS];
+    let colors = [RGBColor(200, 80, 60), RGBColor(60, 130, 200), RGBColor(120, 120, 120), RGBColor(60, 160, 90)];
     let max = results.iter().map(|r| r.wall_ms).fold(1.0, f64::max) * 1.15;
     let root = SVGBackend::new(path, (720, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Metrics: wall time, OLD vs NEW (lower is better)", ("sans-serif", 20))
+        .caption("Metrics: wall time, raw events vs rollups (lower is better)", ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -354,8 +400,8 @@ fn chart(results: &[Measured], path: &PathBuf) -> AnyResult<()> {
     for (k, name) in series.iter().enumerate() {
         let bars = scales.iter().enumerate().filter_map(|(i, scale)| {
             let r = results.iter().find(|r| r.scale == *scale && r.what == *name)?;
-            let left = i as f64 + 0.15 + k as f64 * 0.23;
-            Some(Rectangle::new([(left, 0.0), (left + 0.2, r.wall_ms)], colors[k].filled()))
+            let left = i as f64 + 0.1 + k as f64 * 0.2;
+            Some(Rectangle::new([(left, 0.0), (left + 0.18, r.wall_ms)], colors[k].filled()))
         });
         chart
             .draw_series(bars)?

@@ -11,7 +11,7 @@ use shared::adapters::native::ReqwestClient;
 use shared::analytics::clickhouse::ClickHouse;
 use shared::analytics::metrics::{clickhouse_time, Window};
 
-use super::{queries, MetricsEngine, Scope};
+use super::{queries, MetricsEngine, Scope, Source};
 
 const A: &str = "a0000000-0000-4000-8000-000000000001";
 const B: &str = "a0000000-0000-4000-8000-000000000002";
@@ -133,8 +133,10 @@ pub struct Outcome {
     pub old: BTreeSet<String>,
     pub new: BTreeSet<String>,
     pub new_count: usize,
-    /// MAU as the metrics endpoint reports it (the engine's whole computation).
+    /// MAU as the metrics endpoint reports it (the engine's whole computation, from the rollups).
     pub endpoint_mau: usize,
+    /// Whether every metric from the rollups equals the same metric from the raw events.
+    pub rollups_match_raw: bool,
 }
 
 /// Seeds `case` under `project_id` (and `<project_id>-other`), then runs OLD and NEW.
@@ -165,12 +167,14 @@ pub async fn run(
     let old_ids = engine.query("mau_old", &queries::mau_old_ids(), &scope, window).fetch_all::<String>().await?;
     let new = engine.query("mau_set", &queries::mau_user_set(), &scope, window).fetch_all::<String>().await?;
     let new_count = engine.query("mau", &queries::mau(), &scope, window).fetch_one::<u64>().await?;
-    let endpoint_mau = engine.compute(&scope, window).await?.mau as usize;
+    let from_rollups = engine.compute(&scope, window).await?;
+    let from_raw = engine.compute_from(Source::RawEvents, &scope, window).await?;
     Ok(Outcome {
         old: queries::normalize_old(old_ids),
         new: new.into_iter().collect(),
         new_count: new_count as usize,
-        endpoint_mau,
+        endpoint_mau: from_rollups.mau as usize,
+        rollups_match_raw: from_rollups == from_raw,
     })
 }
 
@@ -201,6 +205,7 @@ mod tests {
             assert_eq!(outcome.new_count, outcome.new.len(), "{}: the count is the set's size", case.name);
             assert_eq!(outcome.new_count, case.expected, "{}", case.name);
             assert_eq!(outcome.endpoint_mau, case.expected, "{}: the endpoint's MAU", case.name);
+            assert!(outcome.rollups_match_raw, "{}: the rollups' metrics differ from the raw events'", case.name);
         }
     }
 }

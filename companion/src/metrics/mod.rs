@@ -7,8 +7,11 @@
 //! not re-run eleven aggregates each time.
 
 pub mod bench;
+#[cfg(test)]
+mod equality;
 pub mod matrix;
 pub mod queries;
+pub mod rollups;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,36 @@ pub struct Scope {
     pub project_id: String,
     pub branch_id: String,
     pub include_anonymous: bool,
+}
+
+/// What the metrics are computed from: the rollups (what the endpoint serves), or every raw
+/// event (what the rollups are held equal to, in tests and `bench-metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Rollups,
+    RawEvents,
+}
+
+impl Source {
+    /// The five queries, in the order [`MetricsEngine::compute_from`] runs them.
+    fn queries(self) -> [String; 5] {
+        match self {
+            Source::Rollups => [
+                rollups::activity(),
+                rollups::split(Entity::Users),
+                rollups::split(Entity::Teams),
+                rollups::users_by_country(),
+                rollups::views(),
+            ],
+            Source::RawEvents => [
+                queries::activity(),
+                queries::split(Entity::Users),
+                queries::split(Entity::Teams),
+                queries::users_by_country(),
+                queries::views(),
+            ],
+        }
+    }
 }
 
 type Cache = Arc<Mutex<HashMap<Scope, (Instant, i64, Activity)>>>;
@@ -179,14 +212,25 @@ impl MetricsEngine {
         Ok(activity)
     }
 
-    /// Runs every query (concurrently: a server runs them in parallel).
+    /// Computes the metrics from the rollups.
     pub async fn compute(&self, scope: &Scope, window: &Window) -> Result<Activity, clickhouse::error::Error> {
+        self.compute_from(Source::Rollups, scope, window).await
+    }
+
+    /// Runs every query of `source` (concurrently: a server runs them in parallel).
+    pub async fn compute_from(
+        &self,
+        source: Source,
+        scope: &Scope,
+        window: &Window,
+    ) -> Result<Activity, clickhouse::error::Error> {
+        let [activity, users_split, teams_split, countries, views] = source.queries();
         let (activity, users_split, teams_split, countries, views) = tokio::try_join!(
-            self.query("activity", &queries::activity(), scope, window).fetch_all::<ActivityRow>(),
-            self.query("users_split", &queries::split(Entity::Users), scope, window).fetch_all::<SplitRow>(),
-            self.query("teams_split", &queries::split(Entity::Teams), scope, window).fetch_all::<SplitRow>(),
-            self.query("users_by_country", &queries::users_by_country(), scope, window).fetch_all::<CountryRow>(),
-            self.query("views", &queries::views(), scope, window).fetch_all::<ViewsRow>(),
+            self.query("activity", &activity, scope, window).fetch_all::<ActivityRow>(),
+            self.query("users_split", &users_split, scope, window).fetch_all::<SplitRow>(),
+            self.query("teams_split", &teams_split, scope, window).fetch_all::<SplitRow>(),
+            self.query("users_by_country", &countries, scope, window).fetch_all::<CountryRow>(),
+            self.query("views", &views, scope, window).fetch_all::<ViewsRow>(),
         )?;
         let days: Vec<&ActivityRow> = activity.iter().filter(|r| r.kind == "day").collect();
         let top_region = activity

@@ -1,5 +1,6 @@
-//! The metrics engine's SQL (docs/api.md §7.4), each query an aggregate computed in
-//! ClickHouse: nothing ships user ids to this process.
+//! The metrics from raw events (docs/api.md §7.4), each query an aggregate computed in
+//! ClickHouse: nothing ships user ids to this process. The endpoint reads the rollups instead
+//! ([`super::rollups`]); these queries define the answers the rollups are held equal to.
 //!
 //! Every query reads `analytics_internal.events` of one tenancy through the parameters
 //! `project_id` and `branch_id`; windows use `since`, `until` (exclusive) and `online_since`

@@ -398,17 +398,24 @@ pub struct SchemaStatement {
     pub sql: String,
     /// Users, row policies and grants: run on a real server, skipped on the local engine.
     pub access_control: bool,
+    /// For a `-- rollup: <table>` SELECT, the table it fills.
+    pub rollup: Option<String>,
 }
 
 /// The schema's statements in order. Statements end with `;` at the end of a line; a
-/// `-- access:` line marks the next statement as access control.
+/// `-- access:` line marks the next statement as access control, a `-- rollup: <table>` line
+/// the next as the SELECT that fills `<table>`.
 pub fn schema_statements() -> Vec<SchemaStatement> {
     let mut statements = Vec::new();
-    let (mut sql, mut access_control) = (String::new(), false);
+    let (mut sql, mut access_control, mut rollup) = (String::new(), false, None);
     for line in SCHEMA.lines() {
         let trimmed = line.trim();
         if trimmed == "-- access:" {
             access_control = true;
+            continue;
+        }
+        if let Some(table) = trimmed.strip_prefix("-- rollup:") {
+            rollup = Some(table.trim().to_string());
             continue;
         }
         if trimmed.starts_with("--") || (trimmed.is_empty() && sql.is_empty()) {
@@ -418,7 +425,7 @@ pub fn schema_statements() -> Vec<SchemaStatement> {
         sql.push('\n');
         if trimmed.ends_with(';') {
             let text = sql.trim().trim_end_matches(';').to_string();
-            statements.push(SchemaStatement { sql: text, access_control });
+            statements.push(SchemaStatement { sql: text, access_control, rollup: rollup.take() });
             sql.clear();
             access_control = false;
         }
@@ -426,14 +433,46 @@ pub fn schema_statements() -> Vec<SchemaStatement> {
     statements
 }
 
+/// `TABLE_ALREADY_EXISTS`: another run created the view first.
+const TABLE_ALREADY_EXISTS: u32 = 57;
+
 /// Applies the schema. `external_password` is `limited_user`'s password on a real server;
 /// `None` is the local engine, which has no users, policies or grants to create.
+///
+/// A rollup whose table is not yet filled (no row in `_stack_rollups`) is (re)built: its view
+/// dropped, its table emptied, the view created again for events created from a cut (the
+/// server's clock now) on, and, after a second for inserts already under way to land, the
+/// table filled with the events created before the cut. So every event is counted once, also
+/// on a store that held events before the rollups existed. Not meant to run twice at the same
+/// moment (a view the other run created first is left to it).
 pub async fn apply_schema(
     clickhouse: &ClickHouse,
     http: &dyn HttpClient,
     external_password: Option<&str>,
 ) -> Result<(), ClickHouseError> {
+    let mut built = Vec::new();
+    let mut cut = None;
     for statement in schema_statements() {
+        if let Some(table) = &statement.rollup {
+            if rollup_filled(clickhouse, http, table).await? {
+                continue;
+            }
+            let cut = match &cut {
+                Some(cut) => cut,
+                None => cut.insert(server_now(clickhouse, http).await?),
+            };
+            let view = format!("{table}_mv");
+            clickhouse.execute(http, &Query::new(format!("DROP VIEW IF EXISTS {view}"))).await?;
+            clickhouse.execute(http, &Query::new(format!("TRUNCATE TABLE {table}"))).await?;
+            let from_cut = statement.sql.replace("@CREATED", &format!("created_at >= {cut}"));
+            let create = Query::new(format!("CREATE MATERIALIZED VIEW {view} TO {table} AS {from_cut}"));
+            match clickhouse.execute(http, &create).await {
+                Err(ClickHouseError::Server { code: TABLE_ALREADY_EXISTS, .. }) => continue,
+                other => other?,
+            }
+            built.push(statement);
+            continue;
+        }
         let query = match (statement.access_control, external_password) {
             (true, None) => continue,
             (true, Some(password)) => Query::new(statement.sql).param("external_password", password),
@@ -441,5 +480,38 @@ pub async fn apply_schema(
         };
         clickhouse.execute(http, &query).await?;
     }
+    let Some(cut) = cut.filter(|_| !built.is_empty()) else { return Ok(()) };
+    // ClickHouse's own sleep: the port runs on every runtime and has no timer of its own.
+    clickhouse.execute(http, &Query::new("SELECT sleep(1)")).await?;
+    for statement in built {
+        let table = statement.rollup.unwrap_or_default();
+        let before_cut = statement.sql.replace("@CREATED", &format!("created_at < {cut}"));
+        clickhouse.execute(http, &Query::new(format!("INSERT INTO {table} {before_cut}"))).await?;
+        let filled = Query::new(format!(
+            "INSERT INTO analytics_internal._stack_rollups (name, cut) SELECT {{name:String}}, {cut}"
+        ))
+        .param("name", table.as_str());
+        clickhouse.execute(http, &filled).await?;
+    }
     Ok(())
+}
+
+/// Whether the rollup filling `table` has been filled (a row in `_stack_rollups`).
+async fn rollup_filled(clickhouse: &ClickHouse, http: &dyn HttpClient, table: &str) -> Result<bool, ClickHouseError> {
+    let query =
+        Query::new("SELECT toString(count()) AS n FROM analytics_internal._stack_rollups WHERE name = {name:String}")
+            .param("name", table);
+    let rows = clickhouse.rows(http, &query).await?;
+    Ok(rows.first().and_then(|r| r.get("n")).and_then(Value::as_str).is_some_and(|n| n != "0"))
+}
+
+/// The server's clock now, as a DateTime64(3) literal (the rollups' cut).
+async fn server_now(clickhouse: &ClickHouse, http: &dyn HttpClient) -> Result<String, ClickHouseError> {
+    let rows = clickhouse.rows(http, &Query::new("SELECT toString(now64(3, 'UTC')) AS now")).await?;
+    let now = rows.first().and_then(|r| r.get("now")).and_then(Value::as_str).unwrap_or_default();
+    // Spliced into DDL (a view's definition takes no parameters): a timestamp's characters only.
+    if now.is_empty() || !now.chars().all(|c| c.is_ascii_digit() || " -:.".contains(c)) {
+        return Err(ClickHouseError::Decode(format!("not a server time: {now:?}")));
+    }
+    Ok(format!("toDateTime64('{now}', 3, 'UTC')"))
 }
