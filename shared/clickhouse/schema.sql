@@ -216,7 +216,8 @@ CREATE TABLE IF NOT EXISTS analytics_internal.connected_accounts (
 ) ENGINE = ReplacingMergeTree(sync_sequence_id) PARTITION BY toYYYYMM(created_at) ORDER BY (project_id, branch_id, user_id, provider, provider_account_id);
 
 -- The metrics' rollups (companion/src/metrics/rollups.rs reads them): aggregates ClickHouse
--- keeps up to date at insert, so the metrics read days and distinct users, not every event.
+-- keeps up to date at insert, so the metrics read the window's day masks of the tenancy's
+-- users and teams and its per-day counts, not every event of its history.
 -- A "-- rollup: <table>" line marks the SELECT that fills <table>. The migration runner makes
 -- it the materialized view <table>_mv for events created from then on and, once, when it
 -- creates that view, fills the table with the events created before; "@CREATED" in the
@@ -230,41 +231,48 @@ CREATE TABLE IF NOT EXISTS analytics_internal._stack_rollups (
   filled_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree(filled_at) ORDER BY name;
 
--- Token refreshes: distinct users per day and anonymity (DAU, MAU, the splits).
-CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_users (
+-- Activity as day masks: per entity and block of 64 days (days since 1970 / 64), bit
+-- `day % 64` set for each day it was active. A 31-day window spans two blocks, so the metrics
+-- read two rows per active entity, however long the history, and count bits, not distinct ids.
+
+-- Token refreshes per user and anonymity (DAU, MAU, the users' split).
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_user_days (
   project_id String,
   branch_id String,
-  day Date,
+  block UInt16,
+  user_key UInt64,
   is_anonymous UInt8,
-  users AggregateFunction(uniqExact, UInt64)
-) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day, is_anonymous);
+  days SimpleAggregateFunction(groupBitOr, UInt64)
+) ENGINE = AggregatingMergeTree ORDER BY (project_id, branch_id, block, user_key, is_anonymous);
 
--- rollup: analytics_internal.metrics_daily_users
-SELECT project_id, branch_id, toDate(event_at) AS day, is_anonymous, uniqExactState(user_key) AS users
+-- rollup: analytics_internal.metrics_user_days
+SELECT project_id, branch_id, toUInt16(intDiv(toUInt32(toDate(event_at)), 64)) AS block, user_key, is_anonymous,
+  groupBitOr(bitShiftLeft(toUInt64(1), toUInt32(toDate(event_at)) % 64)) AS days
 FROM analytics_internal.events
 WHERE event_type = '$token-refresh' AND user_key != 0 AND @CREATED
-GROUP BY project_id, branch_id, day, is_anonymous;
+GROUP BY project_id, branch_id, block, user_key, is_anonymous;
 
--- Token refreshes: distinct users per day, anonymity and place (the top region).
-CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_regions (
+-- Token refreshes per place, user and anonymity (the top region).
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_region_days (
   project_id String,
   branch_id String,
-  day Date,
-  is_anonymous UInt8,
+  block UInt16,
   country_code Nullable(String),
   region_code Nullable(String),
-  users AggregateFunction(uniqExact, UInt64)
-) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day, is_anonymous, country_code, region_code)
+  user_key UInt64,
+  is_anonymous UInt8,
+  days SimpleAggregateFunction(groupBitOr, UInt64)
+) ENGINE = AggregatingMergeTree ORDER BY (project_id, branch_id, block, country_code, region_code, user_key, is_anonymous)
 SETTINGS allow_nullable_key = 1;
 
--- rollup: analytics_internal.metrics_daily_regions
-SELECT project_id, branch_id, toDate(event_at) AS day, is_anonymous,
+-- rollup: analytics_internal.metrics_region_days
+SELECT project_id, branch_id, toUInt16(intDiv(toUInt32(toDate(event_at)), 64)) AS block,
   CAST(data.ip_info.country_code AS Nullable(String)) AS country_code,
-  CAST(data.ip_info.region_code AS Nullable(String)) AS region_code,
-  uniqExactState(user_key) AS users
+  CAST(data.ip_info.region_code AS Nullable(String)) AS region_code, user_key, is_anonymous,
+  groupBitOr(bitShiftLeft(toUInt64(1), toUInt32(toDate(event_at)) % 64)) AS days
 FROM analytics_internal.events
 WHERE event_type = '$token-refresh' AND user_key != 0 AND @CREATED
-GROUP BY project_id, branch_id, day, is_anonymous, country_code, region_code;
+GROUP BY project_id, branch_id, block, country_code, region_code, user_key, is_anonymous;
 
 -- Token refreshes per user and anonymity, all time: first day, last refresh, latest country.
 CREATE TABLE IF NOT EXISTS analytics_internal.metrics_users (
@@ -286,19 +294,21 @@ FROM analytics_internal.events
 WHERE event_type = '$token-refresh' AND user_key != 0 AND @CREATED
 GROUP BY project_id, branch_id, user_key, is_anonymous;
 
--- Token refreshes with a team: distinct teams per day.
-CREATE TABLE IF NOT EXISTS analytics_internal.metrics_daily_teams (
+-- Token refreshes with a team, per team (the teams' split).
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_team_days (
   project_id String,
   branch_id String,
-  day Date,
-  teams AggregateFunction(uniqExact, String)
-) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMM(day) ORDER BY (project_id, branch_id, day);
+  block UInt16,
+  team_id String,
+  days SimpleAggregateFunction(groupBitOr, UInt64)
+) ENGINE = AggregatingMergeTree ORDER BY (project_id, branch_id, block, team_id);
 
--- rollup: analytics_internal.metrics_daily_teams
-SELECT project_id, branch_id, toDate(event_at) AS day, uniqExactState(assumeNotNull(team_id)) AS teams
+-- rollup: analytics_internal.metrics_team_days
+SELECT project_id, branch_id, toUInt16(intDiv(toUInt32(toDate(event_at)), 64)) AS block,
+  assumeNotNull(team_id) AS team_id, groupBitOr(bitShiftLeft(toUInt64(1), toUInt32(toDate(event_at)) % 64)) AS days
 FROM analytics_internal.events
 WHERE event_type = '$token-refresh' AND team_id IS NOT NULL AND team_id != '' AND @CREATED
-GROUP BY project_id, branch_id, day;
+GROUP BY project_id, branch_id, block, team_id;
 
 -- Token refreshes with a team, per team, all time: its first day.
 CREATE TABLE IF NOT EXISTS analytics_internal.metrics_teams (
@@ -338,6 +348,24 @@ FROM analytics_internal.events
 WHERE event_type IN ('$page-view', '$click') AND user_key != 0
   AND CAST(data.is_anonymous AS Nullable(UInt8)) IS NOT NULL AND @CREATED
 GROUP BY project_id, branch_id, day, event_anonymous, source;
+
+-- The same page views per user and anonymity, as day masks (the daily visitors).
+CREATE TABLE IF NOT EXISTS analytics_internal.metrics_visitor_days (
+  project_id String,
+  branch_id String,
+  block UInt16,
+  user_key UInt64,
+  event_anonymous UInt8,
+  days SimpleAggregateFunction(groupBitOr, UInt64)
+) ENGINE = AggregatingMergeTree ORDER BY (project_id, branch_id, block, user_key, event_anonymous);
+
+-- rollup: analytics_internal.metrics_visitor_days
+SELECT project_id, branch_id, toUInt16(intDiv(toUInt32(toDate(event_at)), 64)) AS block, user_key,
+  assumeNotNull(CAST(data.is_anonymous AS Nullable(UInt8))) AS event_anonymous,
+  groupBitOr(bitShiftLeft(toUInt64(1), toUInt32(toDate(event_at)) % 64)) AS days
+FROM analytics_internal.events
+WHERE event_type = '$page-view' AND user_key != 0 AND CAST(data.is_anonymous AS Nullable(UInt8)) IS NOT NULL AND @CREATED
+GROUP BY project_id, branch_id, block, user_key, event_anonymous;
 
 -- Page views and clicks without their own anonymity (written by other means): per day, user
 -- and referrer, as whether they count depends on the user's latest token refresh.
