@@ -1,7 +1,8 @@
 //! The rollups against the raw events on a fixture that exercises every metric (tests only):
 //! the metrics endpoint's fixture (tests/tests/metrics.rs) plus teams, anonymity that changes,
 //! page views with and without their own anonymity, activity before the window and events
-//! stamped after it. Part of it is written before the rollups exist, as on a store that is
+//! stamped after it, for today's window and two whose first day is on a 64-day block's edge.
+//! Part of it is written before the rollups exist, as on a store that is
 //! upgraded, so the migration's fill is checked too; the rest flows through the views.
 
 use serde_json::{json, Value};
@@ -20,8 +21,31 @@ const U4: &str = "b0000000-0000-4000-8000-000000000004";
 const U9: &str = "b0000000-0000-4000-8000-000000000009";
 
 fn event(event_type: &str, at: i64, user: &str, team: Option<&str>, data: Value) -> Value {
-    json!({ "event_type": event_type, "event_at": clickhouse_time(at), "data": data, "project_id": "equality",
+    json!({ "event_type": event_type, "event_at": clickhouse_time(at), "data": data,
             "branch_id": "main", "user_id": user, "team_id": team })
+}
+
+/// `events` under `project`.
+fn of(project: &str, mut events: Vec<Value>) -> Vec<Value> {
+    for e in &mut events {
+        e["project_id"] = json!(project);
+    }
+    events
+}
+
+/// The windows checked, each under its own project: today's, and two earlier ones whose
+/// first day is a 64-day block's last and first day (a window mask's two edge cases).
+fn windows() -> Vec<(String, Window)> {
+    let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY);
+    let starting_at = |offset: i64| {
+        let day = (1..=64).map(|k| today - k).find(|d| (d - 30).rem_euclid(64) == offset).unwrap();
+        Window::at(day * DAY + DAY / 2)
+    };
+    vec![
+        ("equality-today".into(), Window::at(chrono::Utc::now().timestamp_millis())),
+        ("equality-block-end".into(), starting_at(63)),
+        ("equality-block-start".into(), starting_at(0)),
+    ]
 }
 
 fn refresh(at: i64, user: &str, data: Value) -> Value {
@@ -85,11 +109,16 @@ async fn the_rollups_give_the_raw_events_answers_also_after_an_upgrade() {
     }
     ch.execute(&http, &Query::new("TRUNCATE TABLE analytics_internal._stack_rollups")).await.unwrap();
 
-    let window = Window::at(chrono::Utc::now().timestamp_millis());
-    let now = window.now_ms;
-    ch.insert(&http, "analytics_internal.events", &before_upgrade(now)).await.unwrap();
+    let windows = windows();
+    for (project, window) in &windows {
+        ch.insert(&http, "analytics_internal.events", &of(project, before_upgrade(window.now_ms))).await.unwrap();
+    }
     apply_schema(&ch, &http, None).await.unwrap();
-    ch.insert(&http, "analytics_internal.events", &after_upgrade(now, &window)).await.unwrap();
+    for (project, window) in &windows {
+        ch.insert(&http, "analytics_internal.events", &of(project, after_upgrade(window.now_ms, window)))
+            .await
+            .unwrap();
+    }
     // A second application changes nothing (the fill is not repeated).
     apply_schema(&ch, &http, None).await.unwrap();
 
@@ -101,11 +130,11 @@ async fn the_rollups_give_the_raw_events_answers_also_after_an_upgrade() {
         admin_password: None,
     };
     let engine = MetricsEngine::uncached(&config);
-    for include_anonymous in [false, true] {
-        let scope = Scope { project_id: "equality".into(), branch_id: "main".into(), include_anonymous };
-        let raw = engine.compute_from(Source::RawEvents, &scope, &window).await.unwrap();
-        let rollups = engine.compute(&scope, &window).await.unwrap();
-        assert_eq!(rollups, raw, "include_anonymous={include_anonymous}");
+    for ((project, window), include_anonymous) in windows.iter().flat_map(|w| [(w, false), (w, true)]) {
+        let scope = Scope { project_id: project.clone(), branch_id: "main".into(), include_anonymous };
+        let raw = engine.compute_from(Source::RawEvents, &scope, window).await.unwrap();
+        let rollups = engine.compute(&scope, window).await.unwrap();
+        assert_eq!(rollups, raw, "{project}, include_anonymous={include_anonymous}");
         // The fixture reaches every metric (an all-zero answer would match too easily).
         let sum = |s: &[shared::analytics::metrics::DataPoint]| s.iter().map(|p| p.activity).sum::<i64>();
         assert!(raw.mau >= 4 && raw.online_live >= 2 && raw.visitors >= 2 && raw.top_region.is_some());
