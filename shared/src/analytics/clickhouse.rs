@@ -433,6 +433,9 @@ pub fn schema_statements() -> Vec<SchemaStatement> {
     statements
 }
 
+/// How long filling one rollup from the existing events may take.
+const ROLLUP_FILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// `TABLE_ALREADY_EXISTS`: another run created the view first.
 const TABLE_ALREADY_EXISTS: u32 = 57;
 
@@ -486,7 +489,9 @@ pub async fn apply_schema(
     for statement in built {
         let table = statement.rollup.unwrap_or_default();
         let before_cut = statement.sql.replace("@CREATED", &format!("created_at < {cut}"));
-        clickhouse.execute(http, &Query::new(format!("INSERT INTO {table} {before_cut}"))).await?;
+        // A scan of every event before the cut: on a large store it takes minutes, not seconds.
+        let fill = Query::new(format!("INSERT INTO {table} {before_cut}")).timeout(ROLLUP_FILL_TIMEOUT);
+        clickhouse.execute(http, &fill).await?;
         let filled = Query::new(format!(
             "INSERT INTO analytics_internal._stack_rollups (name, cut) SELECT {{name:String}}, {cut}"
         ))
