@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long)]
     clickhouse_admin_password: Option<String>,
     /// Event counts to measure at, comma-separated.
-    #[arg(long, default_value = "500000,2500000", value_delimiter = ',')]
+    #[arg(long, default_value = "500000,2500000,10000000", value_delimiter = ',')]
     scales: Vec<u64>,
     /// Runs per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
