@@ -20,7 +20,6 @@ use clickhouse::Row;
 use serde::Deserialize;
 use shared::adapters::native::ReqwestClient;
 use shared::analytics::metrics::Window;
-use shared::context::ClickHouseConfig;
 
 use super::{matrix, queries, MetricsEngine, Scope, Source};
 
@@ -96,13 +95,7 @@ pub fn run(args: BenchArgs) -> AnyResult<()> {
 }
 
 async fn bench(args: BenchArgs) -> AnyResult<()> {
-    let store = ClickHouseConfig {
-        url: args.clickhouse_url.clone(),
-        database: "default".into(),
-        external_password: None,
-        admin_user: "stackframe".into(),
-        admin_password: args.clickhouse_admin_password.clone(),
-    };
+    let store = super::admin_store(&args.clickhouse_url, args.clickhouse_admin_password.clone());
     let port = store.admin_client();
     shared::analytics::clickhouse::apply_schema(&port, &ReqwestClient::new(), None).await?;
     let engine = MetricsEngine::uncached(&store);

@@ -7,9 +7,8 @@
 
 use serde_json::{json, Value};
 use shared::adapters::native::ReqwestClient;
-use shared::analytics::clickhouse::{apply_schema, ClickHouse, Query};
+use shared::analytics::clickhouse::{apply_schema, Query};
 use shared::analytics::metrics::{clickhouse_time, Window};
-use shared::context::ClickHouseConfig;
 
 use super::{MetricsEngine, Scope, Source};
 
@@ -97,7 +96,8 @@ fn after_upgrade(now: i64, window: &Window) -> Vec<Value> {
 #[tokio::test]
 async fn the_rollups_give_the_raw_events_answers_also_after_an_upgrade() {
     let front = api_tests::ClickHouseFront::start();
-    let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+    let config = super::admin_store(&front.url, None);
+    let ch = config.admin_client();
     let http = ReqwestClient::new();
     apply_schema(&ch, &http, None).await.unwrap();
     // A store from before the rollups: no views, no rollup tables filled, none recorded.
@@ -122,13 +122,6 @@ async fn the_rollups_give_the_raw_events_answers_also_after_an_upgrade() {
     // A second application changes nothing (the fill is not repeated).
     apply_schema(&ch, &http, None).await.unwrap();
 
-    let config = ClickHouseConfig {
-        url: front.url.clone(),
-        database: "default".into(),
-        external_password: None,
-        admin_user: "stackframe".into(),
-        admin_password: None,
-    };
     let engine = MetricsEngine::uncached(&config);
     for ((project, window), include_anonymous) in windows.iter().flat_map(|w| [(w, false), (w, true)]) {
         let scope = Scope { project_id: project.clone(), branch_id: "main".into(), include_anonymous };

@@ -181,20 +181,13 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::context::ClickHouseConfig;
 
     #[tokio::test]
     async fn old_and_new_mau_find_the_same_users_in_every_edge_case() {
         let front = api_tests::ClickHouseFront::start();
-        let store = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
+        let config = crate::metrics::admin_store(&front.url, None);
+        let store = config.admin_client();
         shared::analytics::clickhouse::apply_schema(&store, &ReqwestClient::new(), None).await.unwrap();
-        let config = ClickHouseConfig {
-            url: front.url.clone(),
-            database: "default".into(),
-            external_password: None,
-            admin_user: "stackframe".into(),
-            admin_password: None,
-        };
         let engine = MetricsEngine::uncached(&config);
         let window = Window::at(chrono::Utc::now().timestamp_millis());
         let cases = cases(&window);

@@ -45,6 +45,18 @@ pub fn client(store: &ClickHouseConfig) -> clickhouse::Client {
     client
 }
 
+/// The analytics store at `url`, database `default`, as the admin identity (`admin_password`
+/// on a real server, none on the local engine): what `bench-metrics` and the tests connect to.
+pub fn admin_store(url: &str, admin_password: Option<String>) -> ClickHouseConfig {
+    ClickHouseConfig {
+        url: url.to_string(),
+        database: "default".into(),
+        external_password: None,
+        admin_user: "stackframe".into(),
+        admin_password,
+    }
+}
+
 /// One tenancy's request: whose metrics, with or without anonymous users, at which time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Scope {

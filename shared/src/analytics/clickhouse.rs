@@ -440,42 +440,15 @@ const ROLLUP_FILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 const TABLE_ALREADY_EXISTS: u32 = 57;
 
 /// Applies the schema. `external_password` is `limited_user`'s password on a real server;
-/// `None` is the local engine, which has no users, policies or grants to create.
-///
-/// A rollup whose table is not yet filled (no row in `_stack_rollups`) is (re)built: its view
-/// dropped, its table emptied, the view created again for events created from a cut (the
-/// server's clock now) on, and, after a second for inserts already under way to land, the
-/// table filled with the events created before the cut. So every event is counted once, also
-/// on a store that held events before the rollups existed. Not meant to run twice at the same
-/// moment (a view the other run created first is left to it).
+/// `None` is the local engine, which has no users, policies or grants to create. The
+/// statements run in order, then the rollups are built ([`build_rollups`]).
 pub async fn apply_schema(
     clickhouse: &ClickHouse,
     http: &dyn HttpClient,
     external_password: Option<&str>,
 ) -> Result<(), ClickHouseError> {
-    let mut built = Vec::new();
-    let mut cut = None;
-    for statement in schema_statements() {
-        if let Some(table) = &statement.rollup {
-            if rollup_filled(clickhouse, http, table).await? {
-                continue;
-            }
-            let cut = match &cut {
-                Some(cut) => cut,
-                None => cut.insert(server_now(clickhouse, http).await?),
-            };
-            let view = format!("{table}_mv");
-            clickhouse.execute(http, &Query::new(format!("DROP VIEW IF EXISTS {view}"))).await?;
-            clickhouse.execute(http, &Query::new(format!("TRUNCATE TABLE {table}"))).await?;
-            let from_cut = statement.sql.replace("@CREATED", &format!("created_at >= {cut}"));
-            let create = Query::new(format!("CREATE MATERIALIZED VIEW {view} TO {table} AS {from_cut}"));
-            match clickhouse.execute(http, &create).await {
-                Err(ClickHouseError::Server { code: TABLE_ALREADY_EXISTS, .. }) => continue,
-                other => other?,
-            }
-            built.push(statement);
-            continue;
-        }
+    let (rollups, statements): (Vec<_>, Vec<_>) = schema_statements().into_iter().partition(|s| s.rollup.is_some());
+    for statement in statements {
         let query = match (statement.access_control, external_password) {
             (true, None) => continue,
             (true, Some(password)) => Query::new(statement.sql).param("external_password", password),
@@ -483,31 +456,58 @@ pub async fn apply_schema(
         };
         clickhouse.execute(http, &query).await?;
     }
-    let Some(cut) = cut.filter(|_| !built.is_empty()) else { return Ok(()) };
+    build_rollups(clickhouse, http, rollups).await
+}
+
+/// Builds each rollup not yet filled (no row in `_stack_rollups`): its view dropped, its table
+/// emptied, the view created again for events created from a cut (the server's clock now) on,
+/// and, after a second for inserts already under way to land, the table filled with the
+/// events created before the cut. So every event is counted once, also on a store that held
+/// events before the rollups existed. Not meant to run twice at the same moment (a view the
+/// other run created first is left to it).
+async fn build_rollups(
+    clickhouse: &ClickHouse,
+    http: &dyn HttpClient,
+    rollups: Vec<SchemaStatement>,
+) -> Result<(), ClickHouseError> {
+    let filled = clickhouse.rows(http, &Query::new("SELECT name FROM analytics_internal._stack_rollups")).await?;
+    let filled: Vec<&str> = filled.iter().filter_map(|r| r.get("name").and_then(Value::as_str)).collect();
+    let to_build: Vec<(String, String)> = rollups
+        .into_iter()
+        .filter_map(|s| Some((s.rollup?, s.sql)))
+        .filter(|(table, _)| !filled.contains(&table.as_str()))
+        .collect();
+    if to_build.is_empty() {
+        return Ok(());
+    }
+    let cut = server_now(clickhouse, http).await?;
+    let mut built = Vec::new();
+    for (table, select) in to_build {
+        let view = format!("{table}_mv");
+        clickhouse.execute(http, &Query::new(format!("DROP VIEW IF EXISTS {view}"))).await?;
+        clickhouse.execute(http, &Query::new(format!("TRUNCATE TABLE {table}"))).await?;
+        let from_cut = select.replace("@CREATED", &format!("created_at >= {cut}"));
+        let create = Query::new(format!("CREATE MATERIALIZED VIEW {view} TO {table} AS {from_cut}"));
+        match clickhouse.execute(http, &create).await {
+            Err(ClickHouseError::Server { code: TABLE_ALREADY_EXISTS, .. }) => continue,
+            other => other?,
+        }
+        built.push((table, select));
+    }
     // ClickHouse's own sleep: the port runs on every runtime and has no timer of its own.
     clickhouse.execute(http, &Query::new("SELECT sleep(1)")).await?;
-    for statement in built {
-        let table = statement.rollup.unwrap_or_default();
-        let before_cut = statement.sql.replace("@CREATED", &format!("created_at < {cut}"));
+    for (table, select) in built {
+        let before_cut = select.replace("@CREATED", &format!("created_at < {cut}"));
         // A scan of every event before the cut: on a large store it takes minutes, not seconds.
         let fill = Query::new(format!("INSERT INTO {table} {before_cut}")).timeout(ROLLUP_FILL_TIMEOUT);
         clickhouse.execute(http, &fill).await?;
-        let filled = Query::new(format!(
+        let record = Query::new(format!(
             "INSERT INTO analytics_internal._stack_rollups (name, cut) SELECT {{name:String}}, {cut}"
         ))
         .param("name", table.as_str());
-        clickhouse.execute(http, &filled).await?;
+        clickhouse.execute(http, &record).await?;
     }
     Ok(())
-}
-
-/// Whether the rollup filling `table` has been filled (a row in `_stack_rollups`).
-async fn rollup_filled(clickhouse: &ClickHouse, http: &dyn HttpClient, table: &str) -> Result<bool, ClickHouseError> {
-    let query =
-        Query::new("SELECT toString(count()) AS n FROM analytics_internal._stack_rollups WHERE name = {name:String}")
-            .param("name", table);
-    let rows = clickhouse.rows(http, &query).await?;
-    Ok(rows.first().and_then(|r| r.get("n")).and_then(Value::as_str).is_some_and(|n| n != "0"))
 }
 
 /// The server's clock now, as a DateTime64(3) literal (the rollups' cut).
