@@ -1,15 +1,15 @@
 //! What makes abuse of the assistant costly (docs/api.md §9.4): a budget of runs per caller
 //! per minute, and caps on what one run may spend (model steps) and keep (the call log).
 //!
-//! The key decision: the budget is a fixed one-minute window counted in the primary store
-//! with one conditional upsert, so every instance of every runtime shares one count and a
-//! run is admitted or refused atomically (no read-then-write race). A caller is its project
+//! The key decision: the budget is a fixed one-minute window of shared's one rate limiter
+//! (counted in the primary store, so every instance of every runtime shares one count, and
+//! admitted or refused atomically). A caller is its project
 //! when it authenticated, else its client address; a request whose address the runtime does
 //! not know shares one bucket with every other such request, which fails toward refusing.
 
 use shared::http::{Request, Response};
 use shared::identity::auth::RequestAuth;
-use shared::store::ports::{SqlValue, Statement};
+use shared::store::rate_limit::{self, Budget};
 use shared::Context;
 
 /// The most model steps a run of a caller without project credentials may take (the
@@ -76,24 +76,11 @@ impl NotAdmitted {
 /// Counts one run against `caller`'s budget.
 pub async fn admit(ctx: &Context, caller: &str) -> Result<(), NotAdmitted> {
     let limit = ctx.config.ai.runs_per_minute;
-    let now = ctx.now();
-    let window_start = now - now.rem_euclid(WINDOW_MS);
-    let counted = ctx
-        .store
-        .batch(&[
-            // Counts the run only while the budget lasts: one change means admitted.
-            Statement::new(
-                "INSERT INTO ai_rate_limits (caller, window_start, runs) VALUES (?, ?, 1) \
-                 ON CONFLICT (caller, window_start) DO UPDATE SET runs = runs + 1 WHERE runs < ?",
-                vec![SqlValue::from(caller), SqlValue::from(window_start), SqlValue::from(i64::from(limit))],
-            ),
-            Statement::new("DELETE FROM ai_rate_limits WHERE window_start < ?", vec![SqlValue::from(window_start)]),
-        ])
-        .await
-        .map_err(|e| NotAdmitted::Uncounted(e.to_string()))?;
-    match counted.first() {
-        Some(1) => Ok(()),
-        _ => Err(NotAdmitted::BudgetSpent { limit, retry_after_s: (window_start + WINDOW_MS - now + 999) / 1000 }),
+    let budget = Budget { limit: i64::from(limit), window_ms: WINDOW_MS };
+    match rate_limit::count(ctx.store.as_ref(), ctx.now(), &format!("ai-runs:{caller}"), budget).await {
+        Ok(None) => Ok(()),
+        Ok(Some(retry_after_s)) => Err(NotAdmitted::BudgetSpent { limit, retry_after_s }),
+        Err(e) => Err(NotAdmitted::Uncounted(e.to_string())),
     }
 }
 

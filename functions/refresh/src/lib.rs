@@ -1,5 +1,5 @@
-//! The sessions function (docs/api.md §1): sessions, the OAuth token and provider
-//! endpoints, JWKS, users and internal project administration, and an hourly purge of expired
+//! The sessions function (docs/api.md §1): sessions, password sign-in, the OAuth token and
+//! provider endpoints, JWKS, users and internal project administration, and an hourly purge of expired
 //! sessions. [`FUNCTION`] is the whole of it; every runtime serves it unchanged.
 
 shared::function_entries!(crate::FUNCTION);
@@ -7,6 +7,7 @@ shared::function_entries!(crate::FUNCTION);
 mod jwks;
 mod oauth;
 mod oauth_providers;
+mod password;
 mod projects;
 mod sessions;
 mod users;
@@ -24,6 +25,9 @@ pub const FUNCTION: Function = Function {
         Route::at("/api/v1/auth/sessions/current").delete(|c| Box::pin(sessions::sign_out(c.ctx, c.req))),
         Route::at("/api/v1/auth/sessions/current/refresh").post(|c| Box::pin(sessions::refresh(c.ctx, c.req))),
         Route::at("/api/v1/auth/sessions/{id}").delete(|c| Box::pin(sessions::delete(c.ctx, c.req, c.param("id")))),
+        Route::at("/api/v1/auth/password/sign-up").post(|c| Box::pin(password::sign_up(c.ctx, c.req))),
+        Route::at("/api/v1/auth/password/sign-in").post(|c| Box::pin(password::sign_in(c.ctx, c.req))),
+        Route::at("/api/v1/auth/password/update").post(|c| Box::pin(password::update(c.ctx, c.req))),
         Route::at("/api/v1/auth/oauth/token").post(|c| Box::pin(oauth::token(c.ctx, c.req))),
         Route::at("/api/v1/auth/oauth/authorize/{provider_id}")
             .get(|c| Box::pin(oauth_providers::authorize(c.ctx, c.req, c.param("provider_id")))),

@@ -55,9 +55,13 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
 
     // The token request comes from the end user's app: its location is theirs.
     let auth = RequestAuth { location: shared::http::location::end_user_location(req).cloned(), ..auth };
-    let access_token = refresh_session(ctx, &auth, &refresh_token).await?;
+    let refreshed = refresh_session(ctx, &auth, &refresh_token).await?;
     let mut body = Map::new();
-    body.insert("access_token".into(), Value::String(access_token));
+    body.insert("access_token".into(), Value::String(refreshed.access_token));
+    // Only where the project rotates refresh tokens (§1.10): the one to use next.
+    if let Some(next) = refreshed.refresh_token {
+        body.insert("refresh_token".into(), Value::String(next));
+    }
     body.insert("token_type".into(), json!("Bearer"));
     // The real remaining lifetime of the token (upstream reports the OAuth library's 3599 s).
     body.insert("expires_in".into(), json!(ctx.config.access_token_lifetime_ms / 1000));

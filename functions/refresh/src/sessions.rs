@@ -1,4 +1,5 @@
-//! Session endpoints: create (server), refresh, sign out, list, revoke (docs/api.md §1.2-§1.3).
+//! Session endpoints: create (server), refresh (rotating where the project says so), sign out,
+//! list, revoke (docs/api.md §1.2-§1.3, §1.10).
 
 use serde_json::{json, Value};
 
@@ -6,6 +7,7 @@ use shared::http::error::{ApiError, ApiResult, KnownError};
 use shared::http::validate::{parse_body, Validator};
 use shared::http::{header, json, query_param, success, Request, Response};
 use shared::identity::auth::{authenticate, AccessType, AuthRule, RequestAuth, ANY_ACCESS, SERVER_OR_ADMIN};
+use shared::identity::rotation::{self, Rotation};
 use shared::identity::sessions::{self, DEFAULT_SESSION_LIFETIME_MS, MAX_SESSION_LIFETIME_MS};
 use shared::identity::users::get_user;
 use shared::Context;
@@ -38,33 +40,59 @@ pub async fn create(ctx: &Context, req: &Request) -> ApiResult<Response> {
 }
 
 /// `POST /auth/sessions/current/refresh`: a new access token for the session the
-/// `x-stack-refresh-token` header names. No refresh-token rotation.
+/// `x-stack-refresh-token` header names, and its new refresh token where the project rotates
+/// them (§1.10).
 pub async fn refresh(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, REFRESH_RULE).await?;
     let refresh_token = match header(req, "x-stack-refresh-token") {
         Some(t) if !t.is_empty() => t,
         _ => return Err(Validator::single(req, "headers.x-stack-refresh-token must be defined")),
     };
-    let access_token = refresh_session(ctx, &auth, refresh_token).await?;
-    Ok(json(&json!({ "access_token": access_token })))
+    let refreshed = refresh_session(ctx, &auth, refresh_token).await?;
+    Ok(json(&match refreshed.refresh_token {
+        None => json!({ "access_token": refreshed.access_token }),
+        Some(next) => json!({ "access_token": refreshed.access_token, "refresh_token": next }),
+    }))
+}
+
+/// What a refresh hands back: the access token, and the new refresh token when rotating.
+pub struct Refreshed {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
 }
 
 /// Validates a refresh token in the request's tenancy, marks the session active and mints an
-/// access token. Shared by the refresh endpoint and the OAuth refresh grant.
+/// access token; where the project rotates refresh tokens, the session's token is rotated too
+/// (or its reuse revokes the session). Shared by the refresh endpoint and the OAuth refresh
+/// grant.
 ///
 /// Losing a race against a sign-out, a revoke or a user deletion is not an error of ours:
 /// the conditional touch changes 0 rows and the caller gets REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED.
-pub async fn refresh_session(ctx: &Context, auth: &RequestAuth, refresh_token: &str) -> ApiResult<String> {
+pub async fn refresh_session(ctx: &Context, auth: &RequestAuth, refresh_token: &str) -> ApiResult<Refreshed> {
     let tenancy = &auth.tenancy;
-    let (session, user) = sessions::find_by_refresh_token(ctx, &tenancy.id, refresh_token)
-        .await?
-        .ok_or_else(KnownError::refresh_token_not_found_or_expired)?;
     // The end user's location, when the runtime knows it, is the session's last-used one.
     let ip_info = auth.location.as_ref().map(shared::http::location::EndUserLocation::ip_info);
-    if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, ip_info.as_ref()).await? {
-        return Err(KnownError::refresh_token_not_found_or_expired().into());
-    }
-    sessions::mint_access_token(ctx, tenancy, &user, &session.id, auth.location.as_ref()).await
+    let rotates = shared::config::store::rendered(ctx, tenancy).await?["auth"]["refreshTokenRotation"]["enabled"]
+        .as_bool()
+        .unwrap_or(false);
+    let (session, user, next) = if rotates {
+        match rotation::refresh(ctx, &tenancy.id, refresh_token, ip_info.as_ref()).await? {
+            Rotation::Refreshed(rotated) => (rotated.session, rotated.user, Some(rotated.refresh_token)),
+            Rotation::NotFound | Rotation::Revoked => {
+                return Err(KnownError::refresh_token_not_found_or_expired().into())
+            }
+        }
+    } else {
+        let (session, user) = sessions::find_by_refresh_token(ctx, &tenancy.id, refresh_token)
+            .await?
+            .ok_or_else(KnownError::refresh_token_not_found_or_expired)?;
+        if !sessions::touch(ctx, &tenancy.id, &session.id, &user.id, ip_info.as_ref()).await? {
+            return Err(KnownError::refresh_token_not_found_or_expired().into());
+        }
+        (session, user, None)
+    };
+    let access_token = sessions::mint_access_token(ctx, tenancy, &user, &session.id, auth.location.as_ref()).await?;
+    Ok(Refreshed { access_token, refresh_token: next })
 }
 
 /// `DELETE /auth/sessions/current`: signs out the session named by the access token's

@@ -230,6 +230,8 @@ mod tests {
                     "0009_analytics_event_batches.sql",
                     "0010_analytics_sync.sql",
                     "0011_ai_rate_limits.sql",
+                    "0012_refresh_token_rotation.sql",
+                    "0013_passwords.sql",
                 ]
             );
             assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);

@@ -168,6 +168,8 @@ fn level_schema(level: Level) -> Schema {
             "auth",
             object(vec![
                 ("allowSignUp", Bool),
+                ("refreshTokenRotation", object(vec![("enabled", Bool)])),
+                ("password", object(vec![("allowSignIn", Bool)])),
                 ("oauth", object(vec![("accountMergeStrategy", String), ("providers", record(object(provider)))])),
                 (
                     "signUpRules",

@@ -138,3 +138,9 @@ pub async fn save_source(ctx: &Context, tenancy: &Tenancy, source: &Value) -> Re
         .await
         .map(|_| ())
 }
+
+/// The tenancy's rendered config (every level merged, up to the environment's).
+pub async fn rendered(ctx: &Context, tenancy: &Tenancy) -> Result<Value, StoreError> {
+    let overrides = load(ctx, tenancy).await?;
+    Ok(super::render(&overrides.up_to(Level::Environment)).config)
+}

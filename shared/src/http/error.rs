@@ -377,6 +377,73 @@ impl KnownError {
         Self::new("USER_NOT_FOUND", 404, "User not found.", None)
     }
 
+    // --- password sign-in (docs/api.md §1.11) -----------------------------------------------
+
+    /// `PASSWORD_AUTHENTICATION_NOT_ENABLED` (400).
+    pub fn password_authentication_not_enabled() -> Self {
+        Self::new(
+            "PASSWORD_AUTHENTICATION_NOT_ENABLED",
+            400,
+            "Password authentication is not enabled for this project.",
+            None,
+        )
+    }
+
+    /// `SIGN_UP_NOT_ENABLED` (400).
+    pub fn sign_up_not_enabled() -> Self {
+        Self::new(
+            "SIGN_UP_NOT_ENABLED",
+            400,
+            "Creation of new accounts is not enabled for this project. Please ask the project owner to enable it.",
+            None,
+        )
+    }
+
+    /// `USER_EMAIL_ALREADY_EXISTS` (409).
+    pub fn user_email_already_exists(email: &str) -> Self {
+        Self::new("USER_EMAIL_ALREADY_EXISTS", 409, format!("A user with email \"{email}\" already exists."), None)
+    }
+
+    /// `EMAIL_PASSWORD_MISMATCH` (400): the same answer for an unknown email and a wrong password.
+    pub fn email_password_mismatch() -> Self {
+        Self::new("EMAIL_PASSWORD_MISMATCH", 400, "Wrong e-mail or password.", None)
+    }
+
+    /// `PASSWORD_CONFIRMATION_MISMATCH` (400): the old password given to a change is wrong.
+    pub fn password_confirmation_mismatch() -> Self {
+        Self::new("PASSWORD_CONFIRMATION_MISMATCH", 400, "Passwords do not match.", None)
+    }
+
+    /// `PASSWORD_TOO_SHORT` (400).
+    pub fn password_too_short(min_length: usize) -> Self {
+        Self::new(
+            "PASSWORD_TOO_SHORT",
+            400,
+            format!("Password too short. Minimum length is {min_length}."),
+            Some(json!({ "min_length": min_length })),
+        )
+    }
+
+    /// `PASSWORD_TOO_LONG` (400).
+    pub fn password_too_long(max_length: usize) -> Self {
+        Self::new(
+            "PASSWORD_TOO_LONG",
+            400,
+            format!("Password too long. Maximum length is {max_length}."),
+            Some(json!({ "max_length": max_length })),
+        )
+    }
+
+    /// `TOO_MANY_SIGN_IN_ATTEMPTS` (429, ours: upstream has no limit): `retry_after_s` from now.
+    pub fn too_many_sign_in_attempts(retry_after_s: i64) -> Self {
+        Self::new(
+            "TOO_MANY_SIGN_IN_ATTEMPTS",
+            429,
+            format!("Too many sign-in attempts. Try again in {retry_after_s} seconds."),
+            Some(json!({ "retry_after_seconds": retry_after_s })),
+        )
+    }
+
     /// `INVALID_OAUTH_CLIENT_ID_OR_SECRET` (400).
     pub fn invalid_oauth_client_id_or_secret(client_id: Option<&str>) -> Self {
         Self::new(

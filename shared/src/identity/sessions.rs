@@ -41,7 +41,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_row(row: &SqlRow) -> Result<Session, StoreError> {
+    pub(crate) fn from_row(row: &SqlRow) -> Result<Session, StoreError> {
         let ip_info = row
             .opt_text("last_active_ip_info")?
             .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Decode(e.to_string())))
@@ -58,7 +58,7 @@ impl Session {
     }
 }
 
-const SESSION_COLUMNS: &str =
+pub(crate) const SESSION_COLUMNS: &str =
     "s.id, s.user_id, s.created_at, s.last_active_at, s.last_active_ip_info, s.expires_at, s.is_impersonation";
 
 /// A new session's id and refresh token (the token is returned once and stored hashed).

@@ -108,8 +108,16 @@ pub struct NewUser {
 
 /// Creates a user in the tenancy.
 pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Result<User, StoreError> {
+    let user = new_user(ctx, new);
+    let insert = insert_statement(&tenancy.id, &user);
+    ctx.store.execute(insert.sql, insert.params).await?;
+    Ok(user)
+}
+
+/// A new user's row (not stored yet: [`insert_statement`] stores it, alone or in a batch).
+pub fn new_user(ctx: &Context, new: NewUser) -> User {
     let now = ctx.now();
-    let user = User {
+    User {
         id: new_uuid(ctx.random.as_ref()),
         display_name: new.display_name,
         primary_email: new.primary_email,
@@ -120,28 +128,29 @@ pub async fn create_user(ctx: &Context, tenancy: &Tenancy, new: NewUser) -> Resu
         selected_team_id: None,
         signed_up_at: now,
         last_active_at: now,
-    };
-    ctx.store
-        .execute(
-            "INSERT INTO users (tenancy_id, id, display_name, primary_email, primary_email_verified, is_anonymous, \
-             restricted_by_admin, requires_totp_mfa, selected_team_id, signed_up_at, last_active_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            vec![
-                tenancy.id.clone().into(),
-                user.id.clone().into(),
-                user.display_name.clone().into(),
-                user.primary_email.clone().into(),
-                user.primary_email_verified.into(),
-                user.is_anonymous.into(),
-                user.restricted_by_admin.into(),
-                user.requires_totp_mfa.into(),
-                user.selected_team_id.clone().into(),
-                user.signed_up_at.into(),
-                user.last_active_at.into(),
-            ],
-        )
-        .await?;
-    Ok(user)
+    }
+}
+
+/// The statement that stores `user` in the tenancy.
+pub fn insert_statement(tenancy_id: &str, user: &User) -> Statement {
+    Statement::new(
+        "INSERT INTO users (tenancy_id, id, display_name, primary_email, primary_email_verified, is_anonymous, \
+         restricted_by_admin, requires_totp_mfa, selected_team_id, signed_up_at, last_active_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            tenancy_id.into(),
+            user.id.clone().into(),
+            user.display_name.clone().into(),
+            user.primary_email.clone().into(),
+            user.primary_email_verified.into(),
+            user.is_anonymous.into(),
+            user.restricted_by_admin.into(),
+            user.requires_totp_mfa.into(),
+            user.selected_team_id.clone().into(),
+            user.signed_up_at.into(),
+            user.last_active_at.into(),
+        ],
+    )
 }
 
 /// A server's changes to a user: `Some` fields are written (an inner `None` clears the field).

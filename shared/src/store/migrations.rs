@@ -18,6 +18,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_analytics_event_batches.sql", include_str!("../../migrations/0009_analytics_event_batches.sql")),
     ("0010_analytics_sync.sql", include_str!("../../migrations/0010_analytics_sync.sql")),
     ("0011_ai_rate_limits.sql", include_str!("../../migrations/0011_ai_rate_limits.sql")),
+    ("0012_refresh_token_rotation.sql", include_str!("../../migrations/0012_refresh_token_rotation.sql")),
+    ("0013_passwords.sql", include_str!("../../migrations/0013_passwords.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (

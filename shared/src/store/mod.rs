@@ -1,6 +1,8 @@
 //! The ports (traits) through which domain code reaches the outside world, and the primary
-//! store's schema migrations, and keyset pagination. Nothing here names a domain type.
+//! store's schema migrations, keyset pagination and the rate limiter. Nothing here names a
+//! domain type.
 
 pub mod keyset;
 pub mod migrations;
 pub mod ports;
+pub mod rate_limit;

@@ -1,0 +1,30 @@
+-- Password sign-in (docs/api.md §1.11) and the one fixed-window rate limiter (shared's
+-- store::rate_limit), which takes over the assistant's run budget from ai_rate_limits.
+
+-- A user's password: an argon2id PHC string (algorithm, parameters, salt, hash), never the
+-- password. `email` is the sign-in address, lower-cased, unique per tenancy: two concurrent
+-- sign-ups with one address cannot both succeed.
+CREATE TABLE password_credentials (
+  tenancy_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  email TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (tenancy_id, user_id),
+  UNIQUE (tenancy_id, email)
+);
+CREATE TRIGGER users_password_cleanup AFTER DELETE ON users BEGIN
+  DELETE FROM password_credentials WHERE tenancy_id = old.tenancy_id AND user_id = old.id;
+END;
+
+-- Uses counted per key and fixed window; rows of windows that ended are deleted as new ones
+-- are counted.
+CREATE TABLE rate_limits (
+  key TEXT NOT NULL,
+  window_start INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (key, window_start)
+);
+CREATE INDEX rate_limits_expiry ON rate_limits (expires_at);
+DROP TABLE ai_rate_limits;
