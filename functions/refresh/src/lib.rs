@@ -7,9 +7,11 @@ shared::function_entries!(crate::FUNCTION);
 mod jwks;
 mod oauth;
 mod oauth_providers;
+mod otp;
 mod password;
 mod projects;
 mod sessions;
+mod sign_in_email;
 mod users;
 
 use shared::function::{Function, Route};
@@ -28,6 +30,12 @@ pub const FUNCTION: Function = Function {
         Route::at("/api/v1/auth/password/sign-up").post(|c| Box::pin(password::sign_up(c.ctx, c.req))),
         Route::at("/api/v1/auth/password/sign-in").post(|c| Box::pin(password::sign_in(c.ctx, c.req))),
         Route::at("/api/v1/auth/password/update").post(|c| Box::pin(password::update(c.ctx, c.req))),
+        Route::at("/api/v1/auth/password/send-reset-code").post(|c| Box::pin(password::send_reset_code(c.ctx, c.req))),
+        Route::at("/api/v1/auth/password/reset").post(|c| Box::pin(password::reset(c.ctx, c.req))),
+        Route::at("/api/v1/auth/password/reset/check-code")
+            .post(|c| Box::pin(password::check_reset_code(c.ctx, c.req))),
+        Route::at("/api/v1/auth/otp/send-sign-in-code").post(|c| Box::pin(otp::send_sign_in_code(c.ctx, c.req))),
+        Route::at("/api/v1/auth/otp/sign-in").post(|c| Box::pin(otp::sign_in(c.ctx, c.req))),
         Route::at("/api/v1/auth/oauth/token").post(|c| Box::pin(oauth::token(c.ctx, c.req))),
         Route::at("/api/v1/auth/oauth/authorize/{provider_id}")
             .get(|c| Box::pin(oauth_providers::authorize(c.ctx, c.req, c.param("provider_id")))),
@@ -56,10 +64,15 @@ pub const FUNCTION: Function = Function {
 const CONNECTED_ACCOUNT_TOKEN: shared::function::Handler =
     |c| Box::pin(oauth_providers::access_token(c.ctx, c.req, c.param("user_id"), c.param("provider_id")));
 
-/// The scheduled work: removes expired sessions (each recorded in `deleted_rows`).
+/// The scheduled work: removes expired sessions (each recorded in `deleted_rows`) and codes
+/// that expired a day ago.
 async fn purge_expired_sessions(ctx: &Context) {
     match shared::identity::sessions::purge_expired(ctx).await {
         Ok(purged) => tracing::info!(purged, "expired sessions removed"),
         Err(e) => tracing::error!(error = %e, "removing expired sessions failed"),
+    }
+    match shared::identity::codes::purge_expired(ctx).await {
+        Ok(purged) => tracing::info!(purged, "expired sign-in codes removed"),
+        Err(e) => tracing::error!(error = %e, "removing expired sign-in codes failed"),
     }
 }

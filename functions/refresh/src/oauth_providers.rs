@@ -88,24 +88,6 @@ async fn oauth_client(ctx: &Context, client_id: &str, client_secret: &str) -> Ap
     Ok((tenancy, render(&overrides.up_to(Level::Environment)).config))
 }
 
-/// Whether `url` is a trusted place to send the user back to: a trusted domain of the config,
-/// or localhost unless `domains.allowLocalhost` is false.
-fn is_trusted(config: &Value, url: &str) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else { return false };
-    let localhost = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    if localhost && config["domains"]["allowLocalhost"].as_bool() != Some(false) {
-        return true;
-    }
-    let trusted = config["domains"]["trustedDomains"].as_object();
-    trusted.is_some_and(|domains| {
-        domains.values().filter_map(|d| d["baseUrl"].as_str()).any(|base| {
-            url::Url::parse(base).is_ok_and(|b| {
-                b.scheme() == parsed.scheme() && b.host_str() == parsed.host_str() && b.port() == parsed.port()
-            })
-        })
-    })
-}
-
 /// `GET /auth/oauth/authorize/{provider_id}`: the checks of docs/api.md §2.1 in order, then a
 /// redirect to the provider.
 pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiResult<Response> {
@@ -121,7 +103,7 @@ pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiRe
         return Err(ApiError::status(400, "?token= query parameter is required for link type"));
     }
     let after_callback = param("after_callback_redirect_url");
-    if !after_callback.is_empty() && !is_trusted(&config, &after_callback) {
+    if !after_callback.is_empty() && !shared::config::is_trusted_redirect(&config, &after_callback) {
         return Err(KnownError::redirect_url_not_whitelisted().into());
     }
     let extra_scope = param("provider_scope");
@@ -179,21 +161,4 @@ pub async fn access_token(ctx: &Context, req: &Request, user_id: &str, provider_
         return Err(KnownError::oauth_access_token_not_available_with_shared_oauth_keys().into());
     }
     Err(KnownError::oauth_connection_not_connected_to_user().into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn trusted_redirects_are_localhost_or_a_trusted_domain() {
-        let config = json!({ "domains": { "trustedDomains": { "a": { "baseUrl": "https://app.example.com" } } } });
-        assert!(is_trusted(&config, "https://app.example.com/after"));
-        assert!(is_trusted(&config, "http://localhost:3000/x"));
-        assert!(!is_trusted(&config, "https://evil.example.com/"));
-        assert!(!is_trusted(&config, "http://app.example.com/"), "scheme differs");
-        let no_localhost = json!({ "domains": { "allowLocalhost": false } });
-        assert!(!is_trusted(&no_localhost, "http://localhost:3000/x"));
-    }
 }

@@ -1,4 +1,4 @@
-//! Password sign-up, sign-in and change (docs/api.md §1.11).
+//! Password sign-up, sign-in, change and reset by email (docs/api.md §1.11).
 //!
 //! Sign-up stores the user and its credential in one batch, the credential's address unique
 //! per tenancy, so two concurrent sign-ups with one email cannot both succeed. Sign-in counts
@@ -9,11 +9,13 @@
 use serde_json::{json, Value};
 
 use shared::config::store::rendered;
+use shared::email::is_email;
 use shared::http::error::{ApiResult, KnownError};
 use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, success, Request, Response};
 use shared::identity::auth::{authenticate, AuthRule, RequestAuth, ANY_ACCESS};
-use shared::identity::crypto::hash_secret;
+use shared::identity::codes::{self, Purpose};
+use shared::identity::crypto::{hash_secret, random_crockford, REFRESH_TOKEN_LENGTH};
 use shared::identity::passwords::{self, normalized_email};
 use shared::identity::sessions::{self, DEFAULT_SESSION_LIFETIME_MS};
 use shared::identity::users::{insert_statement, new_user, NewUser, User};
@@ -21,12 +23,12 @@ use shared::store::ports::{Statement, StoreError};
 use shared::store::rate_limit::{self, Budget};
 use shared::Context;
 
+use crate::sign_in_email::{self, PASSWORD_RESET_TEMPLATE};
+
 /// Sign-in attempts per address per ten minutes.
 pub const ATTEMPTS_PER_EMAIL: Budget = Budget { limit: 10, window_ms: 600_000 };
 /// Sign-in attempts per end-user address (IP) per ten minutes.
 pub const ATTEMPTS_PER_IP: Budget = Budget { limit: 100, window_ms: 600_000 };
-/// The longest email accepted (RFC 5321's path limit).
-const MAX_EMAIL_LENGTH: usize = 254;
 
 /// `POST /auth/password/sign-up`: a new user with an email and a password, signed in.
 pub async fn sign_up(ctx: &Context, req: &Request) -> ApiResult<Response> {
@@ -125,7 +127,85 @@ pub async fn update(ctx: &Context, req: &Request) -> ApiResult<Response> {
     Ok(success())
 }
 
-/// The body's `email` (a plausible address, bounded) and `password`, other keys refused.
+/// How long a password-reset link is valid.
+const RESET_LIFETIME_MS: i64 = 60 * 60 * 1000;
+/// Reset emails sent per address per ten minutes.
+pub const RESETS_PER_EMAIL: Budget = Budget { limit: 5, window_ms: 600_000 };
+
+/// `POST /auth/password/send-reset-code` `{email, callback_url}`: mails a reset link when a
+/// user signs in with that address; the answer is the same either way.
+pub async fn send_reset_code(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(&body, &["email", "callback_url"]);
+    let email = v.string(obj, "email", "body.email", true);
+    let callback_url = v.string(obj, "callback_url", "body.callback_url", true);
+    if email.as_deref().is_some_and(|e| !is_email(e.trim())) {
+        v.fail("body.email must be a valid email".into());
+    }
+    v.finish()?;
+    let (email, callback_url) = (normalized_email(&email.expect("validated")), callback_url.expect("validated"));
+    let config = enabled_config(ctx, &auth).await?;
+    let code = random_crockford(ctx.random.as_ref(), REFRESH_TOKEN_LENGTH);
+    let link = sign_in_email::link(&config, &callback_url, &code)?;
+    let key = format!("password-reset:{}:email:{}", auth.tenancy.id, hash_secret(&email));
+    if let Some(retry_after_s) = rate_limit::count(ctx.store.as_ref(), ctx.now(), &key, RESETS_PER_EMAIL).await? {
+        return Err(KnownError::too_many_sign_in_attempts(retry_after_s).into());
+    }
+    if let Some((user, _)) = passwords::find_by_email(ctx, &auth.tenancy.id, &email).await? {
+        codes::create(ctx, &auth.tenancy.id, Purpose::PasswordReset, &code, &email, Some(&user.id), RESET_LIFETIME_MS)
+            .await?;
+        sign_in_email::send(ctx, &auth.tenancy, &email, PASSWORD_RESET_TEMPLATE, json!({ "link": link })).await?;
+    }
+    Ok(json(&json!({ "success": "maybe, only if user with e-mail exists" })))
+}
+
+/// `POST /auth/password/reset/check-code` `{code}` → `{is_code_valid: true}`, or the code's error.
+pub async fn check_reset_code(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
+    let (code, _) = reset_body(req, false)?;
+    enabled_config(ctx, &auth).await?;
+    codes::check(ctx, &auth.tenancy.id, Purpose::PasswordReset, &code).await?;
+    Ok(json(&json!({ "is_code_valid": true })))
+}
+
+/// `POST /auth/password/reset` `{code, password}`: sets the new password, once per code.
+pub async fn reset(ctx: &Context, req: &Request) -> ApiResult<Response> {
+    let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
+    let (code, password) = reset_body(req, true)?;
+    let password = password.expect("validated");
+    enabled_config(ctx, &auth).await?;
+    let code = codes::check(ctx, &auth.tenancy.id, Purpose::PasswordReset, &code).await?;
+    if let Some(problem) = passwords::length_problem(&password) {
+        return Err(problem.into());
+    }
+    codes::redeem(ctx, &auth.tenancy.id, &code).await?;
+    let user_id = code.user_id.as_deref().unwrap_or_default();
+    if !passwords::replace(ctx, &auth.tenancy.id, user_id, &password).await? {
+        // The user was deleted since the email went out.
+        return Err(KnownError::verification_code_not_found().into());
+    }
+    Ok(success())
+}
+
+/// `{code}` (45 characters), and `password` when `with_password`.
+fn reset_body(req: &Request, with_password: bool) -> ApiResult<(String, Option<String>)> {
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let known: &[&str] = if with_password { &["code", "password"] } else { &["code"] };
+    let obj = v.body_object(&body, known);
+    let code = v.string(obj, "code", "body.code", true);
+    let password = if with_password { v.string(obj, "password", "body.password", true) } else { None };
+    if code.as_deref().is_some_and(|c| c.len() != REFRESH_TOKEN_LENGTH) {
+        v.fail(format!("body.code must be exactly {REFRESH_TOKEN_LENGTH} characters"));
+    }
+    v.finish()?;
+    Ok((code.expect("validated"), password))
+}
+
+/// The body's `email` (a plausible address, the outbox's rule) and `password`, other keys
+/// refused.
 fn email_and_password(req: &Request, known: &[&str]) -> ApiResult<(String, String)> {
     let body = parse_body(req)?;
     let mut v = Validator::new(req);
@@ -136,25 +216,12 @@ fn email_and_password(req: &Request, known: &[&str]) -> ApiResult<(String, Strin
         v.string(obj, "verification_callback_url", "body.verification_callback_url", false);
     }
     if let Some(email) = &email {
-        if !is_plausible_email(email) {
+        if !is_email(email.trim()) {
             v.fail("body.email must be a valid email".into());
         }
     }
     v.finish()?;
     Ok((email.expect("validated"), password.expect("validated")))
-}
-
-/// One `@` with something before it and a dotted domain after it, no spaces, at most 254
-/// characters: what a sign-in address needs; deliverability is the outbox's concern.
-fn is_plausible_email(email: &str) -> bool {
-    let email = email.trim();
-    let Some((local, domain)) = email.split_once('@') else { return false };
-    email.len() <= MAX_EMAIL_LENGTH
-        && !local.is_empty()
-        && !domain.contains('@')
-        && domain.split('.').count() >= 2
-        && domain.split('.').all(|label| !label.is_empty())
-        && !email.chars().any(char::is_whitespace)
 }
 
 /// The tenancy's rendered config, if password sign-in is on (`auth.password.allowSignIn`;
@@ -174,21 +241,4 @@ async fn signed_in(ctx: &Context, auth: &RequestAuth, user: &User) -> ApiResult<
     let access_token =
         sessions::mint_access_token(ctx, &auth.tenancy, user, &session.id, auth.location.as_ref()).await?;
     Ok(json(&json!({ "access_token": access_token, "refresh_token": session.refresh_token, "user_id": user.id })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_plausible_email;
-
-    #[test]
-    fn plausible_emails() {
-        assert!(is_plausible_email("ada@example.com"));
-        assert!(is_plausible_email("a.b+c@mail.example.org"));
-        for bad in
-            ["", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com", "a da@example.com", "ada@.com"]
-        {
-            assert!(!is_plausible_email(bad), "{bad}");
-        }
-        assert!(!is_plausible_email(&format!("{}@example.com", "a".repeat(250))));
-    }
 }

@@ -231,7 +231,7 @@ mod tests {
                     "0010_analytics_sync.sql",
                     "0011_ai_rate_limits.sql",
                     "0012_refresh_token_rotation.sql",
-                    "0013_passwords.sql",
+                    "0013_sign_in.sql",
                 ]
             );
             assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);

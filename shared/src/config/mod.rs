@@ -453,10 +453,39 @@ fn payments_warnings(config: &Value) -> Vec<Problem> {
     Vec::new()
 }
 
+/// Whether `url` is a trusted place to send the user back to: a trusted domain of the config,
+/// or localhost unless `domains.allowLocalhost` is false.
+pub fn is_trusted_redirect(config: &Value, url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else { return false };
+    let localhost = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if localhost && config["domains"]["allowLocalhost"].as_bool() != Some(false) {
+        return true;
+    }
+    let trusted = config["domains"]["trustedDomains"].as_object();
+    trusted.is_some_and(|domains| {
+        domains.values().filter_map(|d| d["baseUrl"].as_str()).any(|base| {
+            url::Url::parse(base).is_ok_and(|b| {
+                b.scheme() == parsed.scheme() && b.host_str() == parsed.host_str() && b.port() == parsed.port()
+            })
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn trusted_redirects_are_localhost_or_a_trusted_domain() {
+        let config = json!({ "domains": { "trustedDomains": { "a": { "baseUrl": "https://app.example.com" } } } });
+        assert!(is_trusted_redirect(&config, "https://app.example.com/after"));
+        assert!(is_trusted_redirect(&config, "http://localhost:3000/x"));
+        assert!(!is_trusted_redirect(&config, "https://evil.example.com/"));
+        assert!(!is_trusted_redirect(&config, "http://app.example.com/"), "scheme differs");
+        let no_localhost = json!({ "domains": { "allowLocalhost": false } });
+        assert!(!is_trusted_redirect(&no_localhost, "http://localhost:3000/x"));
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

@@ -170,6 +170,7 @@ fn level_schema(level: Level) -> Schema {
                 ("allowSignUp", Bool),
                 ("refreshTokenRotation", object(vec![("enabled", Bool)])),
                 ("password", object(vec![("allowSignIn", Bool)])),
+                ("otp", object(vec![("allowSignIn", Bool)])),
                 ("oauth", object(vec![("accountMergeStrategy", String), ("providers", record(object(provider)))])),
                 (
                     "signUpRules",

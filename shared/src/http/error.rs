@@ -434,6 +434,26 @@ impl KnownError {
         )
     }
 
+    /// `OTP_SIGN_IN_NOT_ENABLED` (400).
+    pub fn otp_sign_in_not_enabled() -> Self {
+        Self::new("OTP_SIGN_IN_NOT_ENABLED", 400, "One-time password sign-in is not enabled for this project.", None)
+    }
+
+    /// `VERIFICATION_CODE_NOT_FOUND` (404).
+    pub fn verification_code_not_found() -> Self {
+        Self::new("VERIFICATION_CODE_NOT_FOUND", 404, "The verification code does not exist for this project.", None)
+    }
+
+    /// `VERIFICATION_CODE_EXPIRED` (400).
+    pub fn verification_code_expired() -> Self {
+        Self::new("VERIFICATION_CODE_EXPIRED", 400, "The verification code has expired.", None)
+    }
+
+    /// `VERIFICATION_CODE_ALREADY_USED` (409).
+    pub fn verification_code_already_used() -> Self {
+        Self::new("VERIFICATION_CODE_ALREADY_USED", 409, "The verification link has already been used.", None)
+    }
+
     /// `TOO_MANY_SIGN_IN_ATTEMPTS` (429, ours: upstream has no limit): `retry_after_s` from now.
     pub fn too_many_sign_in_attempts(retry_after_s: i64) -> Self {
         Self::new(

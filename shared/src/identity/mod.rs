@@ -2,6 +2,7 @@
 //! tokens), access tokens, request authentication, and the hashing and randomness they rest on.
 
 pub mod auth;
+pub mod codes;
 pub mod crypto;
 pub mod deleted_rows;
 pub mod es256;

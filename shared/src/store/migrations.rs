@@ -19,7 +19,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_analytics_sync.sql", include_str!("../../migrations/0010_analytics_sync.sql")),
     ("0011_ai_rate_limits.sql", include_str!("../../migrations/0011_ai_rate_limits.sql")),
     ("0012_refresh_token_rotation.sql", include_str!("../../migrations/0012_refresh_token_rotation.sql")),
-    ("0013_passwords.sql", include_str!("../../migrations/0013_passwords.sql")),
+    ("0013_sign_in.sql", include_str!("../../migrations/0013_sign_in.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
