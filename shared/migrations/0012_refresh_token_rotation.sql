@@ -3,6 +3,8 @@
 -- token it replaced (`parent_token_hash`, honoured for a fixed grace window after
 -- `rotated_at`), and every older token's hash in `retired_refresh_tokens`: presenting one of
 -- those is a reuse, and revokes the session. Tokens are never stored, only their SHA-256.
+-- Every statement that deletes sessions deletes their retired tokens in the same batch (not a
+-- trigger: D1 counts a trigger's rows as the statement's own, see adapters/cloudflare.rs).
 ALTER TABLE refresh_tokens ADD COLUMN parent_token_hash TEXT;
 ALTER TABLE refresh_tokens ADD COLUMN rotated_at INTEGER;
 CREATE INDEX refresh_tokens_parent ON refresh_tokens (parent_token_hash) WHERE parent_token_hash IS NOT NULL;
@@ -14,9 +16,3 @@ CREATE TABLE retired_refresh_tokens (
   retired_at INTEGER NOT NULL
 );
 CREATE INDEX retired_refresh_tokens_session ON retired_refresh_tokens (tenancy_id, session_id);
-
--- Whichever path deletes a session (sign-out, revoke, a user's deletion, expiry, a detected
--- reuse), its retired tokens go with it.
-CREATE TRIGGER refresh_tokens_retired_cleanup AFTER DELETE ON refresh_tokens BEGIN
-  DELETE FROM retired_refresh_tokens WHERE tenancy_id = old.tenancy_id AND session_id = old.id;
-END;

@@ -4,7 +4,7 @@
 
 -- A user's password: an argon2id PHC string (algorithm, parameters, salt, hash), never the
 -- password. `email` is the sign-in address, lower-cased, unique per tenancy: two concurrent
--- sign-ups with one address cannot both succeed.
+-- sign-ups with one address cannot both succeed. Deleting the user deletes it (same batch).
 CREATE TABLE password_credentials (
   tenancy_id TEXT NOT NULL,
   user_id TEXT NOT NULL,
@@ -14,9 +14,6 @@ CREATE TABLE password_credentials (
   PRIMARY KEY (tenancy_id, user_id),
   UNIQUE (tenancy_id, email)
 );
-CREATE TRIGGER users_password_cleanup AFTER DELETE ON users BEGIN
-  DELETE FROM password_credentials WHERE tenancy_id = old.tenancy_id AND user_id = old.id;
-END;
 
 -- A code sent by email: only its SHA-256 is stored; single use (`used_at`), short-lived.
 -- `purpose` is `otp-sign-in` or `password-reset`; `user_id` is known for a reset.

@@ -163,6 +163,10 @@ pub async fn delete(ctx: &Context, tenancy_id: &str, session_id: &str) -> Result
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND id = ?",
                 vec![tenancy_id.into(), session_id.into()],
             ),
+            Statement::new(
+                "DELETE FROM retired_refresh_tokens WHERE tenancy_id = ? AND session_id = ?",
+                vec![tenancy_id.into(), session_id.into()],
+            ),
         ])
         .await?;
     Ok(changed[1] == 1)
@@ -184,12 +188,17 @@ pub async fn purge_expired(ctx: &Context) -> Result<u64, StoreError> {
         .batch(&[
             Statement::new(AUDIT_EXPIRED_SESSIONS_SQL, vec![now.into()]),
             Statement::new(
+                "DELETE FROM retired_refresh_tokens WHERE session_id IN \
+                 (SELECT id FROM refresh_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+                vec![now.into()],
+            ),
+            Statement::new(
                 "DELETE FROM refresh_tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1",
                 vec![now.into()],
             ),
         ])
         .await?;
-    Ok(changed[1])
+    Ok(changed[2])
 }
 
 /// A user's live sessions, newest first.

@@ -237,6 +237,11 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
         .batch(&[
             Statement::new(AUDIT_USER_SESSIONS_SQL, vec![now.into(), tenancy_id.into(), user_id.into()]),
             Statement::new(
+                "DELETE FROM retired_refresh_tokens WHERE tenancy_id = ? AND session_id IN \
+                 (SELECT id FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?)",
+                vec![tenancy_id.into(), tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
                 "DELETE FROM refresh_tokens WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),
@@ -253,6 +258,10 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
             ),
             Statement::new(
                 "DELETE FROM notification_preferences WHERE tenancy_id = ? AND user_id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM password_credentials WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),
             Statement::new(
