@@ -36,6 +36,9 @@ pub struct Config {
     /// Stack's own OAuth app per shareable provider (`STACK_<PROVIDER>_CLIENT_ID`), used when a
     /// project's provider is shared.
     pub shared_oauth_client_ids: Vec<(&'static str, String)>,
+    /// Its secret per shareable provider (`STACK_<PROVIDER>_CLIENT_SECRET`), needed to exchange
+    /// the provider's code at the callback.
+    pub shared_oauth_client_secrets: Vec<(&'static str, String)>,
     /// `STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS` is exactly `true`.
     pub allow_shared_oauth_access_tokens: bool,
     /// `STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR`: emails per hour per tenancy before growth and
@@ -348,6 +351,10 @@ impl Config {
             .iter()
             .filter_map(|p| source.get(&format!("STACK_{}_CLIENT_ID", p.to_ascii_uppercase())).map(|id| (*p, id)))
             .collect();
+        let shared_oauth_client_secrets = SHAREABLE_OAUTH_PROVIDERS
+            .iter()
+            .filter_map(|p| source.get(&format!("STACK_{}_CLIENT_SECRET", p.to_ascii_uppercase())).map(|s| (*p, s)))
+            .collect();
         // Read raw: ConfigSource adapters may drop empty values, which count as unset anyway.
         let allow_shared_oauth_access_tokens =
             shared_access_tokens_allowed(source.get("STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS").as_deref());
@@ -423,6 +430,7 @@ impl Config {
             clickhouse,
             companion,
             shared_oauth_client_ids,
+            shared_oauth_client_secrets,
             allow_shared_oauth_access_tokens,
             default_email_capacity_per_hour,
             ai,

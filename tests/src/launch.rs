@@ -543,6 +543,17 @@ impl Host {
         }
     }
 
+    /// Sets the project's environment config override to `config` (dotted keys), as an admin.
+    pub async fn set_environment_config(&self, project: &Project, config: &Value) {
+        let res = self
+            .request("PATCH", "/api/v1/internal/config/override/environment")
+            .admin(project)
+            .json(&json!({ "config_override_string": config.to_string() }))
+            .send()
+            .await;
+        assert_eq!(res.status, 200, "set the environment config: {}", res.text);
+    }
+
     /// A user created by the server, and a session for it.
     pub async fn user_with_session(&self, project: &Project, body: Value) -> UserSession {
         let res = self.post("/api/v1/users").server(project).json(&body).send().await;

@@ -15,6 +15,6 @@ pub mod fakes;
 pub mod launch;
 
 pub use client::{Call, Project, Res, UserSession};
-pub use engines::{ClickHouseFront, SmtpSink};
+pub use engines::{ClickHouseFront, OpenIdProvider, SmtpSink};
 pub use fakes::{Recorded, RecordingServer, Reply};
 pub use launch::{companion_bin, host, repo_root, runtime, rust_sources, Host, Launch, Runtime};

@@ -25,7 +25,7 @@ async fn project_with_providers(h: &Host) -> Project {
 fn authorize(h: &Host, p: &Project, provider: &str, extra: &str) -> api_tests::Call {
     let query = format!(
         "client_id={}&client_secret=__stack_public_client__&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcb\
-         &scope=legacy&state=s&grant_type=authorization_code&code_challenge=c&code_challenge_method=S256\
+         &scope=legacy&state=s&grant_type=authorization_code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256\
          &response_type=code{extra}",
         p.id
     );

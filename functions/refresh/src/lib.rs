@@ -4,8 +4,12 @@
 
 shared::function_entries!(crate::FUNCTION);
 
+mod connected_accounts;
 mod jwks;
 mod oauth;
+mod oauth_authorize;
+mod oauth_callback;
+mod oauth_flow;
 mod oauth_providers;
 mod otp;
 mod password;
@@ -38,10 +42,22 @@ pub const FUNCTION: Function = Function {
         Route::at("/api/v1/auth/otp/sign-in").post(|c| Box::pin(otp::sign_in(c.ctx, c.req))),
         Route::at("/api/v1/auth/oauth/token").post(|c| Box::pin(oauth::token(c.ctx, c.req))),
         Route::at("/api/v1/auth/oauth/authorize/{provider_id}")
-            .get(|c| Box::pin(oauth_providers::authorize(c.ctx, c.req, c.param("provider_id")))),
-        Route::at("/api/v1/connected-accounts/{user_id}/{provider_id}/access-token").post(CONNECTED_ACCOUNT_TOKEN),
-        Route::at("/api/v1/connected-accounts/{user_id}/{provider_id}/{provider_account_id}/access-token")
-            .post(CONNECTED_ACCOUNT_TOKEN),
+            .get(|c| Box::pin(oauth_authorize::authorize(c.ctx, c.req, c.param("provider_id")))),
+        Route::at("/api/v1/auth/oauth/callback/{provider_id}")
+            .get(|c| Box::pin(oauth_callback::callback(c.ctx, c.req, c.param("provider_id")))),
+        Route::at("/api/v1/connected-accounts/{user_id}/{provider_id}/access-token").post(|c| {
+            Box::pin(connected_accounts::access_token(c.ctx, c.req, c.param("user_id"), c.param("provider_id"), None))
+        }),
+        Route::at("/api/v1/connected-accounts/{user_id}/{provider_id}/{provider_account_id}/access-token").post(|c| {
+            let account = Some(c.param("provider_account_id"));
+            Box::pin(connected_accounts::access_token(
+                c.ctx,
+                c.req,
+                c.param("user_id"),
+                c.param("provider_id"),
+                account,
+            ))
+        }),
         Route::at("/api/v1/projects/{project_id}/.well-known/jwks.json")
             .get(|c| Box::pin(jwks::jwks(c.ctx, c.req, c.param("project_id")))),
         Route::at("/api/v1/projects-anonymous-users/{project_id}/.well-known/{*rest}")
@@ -60,12 +76,8 @@ pub const FUNCTION: Function = Function {
     health: None,
 };
 
-/// Both connected-account token routes (with and without the provider account id).
-const CONNECTED_ACCOUNT_TOKEN: shared::function::Handler =
-    |c| Box::pin(oauth_providers::access_token(c.ctx, c.req, c.param("user_id"), c.param("provider_id")));
-
-/// The scheduled work: removes expired sessions (each recorded in `deleted_rows`) and codes
-/// that expired a day ago.
+/// The scheduled work: removes expired sessions (each recorded in `deleted_rows`), and codes
+/// and OAuth flows that expired a day ago.
 async fn purge_expired_sessions(ctx: &Context) {
     match shared::identity::sessions::purge_expired(ctx).await {
         Ok(purged) => tracing::info!(purged, "expired sessions removed"),
@@ -74,5 +86,9 @@ async fn purge_expired_sessions(ctx: &Context) {
     match shared::identity::codes::purge_expired(ctx).await {
         Ok(purged) => tracing::info!(purged, "expired sign-in codes removed"),
         Err(e) => tracing::error!(error = %e, "removing expired sign-in codes failed"),
+    }
+    match oauth_flow::purge_expired(ctx).await {
+        Ok(purged) => tracing::info!(purged, "expired OAuth flows and authorization codes removed"),
+        Err(e) => tracing::error!(error = ?e, "removing expired OAuth flows failed"),
     }
 }

@@ -1,6 +1,6 @@
-//! `POST /auth/oauth/token` (docs/api.md §1.5). Only the `refresh_token` grant is served: this
-//! slice issues no authorization codes, so every `authorization_code` exchange is answered
-//! INVALID_AUTHORIZATION_CODE.
+//! `POST /auth/oauth/token` (docs/api.md §1.5, §2.5): the `refresh_token` grant, and the
+//! `authorization_code` grant that ends an OAuth sign-in (the code from the callback, the app's
+//! redirect URL and its PKCE verifier) with a new session.
 //!
 //! Unlike upstream, a refresh that loses a race against a sign-out never creates a new
 //! (orphan) session: it is answered REFRESH_TOKEN_NOT_FOUND_OR_EXPIRED.
@@ -14,6 +14,10 @@ use shared::identity::auth::{key_is_valid, AccessType, RequestAuth, PUBLIC_CLIEN
 use shared::identity::tenancy::{project_branch, ProjectBranch};
 use shared::Context;
 
+use shared::identity::sessions::{self, DEFAULT_SESSION_LIFETIME_MS};
+use shared::identity::users::get_user;
+
+use crate::oauth_flow::{redeem_code, Grant};
 use crate::sessions::refresh_session;
 
 const FIELDS: &[&str] =
@@ -33,6 +37,9 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let client_secret = v.string(obj, "client_secret", "body.client_secret", false);
     let refresh_token = v.string(obj, "refresh_token", "body.refresh_token", false);
     let scope = v.string(obj, "scope", "body.scope", false);
+    let code = v.string(obj, "code", "body.code", false);
+    let redirect_uri = v.string(obj, "redirect_uri", "body.redirect_uri", false);
+    let code_verifier = v.string(obj, "code_verifier", "body.code_verifier", false);
     v.finish()?;
     let grant_type = grant_type.expect("validated");
 
@@ -42,8 +49,26 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
             return Err(KnownError::invalid_scope(bad).into());
         }
     }
+    // The token request comes from the end user's app: its location is theirs.
+    let location = shared::http::location::end_user_location(req).cloned();
     if grant_type == "authorization_code" {
-        return Err(KnownError::invalid_authorization_code().into());
+        let Some(code) = code.filter(|c| !c.is_empty()) else {
+            return Err(ApiError::OAuth {
+                status: 400,
+                error: "invalid_request",
+                description: "Missing parameter: `code`".into(),
+            });
+        };
+        let auth = RequestAuth { location, ..auth };
+        let grant = redeem_code(
+            ctx,
+            &auth.tenancy.id,
+            &code,
+            redirect_uri.as_deref().unwrap_or_default(),
+            code_verifier.as_deref().unwrap_or_default(),
+        )
+        .await?;
+        return exchanged(ctx, &auth, grant).await;
     }
     let Some(refresh_token) = refresh_token.filter(|t| !t.is_empty()) else {
         return Err(ApiError::OAuth {
@@ -53,8 +78,7 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
         });
     };
 
-    // The token request comes from the end user's app: its location is theirs.
-    let auth = RequestAuth { location: shared::http::location::end_user_location(req).cloned(), ..auth };
+    let auth = RequestAuth { location, ..auth };
     let refreshed = refresh_session(ctx, &auth, &refresh_token).await?;
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(refreshed.access_token));
@@ -62,17 +86,39 @@ pub async fn token(ctx: &Context, req: &Request) -> ApiResult<Response> {
     if let Some(next) = refreshed.refresh_token {
         body.insert("refresh_token".into(), Value::String(next));
     }
+    Ok(token_response(ctx, body, None))
+}
+
+/// The session an authorization code grants: a new refresh token and its access token.
+async fn exchanged(ctx: &Context, auth: &RequestAuth, grant: Grant) -> ApiResult<Response> {
+    let user = get_user(ctx, &auth.tenancy.id, &grant.user_id)
+        .await?
+        .ok_or_else(|| ApiError::from(KnownError::invalid_authorization_code()))?;
+    let expires_at = ctx.now() + DEFAULT_SESSION_LIFETIME_MS;
+    let session = sessions::create_session(ctx, &auth.tenancy.id, &user.id, Some(expires_at), false).await?;
+    let access_token =
+        sessions::mint_access_token(ctx, &auth.tenancy, &user, &session.id, auth.location.as_ref()).await?;
+    let mut body = Map::new();
+    body.insert("access_token".into(), Value::String(access_token));
+    body.insert("refresh_token".into(), Value::String(session.refresh_token));
+    body.insert("is_new_user".into(), Value::Bool(grant.is_new_user));
+    body.insert("newUser".into(), Value::Bool(grant.is_new_user));
+    Ok(token_response(ctx, body, grant.after_callback_redirect_url))
+}
+
+/// The token endpoint's answer: `body` and the fields every grant has, not to be cached.
+fn token_response(ctx: &Context, mut body: Map<String, Value>, after_callback: Option<String>) -> Response {
     body.insert("token_type".into(), json!("Bearer"));
     // The real remaining lifetime of the token (upstream reports the OAuth library's 3599 s).
     body.insert("expires_in".into(), json!(ctx.config.access_token_lifetime_ms / 1000));
     body.insert("scope".into(), json!("legacy"));
-    body.insert("afterCallbackRedirectUrl".into(), Value::Null);
-    body.insert("after_callback_redirect_url".into(), Value::Null);
+    body.insert("afterCallbackRedirectUrl".into(), json!(after_callback));
+    body.insert("after_callback_redirect_url".into(), json!(after_callback));
     let mut response = json_with_status(200, &Value::Object(body));
     let headers = response.headers_mut();
     headers.insert("cache-control", http::HeaderValue::from_static("no-store"));
     headers.insert("pragma", http::HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
 }
 
 /// OAuth client authentication: `client_id` is `<projectId>` or `<projectId>#<branchId>`,

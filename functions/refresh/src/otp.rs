@@ -17,7 +17,7 @@ use shared::identity::codes::{self, Purpose};
 use shared::identity::crypto::{hash_secret, random_crockford, REFRESH_TOKEN_LENGTH};
 use shared::identity::passwords::normalized_email;
 use shared::identity::sessions::{self, DEFAULT_SESSION_LIFETIME_MS};
-use shared::identity::users::{create_user, NewUser, User, USER_COLUMNS};
+use shared::identity::users::{create_user, user_by_primary_email, NewUser};
 use shared::store::rate_limit::{self, Budget};
 use shared::Context;
 
@@ -70,7 +70,7 @@ pub async fn sign_in(ctx: &Context, req: &Request) -> ApiResult<Response> {
     v.finish()?;
     let config = enabled_config(ctx, &auth).await?;
     let code = codes::check(ctx, &auth.tenancy.id, Purpose::OtpSignIn, &code.expect("validated")).await?;
-    let existing = user_by_email(ctx, &auth.tenancy.id, &code.email).await?;
+    let existing = user_by_primary_email(ctx, &auth.tenancy.id, &code.email).await?;
     if existing.is_none() && config["auth"]["allowSignUp"] == Value::Bool(false) {
         return Err(KnownError::sign_up_not_enabled().into());
     }
@@ -94,16 +94,6 @@ pub async fn sign_in(ctx: &Context, req: &Request) -> ApiResult<Response> {
         "is_new_user": is_new_user,
         "user_id": user.id,
     })))
-}
-
-/// The oldest user of the tenancy whose primary email is `email` (any case).
-async fn user_by_email(ctx: &Context, tenancy_id: &str, email: &str) -> ApiResult<Option<User>> {
-    let sql = format!(
-        "SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND lower(u.primary_email) = ? \
-         ORDER BY u.signed_up_at LIMIT 1"
-    );
-    let rows = ctx.store.query(&sql, &[tenancy_id.into(), email.into()]).await?;
-    Ok(rows.first().map(User::from_row).transpose()?)
 }
 
 /// The tenancy's rendered config, if sign-in codes are on (`auth.otp.allowSignIn`; off unless

@@ -232,6 +232,7 @@ mod tests {
                     "0011_ai_rate_limits.sql",
                     "0012_refresh_token_rotation.sql",
                     "0013_sign_in.sql",
+                    "0014_oauth.sql",
                 ]
             );
             assert_eq!(crate::store::migrations::migrate(&store).await.unwrap(), every);

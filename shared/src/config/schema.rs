@@ -154,6 +154,10 @@ fn level_schema(level: Level) -> Schema {
             ("facebookConfigId", String),
             ("microsoftTenantId", String),
             ("appleBundles", Any),
+            // Ours: a generic OpenID Connect provider's endpoints (type `oidc`).
+            ("authorizationEndpoint", String),
+            ("tokenEndpoint", String),
+            ("userinfoEndpoint", String),
         ]);
     }
     let mut fields = vec![

@@ -539,6 +539,66 @@ impl KnownError {
         )
     }
 
+    /// `OAUTH_CONNECTION_ALREADY_CONNECTED_TO_ANOTHER_USER` (400).
+    pub fn oauth_connection_already_connected_to_another_user() -> Self {
+        Self::new(
+            "OAUTH_CONNECTION_ALREADY_CONNECTED_TO_ANOTHER_USER",
+            400,
+            "The OAuth connection is already connected to another user.",
+            None,
+        )
+    }
+
+    /// `USER_ALREADY_CONNECTED_TO_ANOTHER_OAUTH_CONNECTION` (400).
+    pub fn user_already_connected_to_another_oauth_connection() -> Self {
+        Self::new(
+            "USER_ALREADY_CONNECTED_TO_ANOTHER_OAUTH_CONNECTION",
+            400,
+            "The user is already connected to another OAuth account. Did you maybe selected the wrong account?",
+            None,
+        )
+    }
+
+    /// `OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE` (400).
+    pub fn oauth_connection_does_not_have_required_scope() -> Self {
+        Self::new(
+            "OAUTH_CONNECTION_DOES_NOT_HAVE_REQUIRED_SCOPE",
+            400,
+            "The OAuth connection does not have the required scope.",
+            None,
+        )
+    }
+
+    /// `CONTACT_CHANNEL_ALREADY_USED_FOR_AUTH_BY_SOMEONE_ELSE` (409).
+    pub fn contact_channel_already_used_for_auth_by_someone_else(email: &str) -> Self {
+        Self::new(
+            "CONTACT_CHANNEL_ALREADY_USED_FOR_AUTH_BY_SOMEONE_ELSE",
+            409,
+            format!("The email ({email}) is already used for authentication by another account."),
+            Some(json!({ "type": "email", "contact_channel_value": email })),
+        )
+    }
+
+    /// `OAUTH_PROVIDER_ACCESS_DENIED` (400): the user (or the provider) refused the sign-in.
+    pub fn oauth_provider_access_denied() -> Self {
+        Self::new("OAUTH_PROVIDER_ACCESS_DENIED", 400, "The OAuth provider denied access to the user.", None)
+    }
+
+    /// `OAUTH_PROVIDER_TEMPORARILY_UNAVAILABLE` (503).
+    pub fn oauth_provider_temporarily_unavailable() -> Self {
+        Self::new(
+            "OAUTH_PROVIDER_TEMPORARILY_UNAVAILABLE",
+            503,
+            "The OAuth provider is temporarily unavailable. Please try signing in again.",
+            None,
+        )
+    }
+
+    /// `OUTER_OAUTH_TIMEOUT` (408): the sign-in took longer than its ten minutes.
+    pub fn outer_oauth_timeout() -> Self {
+        Self::new("OUTER_OAUTH_TIMEOUT", 408, "The OAuth flow has timed out. Please sign in again.", None)
+    }
+
     /// `REDIRECT_URL_NOT_WHITELISTED` (400).
     pub fn redirect_url_not_whitelisted() -> Self {
         Self::new(

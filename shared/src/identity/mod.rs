@@ -9,6 +9,7 @@ pub mod es256;
 pub mod passwords;
 pub mod projects;
 pub mod rotation;
+pub mod sealed;
 pub mod sessions;
 pub mod tenancy;
 pub mod tokens;

@@ -205,6 +205,16 @@ pub async fn update_user(
     get_user(ctx, tenancy_id, user_id).await
 }
 
+/// The oldest user of the tenancy whose primary email is `email` (any case).
+pub async fn user_by_primary_email(ctx: &Context, tenancy_id: &str, email: &str) -> Result<Option<User>, StoreError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND lower(u.primary_email) = ? \
+         ORDER BY u.signed_up_at LIMIT 1"
+    );
+    let rows = ctx.store.query(&sql, &[tenancy_id.into(), email.to_lowercase().into()]).await?;
+    rows.first().map(User::from_row).transpose()
+}
+
 /// The user `user_id` of the tenancy, if it exists.
 pub async fn get_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Result<Option<User>, StoreError> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.tenancy_id = ? AND u.id = ?");
@@ -262,6 +272,14 @@ pub async fn delete_user(ctx: &Context, tenancy_id: &str, user_id: &str) -> Resu
             ),
             Statement::new(
                 "DELETE FROM password_credentials WHERE tenancy_id = ? AND user_id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM connected_accounts WHERE tenancy_id = ? AND user_id = ?",
+                vec![tenancy_id.into(), user_id.into()],
+            ),
+            Statement::new(
+                "DELETE FROM authorization_codes WHERE tenancy_id = ? AND user_id = ?",
                 vec![tenancy_id.into(), user_id.into()],
             ),
             Statement::new(

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_ai_rate_limits.sql", include_str!("../../migrations/0011_ai_rate_limits.sql")),
     ("0012_refresh_token_rotation.sql", include_str!("../../migrations/0012_refresh_token_rotation.sql")),
     ("0013_sign_in.sql", include_str!("../../migrations/0013_sign_in.sql")),
+    ("0014_oauth.sql", include_str!("../../migrations/0014_oauth.sql")),
 ];
 
 const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS d1_migrations (
