@@ -1,7 +1,8 @@
 //! The black-box test kit, one module a job: `launch` starts the host under test (native,
 //! `wrangler dev --local`, or `wasmtime serve`) on a free loopback port with fresh state;
 //! `client` is the small HTTP client the suites speak through; `engines` starts the real
-//! services the suites need (the local ClickHouse engine, an SMTP server); `fakes` holds the
+//! services the suites need (the local ClickHouse engine, an SMTP server, an OpenID provider);
+//! `oauth_browser` signs in through them like a browser; `fakes` holds the
 //! recording stand-ins for paid services. Every process exits when the test process does (its
 //! standard input closes). `STACK_EDGE_RUNTIME` picks the runtime: `native` (default:
 //! `companion dev` over SQLite) or `cloudflare` (real workerd and local D1, the Workers built
@@ -13,6 +14,7 @@ pub mod client;
 pub mod engines;
 pub mod fakes;
 pub mod launch;
+pub mod oauth_browser;
 
 pub use client::{Call, Project, Res, UserSession};
 pub use engines::{ClickHouseFront, OpenIdProvider, SmtpSink};

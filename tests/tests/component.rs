@@ -1,5 +1,6 @@
 //! Functions as WASI HTTP components on `wasmtime serve` (the `spin-wasi` build): the health
-//! route, then real routes over the embedded SQLite store (a full session flow for refresh). The `spin` build (which
+//! route, then real routes over the embedded SQLite store (for refresh: a full session flow, and
+//! an OAuth sign-in at a real OpenID provider over outbound WASI HTTP). The `spin` build (which
 //! needs spin:sqlite and spin:variables, not available outside Spin) is checked for its imports.
 
 use api_tests::Host;
@@ -39,6 +40,28 @@ async fn the_component_serves_health_and_a_real_session_flow() {
     // The data is in the SQLite file of the preopened folder.
     let rows = h.db_query("SELECT count(*) FROM refresh_tokens WHERE user_id = ?", &[&s.user_id]);
     assert_eq!(rows, vec![vec!["1".to_string()]]);
+}
+
+#[tokio::test]
+async fn the_component_signs_in_at_a_real_openid_provider() {
+    use api_tests::oauth_browser::{provider_config, sign_in_code, tokens, PROVIDER_ID};
+    let h = Host::start_component("refresh");
+    let op =
+        api_tests::OpenIdProvider::start(&[format!("{}/api/v1/auth/oauth/callback/{PROVIDER_ID}", h.base_url)], 3600);
+    let p = h.create_project(false).await;
+    // The component serves refresh only (no config function): its override is written into
+    // the store the component reads.
+    let config = provider_config(&op).to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
+    let sql = "INSERT INTO environment_config_overrides (project_id, branch_id, config, updated_at) VALUES (?1, 'main', ?2, ?3)";
+    assert_eq!(h.db_execute(sql, &[&p.id, &config, &now]), 1);
+    let account = json!({ "sub": "wasi-1", "email": "wasi@example.com", "email_verified": true, "name": "Wasi" });
+    let signed_up = tokens(&h, &p, &sign_in_code(&h, &op, &p, &account, "").await).await;
+    assert_eq!(signed_up["is_new_user"], true);
+    let again = tokens(&h, &p, &sign_in_code(&h, &op, &p, &account, "").await).await;
+    assert_eq!(again["is_new_user"], false);
+    let me = h.get("/api/v1/users/me").client(&p).access_token(again["access_token"].as_str().unwrap()).send().await;
+    assert_eq!(me.json()["primary_email"], "wasi@example.com");
 }
 
 /// A component has no cron trigger: the companion's scheduler role (`companion serve --role
