@@ -100,13 +100,7 @@ fn main() {
 
 async fn configured(host: &Host, config: serde_json::Value) -> Project {
     let p = host.create_project(false).await;
-    let res = host
-        .request("PATCH", "/api/v1/internal/config/override/environment")
-        .admin(&p)
-        .json(&json!({ "config_override_string": config.to_string() }))
-        .send()
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    host.set_environment_config(&p, &config).await;
     p
 }
 

@@ -543,6 +543,29 @@ impl Host {
         }
     }
 
+    /// A host whose shared email server is `sink` (the sender companion beside it on workerd).
+    pub fn start_with_smtp(sink: &crate::SmtpSink) -> Host {
+        let port = sink.port.to_string();
+        Host::start_with_sender(&[
+            ("STACK_EMAIL_HOST", "127.0.0.1"),
+            // Project servers in the suites are local sinks on random ports: the operator allows them.
+            ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
+            ("STACK_EMAIL_PORT", &port),
+            ("STACK_EMAIL_SENDER", "noreply@test.example"),
+            ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
+        ])
+    }
+
+    /// One pass of the email queue, as the sender's cron runs it.
+    pub async fn run_email_queue(&self) {
+        let res = self
+            .sender_get("/api/v1/internal/email-queue-step?only_one_step=true")
+            .header("authorization", "Bearer mock_cron_secret")
+            .send()
+            .await;
+        assert_eq!((res.status, res.json()), (200, json!({ "ok": true })));
+    }
+
     /// Sets the project's environment config override to `config` (dotted keys), as an admin.
     pub async fn set_environment_config(&self, project: &Project, config: &Value) {
         let res = self

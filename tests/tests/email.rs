@@ -12,31 +12,10 @@ fn now_ms() -> i64 {
 
 /// A host sending through `sink`, with a capacity so high that back-to-back passes (a few
 /// milliseconds apart) always get a send quota.
-fn host_with_smtp(sink: &SmtpSink) -> Host {
-    let port = sink.port.to_string();
-    Host::start_with_sender(&[
-        ("STACK_EMAIL_HOST", "127.0.0.1"),
-        // Project servers here are local sinks on random ports: the operator allows them.
-        ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
-        ("STACK_EMAIL_PORT", &port),
-        ("STACK_EMAIL_SENDER", "noreply@test.example"),
-        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
-    ])
-}
-
 async fn enqueue(h: &Host, p: &Project, body: Value) -> String {
     let res = h.post("/api/v1/emails/outbox").server(p).json(&body).send().await;
     assert_eq!(res.status, 201, "{}", res.text);
     res.json()["id"].as_str().unwrap().to_string()
-}
-
-async fn run_queue(h: &Host) {
-    let res = h
-        .sender_get("/api/v1/internal/email-queue-step?only_one_step=true")
-        .header("authorization", "Bearer mock_cron_secret")
-        .send()
-        .await;
-    assert_eq!((res.status, res.json()), (200, json!({ "ok": true })));
 }
 
 /// Render claims are fair across tenancies: a backlog of one project (more than a pass
@@ -44,7 +23,7 @@ async fn run_queue(h: &Host) {
 #[tokio::test]
 async fn one_projects_backlog_does_not_delay_anothers_email() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let (busy, quiet) = (h.create_project(false).await, h.create_project(false).await);
     let email = |to: &str| json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": TEMPLATE, "variables": { "name": "A" } });
     let backlog = shared::email::RENDER_BATCH as usize + 10;
@@ -52,7 +31,7 @@ async fn one_projects_backlog_does_not_delay_anothers_email() {
         enqueue(&h, &busy, email(&format!("bulk{i}@example.com"))).await;
     }
     let late = enqueue(&h, &quiet, email("late@example.com")).await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(read(&h, &quiet, &late).await["status"], "sent", "the quiet project's email went in the first pass");
     let waiting = h.db_query(
         "SELECT count(*) FROM email_outbox WHERE tenancy_id = (SELECT tenancy_id FROM email_outbox WHERE id = ?) \
@@ -75,7 +54,7 @@ const TEMPLATE: &str = "<title>Hello {{ name }}</title><p>Hi {{ name }}</p>";
 #[tokio::test]
 async fn the_worker_sends_skips_and_records_failures() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let with_email = h.user_with_session(&p, json!({ "primary_email": "bob@example.com" })).await;
     let without = h.user_with_session(&p, json!({})).await;
@@ -107,7 +86,7 @@ async fn the_worker_sends_skips_and_records_failures() {
     let res = h.sender_get("/api/v1/internal/email-queue-step").header("authorization", "Bearer wrong").send().await;
     assert_eq!((res.status, res.text.as_str()), (401, "Unauthorized"));
 
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let messages = sink.messages();
     assert_eq!(messages.len(), 2, "{messages:#?}");
     let alice = messages.iter().find(|m| m.contains("alice@example.com")).expect("alice's email");
@@ -134,7 +113,7 @@ async fn the_worker_sends_skips_and_records_failures() {
     assert!(next >= now_ms() + 10_000 && next <= now_ms() + 60_000, "backoff of the first retry: 20-60 s");
 
     // A second pass sends nothing again.
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(sink.messages().len(), 2);
 
     // The list, its filters and its limit.
@@ -161,7 +140,7 @@ async fn the_worker_sends_skips_and_records_failures() {
 #[tokio::test]
 async fn bad_input_is_refused_and_writes_nothing() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let cases = [
         json!({ "to": { "type": "custom-emails", "emails": ["not an address"] }, "tsx_source": "x" }),
@@ -190,7 +169,7 @@ async fn bad_input_is_refused_and_writes_nothing() {
 #[tokio::test]
 async fn outbox_edits_pauses_and_cancels_only_before_sending() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let later = now_ms() + 3_600_000;
     let patch =
@@ -203,7 +182,7 @@ async fn outbox_edits_pauses_and_cancels_only_before_sending() {
     let cancelled = enqueue(&h, &p, email("second@example.com")).await;
     patch(&cancelled, json!({ "is_paused": true })).send().await;
     let failed = enqueue(&h, &p, email("reject-me@example.com")).await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert!(sink.messages().is_empty());
     assert_eq!(read(&h, &p, &edited).await["status"], "scheduled");
     assert_eq!(read(&h, &p, &failed).await["status"], "server-error");
@@ -232,10 +211,10 @@ async fn outbox_edits_pauses_and_cancels_only_before_sending() {
     .await;
     assert_eq!(res.status, 200, "{}", res.text);
     assert_eq!((&res.json()["status"], &res.json()["has_rendered"]), (&json!("paused"), &json!(false)));
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(read(&h, &p, &edited).await["status"], "paused");
     patch(&edited, json!({ "is_paused": false, "scheduled_at_millis": now_ms() - 1 })).send().await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let messages = sink.messages();
     assert_eq!(messages.len(), 1, "{messages:#?} {:#}", read(&h, &p, &edited).await);
     assert!(
@@ -258,7 +237,7 @@ async fn outbox_edits_pauses_and_cancels_only_before_sending() {
         (&reset["status"], &reset["send_retries"], &reset["send_attempt_errors"]),
         (&json!("preparing"), &json!(0), &Value::Null)
     );
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(read(&h, &p, &failed).await["status"], "sent");
     assert_eq!(sink.messages().len(), 2);
 
@@ -269,7 +248,7 @@ async fn outbox_edits_pauses_and_cancels_only_before_sending() {
     assert_eq!((&skipped["status"], &skipped["is_paused"]), (&json!("skipped"), &json!(false)));
     assert_eq!((&skipped["skipped_reason"], &skipped["skipped_details"]), (&json!("MANUALLY_CANCELLED"), &json!({})));
     patch(&cancelled, json!({ "cancel": true })).send().await.assert_known_error(400, "EMAIL_NOT_EDITABLE");
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(sink.messages().len(), 2, "a cancelled email is never sent");
 
     // Unknown ids and other projects' emails are not found.
@@ -331,7 +310,7 @@ async fn delivery_info_counts_sends_and_a_boost_raises_the_rate() {
         json!({ "to": { "type": "custom-emails", "emails": ["reject-me@example.com"] }, "tsx_source": "hi" }),
     )
     .await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(sink.messages().len(), 3);
     let after = info().await;
     assert_eq!(after["stats"]["hour"]["sent"], 3, "a failed send is not counted: {after:#}");
@@ -366,7 +345,7 @@ async fn unsubscribed_users_skip_marketing_but_not_transactional_email() {
     const MARKETING: &str = "4f6f8873-3d04-46bd-8bef-18338b1a1b4c";
     const TRANSACTIONAL: &str = "7bb82d33-2f54-4a3d-9d23-82739e0d66ef";
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let bob = h.user_with_session(&p, json!({ "primary_email": "bob@example.com" })).await;
     let eve = h.user_with_session(&p, json!({ "primary_email": "eve@example.com" })).await;
@@ -383,7 +362,7 @@ async fn unsubscribed_users_skip_marketing_but_not_transactional_email() {
         "tsx_source": "Hello", "is_transactional": false }),
     )
     .await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let email = read(&h, &p, &marketing).await;
     assert_eq!(email["notification_category_id"], MARKETING);
     let text = email["text"].as_str().unwrap();
@@ -424,7 +403,7 @@ async fn unsubscribed_users_skip_marketing_but_not_transactional_email() {
 
     let skipped = enqueue(&h, &p, to_bob(false)).await;
     let transactional = enqueue(&h, &p, to_bob(true)).await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let email = read(&h, &p, &skipped).await;
     assert_eq!((&email["status"], &email["skipped_reason"]), (&json!("skipped"), &json!("USER_UNSUBSCRIBED")));
     let email = read(&h, &p, &transactional).await;
@@ -463,7 +442,7 @@ async fn unsubscribed_users_skip_marketing_but_not_transactional_email() {
     let res = set(&eve.user_id, MARKETING, json!(false)).server(&p).send().await;
     assert_eq!((res.status, &res.json()["enabled"]), (200, &json!(false)), "{}", res.text);
     let again = enqueue(&h, &p, to_bob(false)).await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(read(&h, &p, &again).await["status"], "sent");
 }
 
@@ -506,7 +485,7 @@ async fn the_shared_server_checks_deliverability_first() {
     .await;
     assert_eq!(res.status, 200, "{}", res.text);
     let unchecked = enqueue(&h, &own, custom("bounce-own@example.com", false)).await;
-    run_queue(&h).await;
+    h.run_email_queue().await;
 
     let skipped = read(&h, &p, &bounce).await;
     assert_eq!((&skipped["status"], &skipped["skipped_reason"]), (&json!("skipped"), &json!("LIKELY_NOT_DELIVERABLE")));
@@ -538,7 +517,7 @@ async fn the_shared_server_checks_deliverability_first() {
     let down = env("http://127.0.0.1:9");
     let p = down.create_project(false).await;
     let id = enqueue(&down, &p, custom("bounce-when-down@example.com", false)).await;
-    run_queue(&down).await;
+    down.run_email_queue().await;
     assert_eq!(read(&down, &p, &id).await["status"], "sent");
 }
 
@@ -547,7 +526,7 @@ async fn the_shared_server_checks_deliverability_first() {
 #[tokio::test]
 async fn users_deleted_or_without_email_after_queueing_are_skipped() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let gone = h.user_with_session(&p, json!({ "primary_email": "gone@example.com" })).await;
     let emailless = h.user_with_session(&p, json!({ "primary_email": "was@example.com" })).await;
@@ -561,7 +540,7 @@ async fn users_deleted_or_without_email_after_queueing_are_skipped() {
         .send()
         .await;
     assert_eq!(res.status, 200, "{}", res.text);
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert!(sink.messages().is_empty());
     let email = read(&h, &p, &to_gone).await;
     assert_eq!(
@@ -576,7 +555,7 @@ async fn users_deleted_or_without_email_after_queueing_are_skipped() {
 #[tokio::test]
 async fn send_email_reaches_each_user_separately_and_needs_a_custom_server() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let mut users = Vec::new();
     for name in ["ann", "ben", "cat"] {
@@ -620,7 +599,7 @@ async fn send_email_reaches_each_user_separately_and_needs_a_custom_server() {
     let mut expected = vec![users[0].clone(), users[1].clone()];
     expected.sort();
     assert_eq!(named, expected);
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let messages = sink.messages();
     assert_eq!(messages.len(), 2, "one message per user: {messages:#?}");
     for (message, other) in [("ann", "ben"), ("ben", "ann")] {
@@ -633,7 +612,7 @@ async fn send_email_reaches_each_user_separately_and_needs_a_custom_server() {
     let res =
         send(json!({ "all_users": true, "html": "Everyone", "notification_category_name": "Marketing" })).send().await;
     assert_eq!(res.json()["results"].as_array().unwrap().len(), 3, "{}", res.text);
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(sink.messages().len(), 5);
 }
 
@@ -691,7 +670,7 @@ async fn each_project_sends_through_the_server_its_config_names() {
         let id = enqueue(&h, &p, json!({ "to": { "type": "custom-emails", "emails": [to] }, "tsx_source": TEMPLATE, "variables": { "name": "A" } })).await;
         projects.push((p, id));
     }
-    run_queue(&h).await;
+    h.run_email_queue().await;
 
     let only = |sink: &SmtpSink, to: &str| {
         let messages = sink.messages();
@@ -752,7 +731,7 @@ async fn project_mail_servers_on_private_addresses_or_odd_ports_are_refused() {
         let id = enqueue(&h, &p, json!({ "to": { "type": "custom-emails", "emails": ["a@example.com"] }, "tsx_source": TEMPLATE, "variables": { "name": "A" } })).await;
         emails.push((p, id, host, error_type));
     }
-    run_queue(&h).await;
+    h.run_email_queue().await;
     for (p, id, host, error_type) in &emails {
         let email = read(&h, p, id).await;
         assert_eq!(email["status"], "server-error", "{host}: {email:#}");
@@ -794,7 +773,7 @@ async fn unusable_email_server_settings_are_refused_and_write_nothing() {
 #[tokio::test]
 async fn emails_stuck_in_sending_are_failed_once_and_never_resent() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = h.create_project(false).await;
     let body = json!({ "to": { "type": "custom-emails", "emails": ["dave@example.com"] }, "tsx_source": "<p>x</p>" });
     let (stuck, recent) = (enqueue(&h, &p, body.clone()).await, enqueue(&h, &p, body).await);
@@ -815,7 +794,7 @@ async fn emails_stuck_in_sending_are_failed_once_and_never_resent() {
     assert_eq!(mark_sending(&recent, now - 1_000, 0, None), 1);
 
     for _ in 0..2 {
-        run_queue(&h).await;
+        h.run_email_queue().await;
         let failed = read(&h, &p, &stuck).await;
         assert_eq!(failed["status"], "server-error");
         assert!(failed["server_error"].as_str().unwrap().contains("timed out"), "{failed}");

@@ -12,13 +12,7 @@ async fn project_with_providers(h: &Host) -> Project {
     let providers = json!({ "auth.oauth.providers": {
         "spotify": { "type": "spotify" },
         "github": { "type": "github", "isShared": false, "clientId": "own-github-client", "clientSecret": "s" } } });
-    let res = h
-        .request("PATCH", "/api/v1/internal/config/override/environment")
-        .admin(&p)
-        .json(&json!({ "config_override_string": providers.to_string() }))
-        .send()
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    h.set_environment_config(&p, &providers).await;
     p
 }
 

@@ -8,8 +8,8 @@
 //! provider's refusal as the contract's error, and the provider's tokens sealed at rest and
 //! refreshed at the provider for the connected-account endpoint.
 
-use api_tests::oauth_browser::*;
 use api_tests::host;
+use api_tests::oauth_browser::*;
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -9,13 +9,7 @@ async fn password_project(h: &Host, extra: Value) -> Project {
     let p = h.create_project(false).await;
     let mut config = json!({ "auth.password.allowSignIn": true });
     config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let res = h
-        .request("PATCH", "/api/v1/internal/config/override/environment")
-        .admin(&p)
-        .json(&json!({ "config_override_string": config.to_string() }))
-        .send()
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    h.set_environment_config(&p, &config).await;
     p
 }
 

@@ -11,13 +11,7 @@ use sha2::{Digest, Sha256};
 
 async fn rotating_project(h: &Host) -> Project {
     let p = h.create_project(false).await;
-    let res = h
-        .request("PATCH", "/api/v1/internal/config/override/environment")
-        .admin(&p)
-        .json(&json!({ "config_override_string": json!({ "auth.refreshTokenRotation.enabled": true }).to_string() }))
-        .send()
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    h.set_environment_config(&p, &json!({ "auth.refreshTokenRotation.enabled": true })).await;
     p
 }
 

@@ -5,36 +5,10 @@
 use api_tests::{Host, Project, SmtpSink};
 use serde_json::{json, Value};
 
-fn host_with_smtp(sink: &SmtpSink) -> Host {
-    let port = sink.port.to_string();
-    Host::start_with_sender(&[
-        ("STACK_EMAIL_HOST", "127.0.0.1"),
-        ("STACK_SMTP_ALLOWED_HOSTS", "127.0.0.1"),
-        ("STACK_EMAIL_PORT", &port),
-        ("STACK_EMAIL_SENDER", "noreply@test.example"),
-        ("STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR", "1000000000"),
-    ])
-}
-
 async fn project(h: &Host, config: Value) -> Project {
     let p = h.create_project(false).await;
-    let res = h
-        .request("PATCH", "/api/v1/internal/config/override/environment")
-        .admin(&p)
-        .json(&json!({ "config_override_string": config.to_string() }))
-        .send()
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    h.set_environment_config(&p, &config).await;
     p
-}
-
-async fn run_queue(h: &Host) {
-    let res = h
-        .sender_get("/api/v1/internal/email-queue-step?only_one_step=true")
-        .header("authorization", "Bearer mock_cron_secret")
-        .send()
-        .await;
-    assert_eq!((res.status, res.json()), (200, json!({ "ok": true })));
 }
 
 /// The one message to `to` the sink holds, undone of its transfer encoding's soft line breaks.
@@ -55,7 +29,7 @@ const CALLBACK: &str = "http://localhost:3000/handler/sign-in";
 #[tokio::test]
 async fn a_sign_in_code_arrives_signs_in_once_and_expires() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = project(&h, json!({ "auth.otp.allowSignIn": true })).await;
     let send = |email: &str| {
         h.post("/api/v1/auth/otp/send-sign-in-code")
@@ -68,7 +42,7 @@ async fn a_sign_in_code_arrives_signs_in_once_and_expires() {
     assert_eq!(res.status, 200, "{}", res.text);
     let nonce = res.json()["nonce"].as_str().unwrap().to_string();
     assert_eq!(nonce.len(), 39);
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let message = message_to(&sink, "otto@example.com");
     let subject_at = message.find("Your code is ").expect("the code in the subject") + "Your code is ".len();
     let otp: String = message[subject_at..].chars().take(6).collect();
@@ -94,7 +68,7 @@ async fn a_sign_in_code_arrives_signs_in_once_and_expires() {
 
     // A new code for the same address signs in the same user.
     let nonce = send("otto@example.com").send().await.json()["nonce"].as_str().unwrap().to_string();
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let messages: Vec<String> = sink.messages().into_iter().filter(|m| m.contains("otto@example.com")).collect();
     assert_eq!(messages.len(), 2);
     let code = link_code(&messages[1].replace("=\r\n", "").replace("=3D", "="));
@@ -104,7 +78,7 @@ async fn a_sign_in_code_arrives_signs_in_once_and_expires() {
 
     // An expired code fails, told apart from an unknown one.
     let nonce = send("late@example.com").send().await.json()["nonce"].as_str().unwrap().to_string();
-    run_queue(&h).await;
+    h.run_email_queue().await;
     let code = link_code(&message_to(&sink, "late@example.com"));
     assert!(code.ends_with(&nonce));
     let aged = h.db_execute("UPDATE verification_codes SET expires_at = 0 WHERE email = ?1", &["late@example.com"]);
@@ -119,7 +93,7 @@ async fn a_sign_in_code_arrives_signs_in_once_and_expires() {
 #[tokio::test]
 async fn sign_in_codes_are_off_by_default_and_links_go_to_trusted_places_only() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let off = h.create_project(false).await;
     let body = json!({ "email": "a@example.com", "callback_url": CALLBACK });
     let res = h.post("/api/v1/auth/otp/send-sign-in-code").client(&off).json(&body).send().await;
@@ -128,14 +102,14 @@ async fn sign_in_codes_are_off_by_default_and_links_go_to_trusted_places_only() 
     let evil = json!({ "email": "a@example.com", "callback_url": "https://evil.example.com/steal" });
     let res = h.post("/api/v1/auth/otp/send-sign-in-code").client(&on).json(&evil).send().await;
     res.assert_known_error(400, "REDIRECT_URL_NOT_WHITELISTED");
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert!(sink.messages().is_empty(), "nothing was sent");
 }
 
 #[tokio::test]
 async fn a_password_reset_link_arrives_and_sets_a_new_password_once() {
     let sink = SmtpSink::start();
-    let h = host_with_smtp(&sink);
+    let h = Host::start_with_smtp(&sink);
     let p = project(&h, json!({ "auth.password.allowSignIn": true })).await;
     let res = h
         .post("/api/v1/auth/password/sign-up")
@@ -153,7 +127,7 @@ async fn a_password_reset_link_arrives_and_sets_a_new_password_once() {
         let res = ask(email).send().await;
         assert_eq!((res.status, res.json()), (200, json!({ "success": "maybe, only if user with e-mail exists" })));
     }
-    run_queue(&h).await;
+    h.run_email_queue().await;
     assert_eq!(sink.messages().len(), 1, "no email for an unknown address");
     let code = link_code(&message_to(&sink, "rita@example.com"));
     assert_eq!(code.len(), 45);

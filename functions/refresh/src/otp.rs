@@ -8,14 +8,12 @@
 use serde_json::{json, Value};
 
 use shared::config::store::rendered;
-use shared::email::is_email;
 use shared::http::error::{ApiResult, KnownError};
 use shared::http::validate::{parse_body, Validator};
 use shared::http::{json, Request, Response};
 use shared::identity::auth::{authenticate, AuthRule, RequestAuth, ANY_ACCESS};
 use shared::identity::codes::{self, Purpose};
 use shared::identity::crypto::{hash_secret, random_crockford, REFRESH_TOKEN_LENGTH};
-use shared::identity::passwords::normalized_email;
 use shared::identity::sessions::{self, DEFAULT_SESSION_LIFETIME_MS};
 use shared::identity::users::{create_user, user_by_primary_email, NewUser};
 use shared::store::rate_limit::{self, Budget};
@@ -33,16 +31,7 @@ pub const SENDS_PER_EMAIL: Budget = Budget { limit: 5, window_ms: 600_000 };
 /// `POST /auth/otp/send-sign-in-code` `{email, callback_url}` → `{nonce}`.
 pub async fn send_sign_in_code(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
-    let body = parse_body(req)?;
-    let mut v = Validator::new(req);
-    let obj = v.body_object(&body, &["email", "callback_url"]);
-    let email = v.string(obj, "email", "body.email", true);
-    let callback_url = v.string(obj, "callback_url", "body.callback_url", true);
-    if email.as_deref().is_some_and(|e| !is_email(e.trim())) {
-        v.fail("body.email must be a valid email".into());
-    }
-    v.finish()?;
-    let (email, callback_url) = (normalized_email(&email.expect("validated")), callback_url.expect("validated"));
+    let (email, callback_url) = sign_in_email::email_and_callback(req)?;
     let config = enabled_config(ctx, &auth).await?;
     let otp = random_crockford(ctx.random.as_ref(), OTP_LENGTH).to_ascii_uppercase();
     let nonce = random_crockford(ctx.random.as_ref(), REFRESH_TOKEN_LENGTH - OTP_LENGTH);

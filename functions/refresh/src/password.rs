@@ -136,16 +136,7 @@ pub const RESETS_PER_EMAIL: Budget = Budget { limit: 5, window_ms: 600_000 };
 /// user signs in with that address; the answer is the same either way.
 pub async fn send_reset_code(ctx: &Context, req: &Request) -> ApiResult<Response> {
     let auth = authenticate(ctx, req, AuthRule::allow(ANY_ACCESS)).await?;
-    let body = parse_body(req)?;
-    let mut v = Validator::new(req);
-    let obj = v.body_object(&body, &["email", "callback_url"]);
-    let email = v.string(obj, "email", "body.email", true);
-    let callback_url = v.string(obj, "callback_url", "body.callback_url", true);
-    if email.as_deref().is_some_and(|e| !is_email(e.trim())) {
-        v.fail("body.email must be a valid email".into());
-    }
-    v.finish()?;
-    let (email, callback_url) = (normalized_email(&email.expect("validated")), callback_url.expect("validated"));
+    let (email, callback_url) = sign_in_email::email_and_callback(req)?;
     let config = enabled_config(ctx, &auth).await?;
     let code = random_crockford(ctx.random.as_ref(), REFRESH_TOKEN_LENGTH);
     let link = sign_in_email::link(&config, &callback_url, &code)?;

@@ -4,8 +4,11 @@
 
 use serde_json::{json, Value};
 
-use shared::email::{enqueue, NewEmail, Recipient};
+use shared::email::{enqueue, is_email, NewEmail, Recipient};
 use shared::http::error::{ApiResult, KnownError};
+use shared::http::validate::{parse_body, Validator};
+use shared::http::Request;
+use shared::identity::passwords::normalized_email;
 use shared::identity::tenancy::Tenancy;
 use shared::Context;
 
@@ -20,6 +23,21 @@ pub const PASSWORD_RESET_TEMPLATE: &str = "<title>Reset your {{ project_name }} 
 <p>Somebody asked to reset the password of your {{ project_name }} account.</p>\
 <p>Choose a new one here: <a href=\"{{ link }}\">{{ link }}</a></p>\
 <p>The link expires in one hour. If you did not ask for it, you can ignore this email.</p>";
+
+/// The body both emailing endpoints take, `{email, callback_url}`: the address normalised, and
+/// the URL the emailed link starts with.
+pub fn email_and_callback(req: &Request) -> ApiResult<(String, String)> {
+    let body = parse_body(req)?;
+    let mut v = Validator::new(req);
+    let obj = v.body_object(&body, &["email", "callback_url"]);
+    let email = v.string(obj, "email", "body.email", true);
+    let callback_url = v.string(obj, "callback_url", "body.callback_url", true);
+    if email.as_deref().is_some_and(|e| !is_email(e.trim())) {
+        v.fail("body.email must be a valid email".into());
+    }
+    v.finish()?;
+    Ok((normalized_email(&email.expect("validated")), callback_url.expect("validated")))
+}
 
 /// `callback_url`, checked against the project's trusted domains, with `code` added to its query.
 pub fn link(config: &Value, callback_url: &str, code: &str) -> ApiResult<String> {
