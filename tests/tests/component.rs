@@ -1,6 +1,7 @@
 //! Functions as WASI HTTP components on `wasmtime serve` (the `spin-wasi` build): the health
-//! route, then real routes over the embedded SQLite store (for refresh: a full session flow, and
-//! an OAuth sign-in at a real OpenID provider over outbound WASI HTTP). The `spin` build (which
+//! route, then real routes over the embedded SQLite store (for refresh: a full session flow, an
+//! OAuth sign-in at a real OpenID provider over outbound WASI HTTP, password sign-in and
+//! refresh-token rotation). The `spin` build (which
 //! needs spin:sqlite and spin:variables, not available outside Spin) is checked for its imports.
 
 use api_tests::Host;
@@ -62,6 +63,32 @@ async fn the_component_signs_in_at_a_real_openid_provider() {
     assert_eq!(again["is_new_user"], false);
     let me = h.get("/api/v1/users/me").client(&p).access_token(again["access_token"].as_str().unwrap()).send().await;
     assert_eq!(me.json()["primary_email"], "wasi@example.com");
+}
+
+#[tokio::test]
+async fn the_component_signs_in_with_a_password_and_rotates_refresh_tokens() {
+    let h = Host::start_component("refresh");
+    let p = h.create_project(false).await;
+    let config = json!({ "auth.password.allowSignIn": true, "auth.refreshTokenRotation.enabled": true }).to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis().to_string();
+    let sql = "INSERT INTO environment_config_overrides (project_id, branch_id, config, updated_at) VALUES (?1, 'main', ?2, ?3)";
+    assert_eq!(h.db_execute(sql, &[&p.id, &config, &now]), 1);
+    let body = json!({ "email": "pw@example.com", "password": "a component password" });
+    let up = h.post("/api/v1/auth/password/sign-up").client(&p).json(&body).send().await;
+    assert_eq!(up.status, 200, "{}", up.text);
+    let wrong = json!({ "email": "pw@example.com", "password": "not the password" });
+    let res = h.post("/api/v1/auth/password/sign-in").client(&p).json(&wrong).send().await;
+    res.assert_known_error(400, "EMAIL_PASSWORD_MISMATCH");
+    let signed_in = h.post("/api/v1/auth/password/sign-in").client(&p).json(&body).send().await;
+    assert_eq!(signed_in.json()["user_id"], up.json()["user_id"]);
+    let first = signed_in.json()["refresh_token"].as_str().unwrap().to_string();
+    let refresh =
+        |token: String| h.post("/api/v1/auth/sessions/current/refresh").client(&p).refresh_token(&token).send();
+    let rotated = refresh(first.clone()).await;
+    let next = rotated.json()["refresh_token"].as_str().expect("a successor").to_string();
+    assert_ne!(next, first);
+    assert_eq!(refresh(first).await.json()["refresh_token"], next, "the parent in its window: the same successor");
+    assert_eq!(refresh(next).await.status, 200);
 }
 
 /// A component has no cron trigger: the companion's scheduler role (`companion serve --role
