@@ -63,6 +63,7 @@ fn main() {
     let runtime_name = match runtime() {
         Runtime::Native => "native",
         Runtime::Cloudflare => "workerd",
+        Runtime::Spin => "spin",
     };
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     tokio.block_on(async {

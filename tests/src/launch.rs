@@ -44,13 +44,17 @@ pub fn host() -> &'static Host {
 pub enum Runtime {
     Native,
     Cloudflare,
+    /// `spin up` with the project's `spin.toml`: every function's `spin` build, `spin:sqlite`
+    /// and `spin:variables`.
+    Spin,
 }
 
 pub fn runtime() -> Runtime {
     match std::env::var("STACK_EDGE_RUNTIME").as_deref() {
         Ok("cloudflare") => Runtime::Cloudflare,
+        Ok("spin") => Runtime::Spin,
         Ok("native") | Err(_) => Runtime::Native,
-        Ok(other) => panic!("STACK_EDGE_RUNTIME={other}: expected native or cloudflare"),
+        Ok(other) => panic!("STACK_EDGE_RUNTIME={other}: expected native, cloudflare or spin"),
     }
 }
 
@@ -94,7 +98,40 @@ impl Host {
         match runtime() {
             Runtime::Native => Host::launch(Launch { env, ..Launch::default() }),
             Runtime::Cloudflare => Host::start_cloudflare(env, WORKER_CONFIGS, false),
+            Runtime::Spin => Host::start_spin(env),
         }
+    }
+
+    /// `spin up` of the whole application (`spin.toml`, the components `scripts/build-component
+    /// <crate> spin` built) with fresh state: `env` becomes Spin variables
+    /// (`SPIN_VARIABLE_<NAME>`; a name `spin.toml` does not declare is not seen).
+    pub fn start_spin(env: &[(&str, &str)]) -> Host {
+        let tools = std::env::var("EDGE_TOOLS").unwrap_or_else(|_| "/var/cache/stack-edge/tools".into());
+        let spin = Path::new(&tools).join("bin/spin");
+        assert!(spin.exists(), "{} is missing: run scripts/setup-edge", spin.display());
+        let Fresh { state, internal_admin_key, secret, .. } = Fresh::new();
+        let port = free_port();
+        let mut variables = vec![
+            ("STACK_SERVER_SECRET".to_string(), secret),
+            ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
+            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
+            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
+            // The OpenID provider of the OAuth suites runs on loopback http.
+            ("OAUTH_HTTP_PROVIDER_HOST".to_string(), "http://127.0.0.1:*".to_string()),
+        ];
+        variables.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut args: Vec<String> = variables.iter().map(|(k, v)| format!("SPIN_VARIABLE_{k}={v}")).collect();
+        args.push(spin.display().to_string());
+        args.extend(["up".into(), "-f".into(), repo_root().join("spin.toml").display().to_string()]);
+        args.extend([
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ]);
+        // Spin compiles every component at start: tens of seconds on two cores.
+        Host::run_until_healthy("env", &args, port, internal_admin_key, state, Duration::from_secs(180))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A host that sends email: natively the host itself (its sender works through its own
@@ -105,7 +142,7 @@ impl Host {
     pub fn start_with_sender(env: &[(&str, &str)]) -> Host {
         match runtime() {
             Runtime::Native => Host::start(env),
-            Runtime::Cloudflare => {
+            Runtime::Cloudflare | Runtime::Spin => {
                 let host = Host::start(env);
                 let sender = host.start_sender(env);
                 Host { sender: Some(Box::new(sender)), ..host }
@@ -187,6 +224,8 @@ impl Host {
                 let config = format!("functions/{function}/wrangler.toml");
                 (Host::start_cloudflare_on(&fresh, env, &[config.as_str()], true), prepared)
             }
+            // Spin has no cron trigger: the companion's scheduler role fires crons (tests/component.rs).
+            Runtime::Spin => panic!("scheduled suites do not run on Spin (the README says why)"),
         }
     }
 
@@ -692,7 +731,9 @@ impl Host {
     /// local R2 bucket's objects (miniflare keeps each bucket's index in a SQLite file).
     pub fn blob_count(&self) -> usize {
         match runtime() {
-            Runtime::Native => self.db_query("SELECT count(*) FROM blobs", &[])[0][0].parse().expect("a count"),
+            Runtime::Native | Runtime::Spin => {
+                self.db_query("SELECT count(*) FROM blobs", &[])[0][0].parse().expect("a count")
+            }
             Runtime::Cloudflare => {
                 let dir = self.data_dir.as_ref().expect("a data folder").join("v3/r2/miniflare-R2BucketObject");
                 let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -717,6 +758,8 @@ impl Host {
         let dir = self.data_dir.as_ref()?;
         match runtime() {
             Runtime::Native => Some(dir.join("stack-edge.sqlite")),
+            // The application's `default` spin:sqlite database, shared by every component.
+            Runtime::Spin => Some(dir.join("sqlite_db.db")),
             Runtime::Cloudflare => {
                 let d1 = dir.join("v3").join("d1").join("miniflare-D1DatabaseObject");
                 std::fs::read_dir(d1).ok()?.flatten().map(|e| e.path()).find(|p| {

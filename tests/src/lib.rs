@@ -5,8 +5,9 @@
 //! `oauth_browser` signs in through them like a browser; `fakes` holds the
 //! recording stand-ins for paid services. Every process exits when the test process does (its
 //! standard input closes). `STACK_EDGE_RUNTIME` picks the runtime: `native` (default:
-//! `companion dev` over SQLite) or `cloudflare` (real workerd and local D1, the Workers built
-//! beforehand by `scripts/build-worker`).
+//! `companion dev` over SQLite), `cloudflare` (real workerd and local D1, the Workers built
+//! beforehand by `scripts/build-worker`) or `spin` (`spin up` of `spin.toml`, the components
+//! built beforehand by `scripts/build-component <crate> spin`).
 
 pub mod ai_fakes;
 pub mod analytics_data;

@@ -8,7 +8,7 @@ use serde_json::json;
 fn iterations() -> usize {
     match runtime() {
         Runtime::Native => 300,
-        Runtime::Cloudflare => 60,
+        Runtime::Cloudflare | Runtime::Spin => 60,
     }
 }
 

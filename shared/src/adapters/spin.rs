@@ -250,9 +250,13 @@ mod sqlite {
         }
 
         async fn execute_script(&self, sql: &str) -> Result<(), StoreError> {
-            // spin:sqlite runs one statement per call; migrations are applied by the host.
-            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                self.run(statement, &[]).await?;
+            // spin:sqlite runs one statement per call (a comment alone is refused as misuse).
+            for statement in crate::store::script::statements(sql) {
+                if let Err(e) = self.run(&statement, &[]).await {
+                    // A script's failed statement must not leave its transaction open.
+                    let _ = self.run("ROLLBACK", &[]).await;
+                    return Err(e);
+                }
             }
             Ok(())
         }

@@ -46,9 +46,16 @@ pub async fn migrate(store: &dyn SqlStore) -> Result<Vec<&'static str>, StoreErr
         // The script and its ledger row are one transaction: a script that fails leaves no
         // row, so the next start retries it. SQLite DDL is transactional. `name` is one of our
         // own constants, never input.
-        store
-            .execute_script(&format!("BEGIN;\n{sql}\nINSERT INTO d1_migrations (name) VALUES ('{name}');\nCOMMIT;"))
-            .await?;
+        let script = format!("BEGIN;\n{sql}\nINSERT INTO d1_migrations (name) VALUES ('{name}');\nCOMMIT;");
+        if let Err(e) = store.execute_script(&script).await {
+            // Another instance (a second component, a concurrent request) may have applied it
+            // first: then its ledger row is there and this failure is that race, not an error.
+            let ledger = store.query("SELECT 1 FROM d1_migrations WHERE name = ?", &[(*name).into()]).await?;
+            if ledger.is_empty() {
+                return Err(e);
+            }
+            continue;
+        }
         now_applied.push(*name);
     }
     Ok(now_applied)

@@ -6,3 +6,4 @@ pub mod keyset;
 pub mod migrations;
 pub mod ports;
 pub mod rate_limit;
+pub mod script;
