@@ -1,6 +1,7 @@
 //! `bench-sign-in`: password sign-in p50/p99 and CPU per request with the chosen argon2id
 //! parameters, and refresh with refresh-token rotation against refresh without it, on the
-//! native host (`bench-sign-in`) or under workerd (`bench-sign-in workerd`).
+//! native host (`bench-sign-in`), under workerd (`bench-sign-in workerd`) or on Spin
+//! (`bench-sign-in spin`).
 //!
 //! CPU per request is the machine's busy time (every process: the host, and under workerd
 //! wrangler's proxy too) minus this load generator's own, over the requests served.
@@ -20,13 +21,19 @@ const PASSWORD: &str = "a benchmark password";
 
 #[allow(unsafe_code)] // set_var: single-threaded, before any host starts
 fn main() {
-    let workerd = std::env::args().nth(1).is_some_and(|a| a == "workerd");
+    let (runtime_name, runtime_variable) = match std::env::args().nth(1).as_deref() {
+        None => ("native host", None),
+        Some("workerd") => ("workerd (wrangler dev)", Some("cloudflare")),
+        Some("spin") => ("Spin (spin up)", Some("spin")),
+        Some(other) => panic!("bench-sign-in [workerd|spin], not {other}"),
+    };
+    // The edge runtimes run one client, and sign-in only briefly (see below).
+    let edge = runtime_variable.is_some();
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    if workerd {
+    if let Some(variable) = runtime_variable {
         // SAFETY of the env change: single-threaded here, before any host starts.
-        unsafe { std::env::set_var("STACK_EDGE_RUNTIME", "cloudflare") };
+        unsafe { std::env::set_var("STACK_EDGE_RUNTIME", variable) };
     }
-    let runtime_name = if workerd { "workerd (wrangler dev)" } else { "native host" };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let host = Host::start(&[]);
@@ -45,7 +52,7 @@ fn main() {
         }
         println!("| runtime | route | clients | requests | per s | p50 ms | p99 ms | CPU ms per request | errors |");
         println!("|---|---|---|---|---|---|---|---|---|");
-        let clients_list: &[usize] = if workerd { &[1] } else { &[1, 2] };
+        let clients_list: &[usize] = if edge { &[1] } else { &[1, 2] };
         let mut next_user = 0;
         for &clients in clients_list {
             // Each run signs in as users not used before (fewer than 10 times each).
@@ -57,8 +64,9 @@ fn main() {
                 .collect();
             let project_id = project.id.clone();
             // Under workerd every request has the end user's IP (127.0.0.1), and sign-ins are
-            // limited to 100 per IP per 10 minutes: 3 s at ~25/s stays under it.
-            let duration = Duration::from_secs(seconds.min(if workerd { 3 } else { seconds }));
+            // limited to 100 per IP per 10 minutes: 3 s at ~25/s stays under it (Spin: the same
+            // length, to compare).
+            let duration = Duration::from_secs(seconds.min(if edge { 3 } else { seconds }));
             let cpu = CpuMeter::start();
             let r = load(&host.base_url, clients, duration, move |client, n| {
                 http::Request::post("/api/v1/auth/password/sign-in")
@@ -79,7 +87,7 @@ fn main() {
         for (label, rotating) in [("refresh, no rotation", false), ("refresh with rotation", true)] {
             let config = if rotating { json!({ "auth.refreshTokenRotation.enabled": true }) } else { json!({}) };
             let p = configured(&host, config).await;
-            for &clients in if workerd { &[1usize][..] } else { &[1usize, 16][..] } {
+            for &clients in if edge { &[1usize][..] } else { &[1usize, 16][..] } {
                 let mut tokens = Vec::new();
                 for _ in 0..clients {
                     tokens.push(host.user_with_session(&p, json!({})).await.refresh_token);
