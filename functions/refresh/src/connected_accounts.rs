@@ -4,7 +4,7 @@
 //! which answers with a live provider access token, refreshed at the provider when the stored
 //! one has expired.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use shared::config::store::rendered;
 use shared::http::error::{ApiError, ApiResult, KnownError};
@@ -15,7 +15,7 @@ use shared::identity::sealed;
 use shared::store::ports::Statement;
 use shared::Context;
 
-use crate::oauth_providers::{provider, Provider, TokenSet, UserInfo};
+use crate::oauth_providers::{provider, TokenSet, UserInfo};
 
 /// The user an account of `provider_id` is connected to, if any.
 pub async fn owner(ctx: &Context, tenancy_id: &str, provider_id: &str, account_id: &str) -> ApiResult<Option<String>> {
@@ -115,7 +115,8 @@ pub async fn access_token(
     if auth.access_type == AccessType::Client && Some(user) != own {
         return Err(ApiError::status(403, "Client can only access its own connected accounts"));
     }
-    let provider = provider(ctx, &auth.tenancy, provider_id).await?;
+    let config = rendered(ctx, &auth.tenancy).await?;
+    let provider = provider(ctx, &config, provider_id)?;
     if provider.shared && !ctx.config.allow_shared_oauth_access_tokens {
         return Err(KnownError::oauth_access_token_not_available_with_shared_oauth_keys().into());
     }
@@ -152,7 +153,7 @@ pub async fn access_token(
     let Some(refresh_token) = open("sealed_refresh_token", "refresh")? else {
         return Err(KnownError::oauth_connection_does_not_have_required_scope().into());
     };
-    let refreshed = refresh(ctx, &auth.tenancy, &provider, &refresh_token).await?;
+    let refreshed = provider.refresh(ctx, &provider.client(ctx, &config)?, &refresh_token).await?;
     let info = UserInfo {
         account_id: account.clone(),
         email: row.opt_text("email")?,
@@ -162,16 +163,4 @@ pub async fn access_token(
     };
     ctx.store.batch(&[connect_statement(ctx, tenancy_id, provider_id, &info, &refreshed, &granted, user)]).await?;
     Ok(json(&json!({ "access_token": refreshed.access_token })))
-}
-
-/// A new access token from the provider for a stored refresh token.
-async fn refresh(
-    ctx: &Context,
-    tenancy: &shared::identity::tenancy::Tenancy,
-    provider: &Provider,
-    refresh_token: &str,
-) -> ApiResult<TokenSet> {
-    let config: Value = rendered(ctx, tenancy).await?;
-    let client = provider.client(ctx, &config)?;
-    provider.refresh(ctx, &client, refresh_token).await
 }

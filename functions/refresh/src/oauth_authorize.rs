@@ -64,7 +64,7 @@ pub async fn authorize(ctx: &Context, req: &Request, provider_id: &str) -> ApiRe
         return Err(KnownError::invalid_oauth_client_id_or_secret(None).into());
     }
     let (tenancy, config) = oauth_client(ctx, &client_id, &param("client_secret")).await?;
-    let provider = provider(ctx, &tenancy, provider_id).await?;
+    let provider = provider(ctx, &config, provider_id)?;
     let link = param("type") == "link";
     if link && param("token").is_empty() {
         return Err(ApiError::status(400, "?token= query parameter is required for link type"));

@@ -70,7 +70,7 @@ async fn finish(
     if flow.provider_id != provider_id {
         return Err(KnownError::oauth_provider_not_found_or_not_enabled().into());
     }
-    let provider = provider(ctx, tenancy, provider_id).await?;
+    let provider = provider(ctx, config, provider_id)?;
     let param = |name: &str| query_param(req, name).filter(|v| !v.is_empty());
     if let Some(error) = param("error") {
         return Err(provider_error(&error, param("error_description").as_deref()));

@@ -8,10 +8,8 @@
 
 use serde_json::Value;
 
-use shared::config::{render, schema::Level, store};
 use shared::context::SHAREABLE_OAUTH_PROVIDERS;
 use shared::http::error::{ApiError, ApiResult, KnownError};
-use shared::identity::tenancy::Tenancy;
 use shared::store::ports::ResponseLimit;
 use shared::Context;
 
@@ -251,10 +249,9 @@ pub struct Provider {
     user_info_url: String,
 }
 
-/// The enabled provider `provider_id` of the tenancy, or OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED.
-pub async fn provider(ctx: &Context, tenancy: &Tenancy, provider_id: &str) -> ApiResult<Provider> {
-    let overrides = store::load(ctx, tenancy).await?;
-    let config = render(&overrides.up_to(Level::Environment)).config;
+/// The enabled provider `provider_id` of the tenancy's rendered `config`, or
+/// OAUTH_PROVIDER_NOT_FOUND_OR_NOT_ENABLED.
+pub fn provider(ctx: &Context, config: &Value, provider_id: &str) -> ApiResult<Provider> {
     let entry = &config["auth"]["oauth"]["providers"][provider_id];
     let not_found = || ApiError::from(KnownError::oauth_provider_not_found_or_not_enabled());
     if !entry.is_object() {
