@@ -11,6 +11,7 @@ speaks enough of ClickHouse's HTTP interface for our ClickHouse port and the `cl
   other URL parameter as a query setting (`readonly`, `max_execution_time`, `max_result_rows`,
   `max_result_bytes`, `result_overflow_mode`, ...), appended as a SETTINGS clause.
 - `INSERT ... FORMAT <text format>` with the rows in the body (query in the URL).
+- Request bodies with a `Content-Length` or `Transfer-Encoding: chunked` (Spin sends chunked).
 - Errors: HTTP 500 with `X-ClickHouse-Exception-Code: N` and the body
   `Code: N. DB::Exception: ... (NAME) (version ...)`, as the server sends them.
 
@@ -125,8 +126,22 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_request(b"")
 
     def do_POST(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.handle_request(self.read_chunked())
         length = int(self.headers.get("Content-Length") or 0)
         self.handle_request(self.rfile.read(length) if length else b"")
+
+    def read_chunked(self):
+        """A chunked body (HTTP/1.1 section 7.1), as Spin's outgoing requests send theirs."""
+        body = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return bytes(body)
+            body += self.rfile.read(size)
+            self.rfile.readline()  # the CRLF after the chunk
 
     def handle_request(self, body):
         parsed = urlparse(self.path)

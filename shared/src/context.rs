@@ -316,6 +316,53 @@ pub struct UserSqlDisabled;
 /// A configuration value is missing or malformed; the message names it.
 pub struct ConfigError(pub String);
 
+/// Every key [`Config::load`] may read (its unit test holds the two together). The component
+/// adapters read these once per request (Spin variables are async; their names are lowercase).
+pub const CONFIG_KEYS: &[&str] = &[
+    "STACK_SERVER_SECRET",
+    "STACK_ACCESS_TOKEN_EXPIRATION_TIME",
+    "NEXT_PUBLIC_STACK_API_URL",
+    "STACK_ENVIRONMENT",
+    "STACK_INTERNAL_ADMIN_KEY",
+    "STACK_SQLITE_PATH",
+    "STACK_CLICKHOUSE_URL",
+    "STACK_CLICKHOUSE_DATABASE",
+    "STACK_CLICKHOUSE_EXTERNAL_PASSWORD",
+    "STACK_CLICKHOUSE_ADMIN_USER",
+    "STACK_CLICKHOUSE_ADMIN_PASSWORD",
+    "STACK_COMPANION_URL",
+    "STACK_COMPANION_SECRET",
+    "STACK_GOOGLE_CLIENT_ID",
+    "STACK_GITHUB_CLIENT_ID",
+    "STACK_MICROSOFT_CLIENT_ID",
+    "STACK_SPOTIFY_CLIENT_ID",
+    "STACK_GOOGLE_CLIENT_SECRET",
+    "STACK_GITHUB_CLIENT_SECRET",
+    "STACK_MICROSOFT_CLIENT_SECRET",
+    "STACK_SPOTIFY_CLIENT_SECRET",
+    "STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS",
+    "STACK_AI_BASE_URL",
+    "STACK_AI_API_KEY",
+    "STACK_AI_AUTHENTICATED_API_KEY",
+    "STACK_DOCS_MCP_URL",
+    "STACK_MCP_ALLOWED_ORIGINS",
+    "STACK_AI_RUNS_PER_MINUTE",
+    "CRON_SECRET",
+    "STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR",
+    "STACK_EMAIL_HOST",
+    "STACK_EMAIL_PORT",
+    "STACK_EMAIL_USERNAME",
+    "STACK_EMAIL_PASSWORD",
+    "STACK_EMAIL_SENDER",
+    "STACK_RESEND_SMTP_HOST",
+    "STACK_RESEND_SMTP_PORT",
+    "STACK_EMAILABLE_API_KEY",
+    "STACK_EMAILABLE_API_URL",
+    "STACK_SMTP_ALLOWED_HOSTS",
+    "STACK_TRUSTED_PROXY",
+    "STACK_METRICS_CACHE_SECONDS",
+];
+
 impl Config {
     /// The one configuration loader, shared by every runtime.
     pub fn load(source: &dyn ConfigSource) -> Result<Config, ConfigError> {
@@ -547,6 +594,39 @@ mod tests {
                 ("STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS", "yes"),
             ]);
             assert!(!Config::load(&env).unwrap().allow_shared_oauth_access_tokens);
+        }
+    }
+
+    /// Records the keys the loader asks for; every other key is unset.
+    struct Recording(HashMap<&'static str, &'static str>, std::cell::RefCell<Vec<String>>);
+
+    impl ConfigSource for Recording {
+        fn get(&self, key: &str) -> Option<String> {
+            self.1.borrow_mut().push(key.to_string());
+            HashMap::get(&self.0, key).map(std::string::ToString::to_string)
+        }
+    }
+
+    /// The component adapters read only `CONFIG_KEYS`: a key the loader reads outside it would
+    /// be silently unset on Spin and `wasmtime serve`. Loaded bare and with the optional blocks
+    /// on, so keys read only inside them are asked for too.
+    #[test]
+    fn config_keys_hold_every_key_the_loader_reads() {
+        let bare = HashMap::from([("STACK_SERVER_SECRET", "c2VjcmV0LXNlY3JldC1zZWNyZXQ")]);
+        let mut full = bare.clone();
+        full.extend([
+            ("STACK_EMAIL_HOST", "smtp.example.com"),
+            ("STACK_COMPANION_URL", "http://127.0.0.1:1"),
+            ("STACK_COMPANION_SECRET", "companion-secret-0123456789"),
+            ("STACK_CLICKHOUSE_URL", "http://127.0.0.1:2"),
+            ("STACK_ENVIRONMENT", "development"),
+        ]);
+        for values in [bare, full] {
+            let source = Recording(values, Default::default());
+            Config::load(&source).unwrap();
+            for key in source.1.borrow().iter() {
+                assert!(CONFIG_KEYS.contains(&key.as_str()), "Config::load reads {key}, which CONFIG_KEYS lacks");
+            }
         }
     }
 }

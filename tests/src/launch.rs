@@ -109,17 +109,18 @@ impl Host {
         let tools = std::env::var("EDGE_TOOLS").unwrap_or_else(|_| "/var/cache/stack-edge/tools".into());
         let spin = Path::new(&tools).join("bin/spin");
         assert!(spin.exists(), "{} is missing: run scripts/setup-edge", spin.display());
-        let Fresh { state, internal_admin_key, secret, .. } = Fresh::new();
+        let fresh = Fresh::new();
+        let (state, internal_admin_key) = (fresh.state.clone(), fresh.internal_admin_key.clone());
         let port = free_port();
         let mut variables = vec![
-            ("STACK_SERVER_SECRET".to_string(), secret),
+            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
             ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
             ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
             ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
-            // The OpenID provider of the OAuth suites runs on loopback http.
-            ("OAUTH_HTTP_PROVIDER_HOST".to_string(), "http://127.0.0.1:*".to_string()),
+            // The suites' services (OpenID provider, model, docs, Emailable) run on loopback http.
+            ("DEVELOPMENT_HTTP_HOST".to_string(), "http://127.0.0.1:*".to_string()),
         ];
-        variables.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let (companion_secret, companion) = Host::edge_companion(&fresh, env, &mut variables);
         let mut args: Vec<String> = variables.iter().map(|(k, v)| format!("SPIN_VARIABLE_{k}={v}")).collect();
         args.push(spin.display().to_string());
         args.extend(["up".into(), "-f".into(), repo_root().join("spin.toml").display().to_string()]);
@@ -130,8 +131,9 @@ impl Host {
             state.display().to_string(),
         ]);
         // Spin compiles every component at start: tens of seconds on two cores.
-        Host::run_until_healthy("env", &args, port, internal_admin_key, state, Duration::from_secs(180))
-            .unwrap_or_else(|e| panic!("{e}"))
+        let host = Host::run_until_healthy("env", &args, port, internal_admin_key, state, Duration::from_secs(180))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Host { _companion: companion, companion_secret, ..host }
     }
 
     /// A host that sends email: natively the host itself (its sender works through its own
@@ -260,31 +262,23 @@ impl Host {
         panic!("wrangler dev did not start:\n{}", failures.join("\n---\n"))
     }
 
-    fn try_start_cloudflare_on(
+    /// What an edge host's functions share with companions, added to `vars` with `env`: the
+    /// companion secret (`env`'s, else a fresh one) that the sender and the metrics engine
+    /// present, and, with an analytics store but no `STACK_COMPANION_URL`, a native companion
+    /// for the metrics function's engine (kept alive by the returned host).
+    fn edge_companion(
         fresh: &Fresh,
         env: &[(&str, &str)],
-        configs: &[&str],
-        test_scheduled: bool,
-    ) -> Result<Host, String> {
-        let repo = repo_root();
-        let state = fresh.state.clone();
-        let internal_admin_key = fresh.internal_admin_key.clone();
+        vars: &mut Vec<(String, String)>,
+    ) -> (String, Option<Box<Host>>) {
         let companion_secret = env
             .iter()
             .find(|(k, _)| *k == "STACK_COMPANION_SECRET")
             .map_or_else(|| fresh.companion_secret.clone(), |(_, v)| (*v).to_string());
-        let port = free_port();
-        let mut vars = vec![
-            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
-            ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
-            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
-            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
-            ("STACK_COMPANION_SECRET".to_string(), companion_secret.clone()),
-        ];
+        vars.push(("STACK_COMPANION_SECRET".to_string(), companion_secret.clone()));
         vars.extend(
             env.iter().filter(|(k, _)| *k != "STACK_COMPANION_SECRET").map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        // With an analytics store, the metrics Worker needs the native companion's engine.
         let clickhouse = env.iter().find(|(k, _)| *k == "STACK_CLICKHOUSE_URL").map(|(_, v)| *v);
         let companion = match clickhouse {
             Some(url) if !env.iter().any(|(k, _)| *k == "STACK_COMPANION_URL") => {
@@ -297,6 +291,26 @@ impl Host {
             }
             _ => None,
         };
+        (companion_secret, companion)
+    }
+
+    fn try_start_cloudflare_on(
+        fresh: &Fresh,
+        env: &[(&str, &str)],
+        configs: &[&str],
+        test_scheduled: bool,
+    ) -> Result<Host, String> {
+        let repo = repo_root();
+        let state = fresh.state.clone();
+        let internal_admin_key = fresh.internal_admin_key.clone();
+        let port = free_port();
+        let mut vars = vec![
+            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
+            ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
+            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
+            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
+        ];
+        let (companion_secret, companion) = Host::edge_companion(fresh, env, &mut vars);
         // `wrangler dev` gives --var only to the first Worker, so each host gets copies of the
         // repository's configs with its own vars (see `host_config`).
         let configs: Vec<PathBuf> = configs.iter().map(|c| host_config(&repo, c, &state, &vars)).collect();

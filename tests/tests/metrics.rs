@@ -401,24 +401,25 @@ async fn email_and_replay_fields_count_the_projects_own_outbox_and_replays() {
 
 /// The end user's location comes from the runtime, never from the client: on workerd from the
 /// request's `cf` facts (local workerd sets them from its `MF-CF-Blob` header, standing in for
-/// Cloudflare's edge), natively from a proxy's headers only when `STACK_TRUSTED_PROXY` names
-/// it. A refresh carries it into `$token-refresh`'s `ip_info`, and so into users by country
+/// Cloudflare's edge), natively and on Spin from a proxy's headers only when
+/// `STACK_TRUSTED_PROXY` names it. A refresh carries it into `$token-refresh`'s `ip_info`, and so into users by country
 /// and the top region; a client's own `X-Forwarded-For` or `CF-IPCountry` changes nothing.
 #[tokio::test]
 async fn users_by_country_come_from_the_runtimes_location_not_the_clients_headers() {
     let front = ClickHouseFront::start();
     let ch = ClickHouse { url: front.url.clone(), database: "default".into(), user: None, password: None };
     shared::analytics::clickhouse::apply_schema(&ch, &ReqwestClient::new(), None).await.unwrap();
-    let native = api_tests::runtime() == api_tests::Runtime::Native;
+    // Every runtime but workerd learns the location from a trusted proxy's headers.
+    let by_proxy_headers = api_tests::runtime() != api_tests::Runtime::Cloudflare;
     let trusting = [("STACK_CLICKHOUSE_URL", front.url.as_str()), ("STACK_TRUSTED_PROXY", "cloudflare")];
-    let h = Host::start(if native { &trusting } else { &trusting[..1] });
+    let h = Host::start(if by_proxy_headers { &trusting } else { &trusting[..1] });
     let p = h.create_project(false).await;
     let located = h.user_with_session(&p, json!({})).await;
     let forged = h.user_with_session(&p, json!({})).await;
     let refresh = |session: &api_tests::UserSession| {
         h.post("/api/v1/auth/sessions/current/refresh").client(&p).refresh_token(&session.refresh_token)
     };
-    let res = if native {
+    let res = if by_proxy_headers {
         refresh(&located)
             .header("cf-connecting-ip", "203.0.113.7")
             .header("cf-ipcountry", "CH")
@@ -439,7 +440,7 @@ async fn users_by_country_come_from_the_runtimes_location_not_the_clients_header
     let q = untrusting.create_project(false).await;
     let user = untrusting.user_with_session(&q, json!({})).await;
     let mut claims = vec![(&untrusting, &q, &user)];
-    if !native {
+    if !by_proxy_headers {
         claims.push((&h, &p, &forged));
     }
     for host_project in claims {
@@ -482,7 +483,7 @@ async fn users_by_country_come_from_the_runtimes_location_not_the_clients_header
         (&json!("CH"), &json!("ZH"), &json!(true)),
         "{ip_info}"
     );
-    if !native {
+    if !by_proxy_headers {
         assert_eq!(ip_info["tz_identifier"], json!("Europe/Zurich"), "the cf object's time zone: {ip_info}");
     }
 

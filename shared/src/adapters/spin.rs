@@ -19,49 +19,9 @@ use async_trait::async_trait;
 
 use crate::adapters::sql_blobs::SqlBlobStore;
 use crate::adapters::system::{EnvConfig, OsRandom, SystemClock};
-use crate::context::{Config, Context, Peers};
+use crate::context::{Config, Context, Peers, CONFIG_KEYS};
 use crate::http::{Request, Response};
 use crate::store::ports::{Background, BodyChunks, ConfigSource, HttpClient, HttpError, LocalFuture, SqlStore};
-
-/// Configuration keys a function reads. Spin variables are lowercase (`stack_server_secret`).
-pub const CONFIG_KEYS: &[&str] = &[
-    "STACK_SERVER_SECRET",
-    "STACK_ACCESS_TOKEN_EXPIRATION_TIME",
-    "NEXT_PUBLIC_STACK_API_URL",
-    "STACK_ENVIRONMENT",
-    "STACK_INTERNAL_ADMIN_KEY",
-    "STACK_SQLITE_PATH",
-    "STACK_CLICKHOUSE_URL",
-    "STACK_CLICKHOUSE_DATABASE",
-    "STACK_CLICKHOUSE_EXTERNAL_PASSWORD",
-    "STACK_CLICKHOUSE_ADMIN_USER",
-    "STACK_CLICKHOUSE_ADMIN_PASSWORD",
-    "STACK_COMPANION_URL",
-    "STACK_COMPANION_SECRET",
-    "STACK_GOOGLE_CLIENT_ID",
-    "STACK_GITHUB_CLIENT_ID",
-    "STACK_MICROSOFT_CLIENT_ID",
-    "STACK_SPOTIFY_CLIENT_ID",
-    "STACK_ALLOW_SHARED_OAUTH_ACCESS_TOKENS",
-    "STACK_AI_BASE_URL",
-    "STACK_AI_API_KEY",
-    "STACK_AI_AUTHENTICATED_API_KEY",
-    "STACK_DOCS_MCP_URL",
-    "STACK_MCP_ALLOWED_ORIGINS",
-    "STACK_AI_RUNS_PER_MINUTE",
-    "CRON_SECRET",
-    "STACK_DEFAULT_EMAIL_CAPACITY_PER_HOUR",
-    "STACK_EMAIL_HOST",
-    "STACK_EMAIL_PORT",
-    "STACK_EMAIL_USERNAME",
-    "STACK_EMAIL_PASSWORD",
-    "STACK_EMAIL_SENDER",
-    "STACK_RESEND_SMTP_HOST",
-    "STACK_RESEND_SMTP_PORT",
-    "STACK_EMAILABLE_API_KEY",
-    "STACK_EMAILABLE_API_URL",
-    "STACK_SMTP_ALLOWED_HOSTS",
-];
 
 /// Configuration read once per request into a map (Spin variables are async to read).
 pub struct MapConfig(pub HashMap<String, String>);
@@ -302,8 +262,10 @@ async fn open_store(config: &Config) -> Result<Rc<dyn SqlStore>, String> {
 
 /// A buffered request from the component's incoming request, or the answer to give instead:
 /// 413 when its body is over the cap (`shared::http::max_body_bytes`; reading stops there),
-/// 400 when it cannot be read.
-pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, Response> {
+/// 400 when it cannot be read. The end user's location comes from a proxy's headers only when
+/// `STACK_TRUSTED_PROXY` names that proxy, as on the native host (neither Spin nor wasmtime
+/// knows where a request came from).
+pub async fn request_from_wasi(req: spin_sdk::http::Request, config: &Config) -> Result<Request, Response> {
     use http_body_util::{BodyExt, LengthLimitError, Limited};
     let (parts, body) = req.into_parts();
     let limit = crate::http::max_body_bytes(parts.uri.path());
@@ -312,7 +274,12 @@ pub async fn request_from_wasi(req: spin_sdk::http::Request) -> Result<Request, 
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(crate::http::body_too_large(limit)),
         Err(e) => return Err(crate::http::text(400, &format!("could not read the request: {e}"))),
     };
-    Ok(http::Request::from_parts(parts, body))
+    let mut request = http::Request::from_parts(parts, body);
+    let location = config.trusted_proxy.and_then(|p| crate::http::location::from_proxy_headers(request.headers(), p));
+    if let Some(location) = location {
+        request.extensions_mut().insert(location);
+    }
+    Ok(request)
 }
 
 /// The component's HTTP entry for `$function` (a function crate's `FUNCTION`): requests go
@@ -339,7 +306,7 @@ macro_rules! __spin_entries {
                 if health {
                     return $crate::http::json(&$crate::function::Function::health_of(&[&$function], &context).await);
                 }
-                let response = match adapter::request_from_wasi(req).await {
+                let response = match adapter::request_from_wasi(req, &context.config).await {
                     Ok(request) => routes().handle(request, &context).await,
                     Err(refused) => refused,
                 };
