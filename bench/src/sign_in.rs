@@ -1,7 +1,9 @@
 //! `bench-sign-in`: password sign-in p50/p99 and CPU per request with the chosen argon2id
 //! parameters, and refresh with refresh-token rotation against refresh without it, on the
 //! native host (`bench-sign-in`), under workerd (`bench-sign-in workerd`) or on Spin
-//! (`bench-sign-in spin`).
+//! (`bench-sign-in spin`); `bench-sign-in wasmtime` runs the refresh row without rotation alone
+//! on `wasmtime serve` of the refresh component (which has neither the config function that
+//! turns rotation or password sign-in on, nor the others).
 //!
 //! CPU per request is the machine's busy time (every process: the host, and under workerd
 //! wrangler's proxy too) minus this load generator's own, over the requests served.
@@ -21,14 +23,17 @@ const PASSWORD: &str = "a benchmark password";
 
 #[allow(unsafe_code)] // set_var: single-threaded, before any host starts
 fn main() {
-    let (runtime_name, runtime_variable) = match std::env::args().nth(1).as_deref() {
+    let argument = std::env::args().nth(1);
+    let component = argument.as_deref() == Some("wasmtime");
+    let (runtime_name, runtime_variable) = match argument.as_deref() {
         None => ("native host", None),
         Some("workerd") => ("workerd (wrangler dev)", Some("cloudflare")),
         Some("spin") => ("Spin (spin up)", Some("spin")),
-        Some(other) => panic!("bench-sign-in [workerd|spin], not {other}"),
+        Some("wasmtime") => ("wasmtime serve (refresh component)", None),
+        Some(other) => panic!("bench-sign-in [workerd|spin|wasmtime], not {other}"),
     };
     // The edge runtimes run one client, and sign-in only briefly (see below).
-    let edge = runtime_variable.is_some();
+    let edge = runtime_variable.is_some() || component;
     let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     if let Some(variable) = runtime_variable {
         // SAFETY of the env change: single-threaded here, before any host starts.
@@ -36,6 +41,16 @@ fn main() {
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
+        if component {
+            let host = Host::start_component("refresh");
+            println!(
+                "| runtime | route | clients | requests | per s | p50 ms | p99 ms | CPU ms per request | errors |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|");
+            refresh_row(&host, &host.create_project(false).await, runtime_name, "refresh, no rotation", 1, seconds)
+                .await;
+            return;
+        }
         let host = Host::start(&[]);
         let project = configured(&host, json!({ "auth.password.allowSignIn": true })).await;
         let mut emails = Vec::new();
@@ -88,24 +103,28 @@ fn main() {
             let config = if rotating { json!({ "auth.refreshTokenRotation.enabled": true }) } else { json!({}) };
             let p = configured(&host, config).await;
             for &clients in if edge { &[1usize][..] } else { &[1usize, 16][..] } {
-                let mut tokens = Vec::new();
-                for _ in 0..clients {
-                    tokens.push(host.user_with_session(&p, json!({})).await.refresh_token);
-                }
-                let cpu = CpuMeter::start();
-                let (latencies, errors, elapsed) =
-                    chained_refreshes(&host, &p, tokens, Duration::from_secs(seconds)).await;
-                let cpu_ms = cpu.per_request_ms(latencies.len());
-                println!(
-                    "| {runtime_name} | {label} | {clients} | {} | {:.0} | {:.2} | {:.2} | {cpu_ms:.2} | {errors} |",
-                    latencies.len(),
-                    latencies.len() as f64 / elapsed,
-                    percentile(&latencies, 0.50),
-                    percentile(&latencies, 0.99),
-                );
+                refresh_row(&host, &p, runtime_name, label, clients, seconds).await;
             }
         }
     });
+}
+
+/// One table row: `clients` sessions of `p` refreshing for `seconds`.
+async fn refresh_row(host: &Host, p: &Project, runtime_name: &str, label: &str, clients: usize, seconds: u64) {
+    let mut tokens = Vec::new();
+    for _ in 0..clients {
+        tokens.push(host.user_with_session(p, json!({})).await.refresh_token);
+    }
+    let cpu = CpuMeter::start();
+    let (latencies, errors, elapsed) = chained_refreshes(host, p, tokens, Duration::from_secs(seconds)).await;
+    let cpu_ms = cpu.per_request_ms(latencies.len());
+    println!(
+        "| {runtime_name} | {label} | {clients} | {} | {:.0} | {:.2} | {:.2} | {cpu_ms:.2} | {errors} |",
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+    );
 }
 
 async fn configured(host: &Host, config: serde_json::Value) -> Project {

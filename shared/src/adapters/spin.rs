@@ -140,10 +140,20 @@ mod sqlite {
     }
 
     impl SpinSqlite {
-        /// The component's default `spin:sqlite` database.
+        /// The component's default `spin:sqlite` database, on the native host's and D1's terms:
+        /// foreign keys enforced (SQLite leaves them off per connection; refused if that fails),
+        /// a writer waits up to 5 s for another instance's transaction instead of failing at
+        /// once, and, where the backend allows it (Spin's local file; a remote one may refuse),
+        /// WAL with `synchronous = NORMAL`, so readers do not block the writer and a commit
+        /// does not wait for two syncs of a rollback journal.
         pub async fn open_default() -> Result<SpinSqlite, StoreError> {
             let conn = Connection::open_default().await.map_err(|e| StoreError::Unavailable(format!("{e:?}")))?;
-            Ok(SpinSqlite { conn })
+            let store = SpinSqlite { conn };
+            store.run("PRAGMA foreign_keys = ON", &[]).await?;
+            for pragma in ["PRAGMA busy_timeout = 5000", "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL"] {
+                let _ = store.run(pragma, &[]).await;
+            }
+            Ok(store)
         }
 
         async fn run(&self, sql: &str, params: &[SqlValue]) -> Result<(Vec<String>, Vec<Vec<Value>>), StoreError> {
