@@ -112,15 +112,9 @@ impl Host {
         let fresh = Fresh::new();
         let (state, internal_admin_key) = (fresh.state.clone(), fresh.internal_admin_key.clone());
         let port = free_port();
-        let mut variables = vec![
-            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
-            ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
-            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
-            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
-            // The suites' services (OpenID provider, model, docs, Emailable) run on loopback http.
-            ("DEVELOPMENT_HTTP_HOST".to_string(), "http://127.0.0.1:*".to_string()),
-        ];
-        let (companion_secret, companion) = Host::edge_companion(&fresh, env, &mut variables);
+        // The suites' services (OpenID provider, model, docs, Emailable) run on loopback http.
+        let loopback = [("DEVELOPMENT_HTTP_HOST", "http://127.0.0.1:*")];
+        let (variables, companion_secret, companion) = Host::edge_variables(&fresh, port, &loopback, env);
         let mut args: Vec<String> = variables.iter().map(|(k, v)| format!("SPIN_VARIABLE_{k}={v}")).collect();
         args.push(spin.display().to_string());
         args.extend(["up".into(), "-f".into(), repo_root().join("spin.toml").display().to_string()]);
@@ -262,15 +256,24 @@ impl Host {
         panic!("wrangler dev did not start:\n{}", failures.join("\n---\n"))
     }
 
-    /// What an edge host's functions share with companions, added to `vars` with `env`: the
-    /// companion secret (`env`'s, else a fresh one) that the sender and the metrics engine
+    /// An edge host's configuration on `port`: `fresh`'s secrets, the test environment, the
+    /// public URL, then `extra` and `env`; with them what its functions share with companions:
+    /// the companion secret (`env`'s, else a fresh one) that the sender and the metrics engine
     /// present, and, with an analytics store but no `STACK_COMPANION_URL`, a native companion
     /// for the metrics function's engine (kept alive by the returned host).
-    fn edge_companion(
+    fn edge_variables(
         fresh: &Fresh,
+        port: u16,
+        extra: &[(&str, &str)],
         env: &[(&str, &str)],
-        vars: &mut Vec<(String, String)>,
-    ) -> (String, Option<Box<Host>>) {
+    ) -> (Vec<(String, String)>, String, Option<Box<Host>>) {
+        let mut vars = vec![
+            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
+            ("STACK_INTERNAL_ADMIN_KEY".to_string(), fresh.internal_admin_key.clone()),
+            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
+            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let companion_secret = env
             .iter()
             .find(|(k, _)| *k == "STACK_COMPANION_SECRET")
@@ -291,7 +294,7 @@ impl Host {
             }
             _ => None,
         };
-        (companion_secret, companion)
+        (vars, companion_secret, companion)
     }
 
     fn try_start_cloudflare_on(
@@ -304,13 +307,7 @@ impl Host {
         let state = fresh.state.clone();
         let internal_admin_key = fresh.internal_admin_key.clone();
         let port = free_port();
-        let mut vars = vec![
-            ("STACK_SERVER_SECRET".to_string(), fresh.secret.clone()),
-            ("STACK_INTERNAL_ADMIN_KEY".to_string(), internal_admin_key.clone()),
-            ("STACK_ENVIRONMENT".to_string(), "test".to_string()),
-            ("NEXT_PUBLIC_STACK_API_URL".to_string(), format!("http://127.0.0.1:{port}")),
-        ];
-        let (companion_secret, companion) = Host::edge_companion(fresh, env, &mut vars);
+        let (vars, companion_secret, companion) = Host::edge_variables(fresh, port, &[], env);
         // `wrangler dev` gives --var only to the first Worker, so each host gets copies of the
         // repository's configs with its own vars (see `host_config`).
         let configs: Vec<PathBuf> = configs.iter().map(|c| host_config(&repo, c, &state, &vars)).collect();
